@@ -1,0 +1,41 @@
+"""VDSR+t / RDN+t ("vdsr+t", "rdn+t"): the ODE's backbone applied once, as a residual net.
+
+Input I(t0) (bicubic at the output size) with the t0 plane as 4th channel; output
+``I(t0) + net(cat[I(t0), t0])`` (paper section 4.3). One backbone evaluation (NFE 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from odesr.models import SRModel, register, resolve_net
+from odesr.nets import build_backbone, with_t_plane
+
+
+class PlusT(SRModel):
+    input_kind = "upscaled"
+    nfe_per_call = 1
+
+    def __init__(self, backbone: str, preset: str = "paper", net: dict | None = None) -> None:
+        super().__init__()
+        net_kwargs = resolve_net(backbone, preset, net, in_ch=4, out_ch=3)
+        self.net = build_backbone(backbone, None, **net_kwargs)
+        self.spec = {"name": f"{backbone}+t", "preset": preset, "net": net_kwargs}
+
+    def forward(
+        self, x: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
+    ) -> torch.Tensor:
+        """``x`` = I(scale) (B, 3, H, W) -> restored image of the same size."""
+        return x + self.net(with_t_plane(x, float(scale)))
+
+
+@register("vdsr+t")
+def _vdsr_t(**kwargs: Any) -> PlusT:
+    return PlusT("vdsr", **kwargs)
+
+
+@register("rdn+t")
+def _rdn_t(**kwargs: Any) -> PlusT:
+    return PlusT("rdn", **kwargs)

@@ -1,0 +1,183 @@
+"""Command line: ``odesr eval | train | upscale``. A thin layer over the library.
+
+User errors (bad files, values, names) print one line ``odesr: error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "UserError"]
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, exit code 2."""
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on a dataset over scales; writes a tidy CSV")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registry name of a parameter-free model, e.g. bicubic")
+    which.add_argument("--checkpoint", help="a trained checkpoint (.pt) made by odesr train")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        action="append",
+        help="dataset name (Set5, B100, ...) or image folder; repeatable",
+    )
+    p.add_argument(
+        "--scales",
+        default="2,3,4",
+        help="start:stop:step (inclusive) and/or comma list, e.g. 1.1:4.0:0.1",
+    )
+    p.add_argument("--out", required=True, help="CSV to write (atomically)")
+    p.add_argument("--data-root", help="folder holding <Name>/HR (default $ODESR_DATA or ./data)")
+    p.add_argument("--protocol", default=None, help="evaluation protocol (default: metasr)")
+    p.add_argument(
+        "--y-rounding",
+        default="matlab",
+        choices=["matlab", "float"],
+        help="round Y to 8 bits like MATLAB (default) or keep it float",
+    )
+    p.add_argument("--solver", help="ODE method: euler, midpoint, rk4, dopri5")
+    p.add_argument("--steps", type=int, help="fixed solver steps from t0 to 1")
+    p.add_argument("--step-size", type=float, help="fixed solver step size in t")
+    p.add_argument("--rtol", type=float, help="dopri5 relative tolerance")
+    p.add_argument("--atol", type=float, help="dopri5 absolute tolerance")
+    p.add_argument("--tile", type=int, help="tile size in pixels for large images")
+    p.add_argument("--batch-size", type=int, default=16, help="images of equal size per batch")
+    p.add_argument("--limit", type=int, help="only the first N images of each dataset")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_eval)
+
+
+def _solve_opts(args: argparse.Namespace) -> dict:
+    names = {
+        "solver": "method",
+        "steps": "steps",
+        "step_size": "step_size",
+        "rtol": "rtol",
+        "atol": "atol",
+        "tile": "tile",
+    }
+    return {
+        key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr) is not None
+    }
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from odesr import models
+    from odesr.degrade import DEFAULT_PROTOCOL
+    from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales, summarize
+    from odesr.io import write_csv_atomic
+
+    scales = parse_scales(args.scales)
+    if args.checkpoint:
+        model = models.load(args.checkpoint, map_location=args.device)
+        label = model.spec.get("name", "model")
+    else:
+        if args.model not in models.MODELS:
+            raise UserError(f"unknown model {args.model!r}; choose from {sorted(models.MODELS)}")
+        model = models.build({"name": args.model})
+        if any(True for _ in model.parameters()):
+            raise UserError(f"model {args.model!r} needs trained weights: pass --checkpoint PATH")
+        label = args.model
+    model = model.to(args.device).eval()
+    opts = _solve_opts(args)
+    settings = EvalSettings(
+        protocol=args.protocol or DEFAULT_PROTOCOL,
+        y_rounding=args.y_rounding,
+        batch_size=args.batch_size,
+        device=args.device,
+        solve_opts=opts,
+    )
+    rows: list[dict] = []
+    for dataset in args.dataset:
+        with torch.no_grad():
+            part = evaluate_dataset(
+                model,
+                dataset,
+                scales,
+                args.data_root,
+                settings,
+                progress=not args.no_progress,
+                limit=args.limit,
+            )
+        for r in part:
+            r.update(
+                model=label,
+                y_rounding=args.y_rounding,
+                solver=opts.get("method", ""),
+                steps=opts.get("steps", ""),
+            )
+        rows.extend(part)
+        print(f"{label} on {dataset} ({settings.protocol}, Y {args.y_rounding}):")
+        print("  scale    PSNR     SSIM   n")
+        for scale, p, s, n in summarize(part):
+            print(f"  x{scale:<5g} {p:7.3f}  {s:.4f}  {n}")
+    columns = [
+        "model",
+        "dataset",
+        "image",
+        "scale",
+        "psnr",
+        "ssim",
+        "seconds",
+        "nfe",
+        "protocol",
+        "y_rounding",
+        "solver",
+        "steps",
+    ]
+    write_csv_atomic(args.out, rows, columns)
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+def _add_optional(sub: argparse._SubParsersAction, name: str, module: str, help_text: str) -> None:
+    """Sub-commands whose code lives in their own module (train, upscale)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    p = sub.add_parser(name, help=help_text)
+    mod.add_arguments(p)
+    p.set_defaults(func=mod.run_from_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odesr", description="Super-resolution by solving an IVP (Park & Kim) - harness"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_eval(sub)
+    _add_optional(sub, "train", "odesr.train", "train a model from a YAML config")
+    _add_optional(sub, "upscale", "odesr.upscale", "super-resolve your own images at any scale")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from odesr.data import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("odesr: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, DataError, ValueError, FileNotFoundError, PermissionError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        print(f"odesr: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Evaluate a super-resolution model on a dataset over a grid of scales.
+
+One row per (model, dataset, image, scale). The protocol (``odesr.degrade.PROTOCOLS``) fixes the HR
+crop, the LR size and the size at which SR is compared; PSNR/SSIM follow ``odesr.metrics``
+(Y channel, shave ceil(scale), SR quantised to 8 bits; grey images on their own channel).
+Images of equal size are evaluated as one batch per scale.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from odesr.data import LoadedImage, list_images, load_image
+from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize
+from odesr.metrics import psnr, shave_for, ssim
+
+__all__ = ["parse_scales", "EvalSettings", "evaluate_images", "evaluate_dataset", "summarize"]
+
+
+def parse_scales(text: str) -> list[float]:
+    """``"1.1:4.0:0.1"`` (inclusive stop), ``"2,3,4"`` or a mix ``"1.5,2:3:0.5"`` -> scales.
+
+    Values are rounded to 6 decimals so 1.1 + 0.1 * k lands on the decimal grid.
+    """
+    scales: list[float] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                bits = part.split(":")
+                if len(bits) != 3:
+                    raise ValueError
+                start, stop, step = (float(b) for b in bits)
+                if not (step > 0 and stop >= start):
+                    raise ValueError
+                n = int(math.floor((stop - start) / step + 1e-6))
+                scales.extend(round(start + k * step, 6) for k in range(n + 1))
+            else:
+                scales.append(round(float(part), 6))
+        except ValueError:
+            raise ValueError(
+                f"bad --scales {part!r}: use start:stop:step (inclusive) or a comma list"
+            ) from None
+    if not scales:
+        raise ValueError(f"bad --scales {text!r}: no scale given")
+    for s in scales:
+        if not (math.isfinite(s) and s > 1):
+            raise ValueError(f"bad scale {s!r}: scales must be finite and > 1")
+    return scales
+
+
+@dataclass
+class EvalSettings:
+    """What fixes the numbers: protocol, luma rounding, solver options passed to the model."""
+
+    protocol: str = DEFAULT_PROTOCOL
+    y_rounding: str = "matlab"
+    batch_size: int = 16
+    device: str = "cpu"
+    solve_opts: dict = field(default_factory=dict)
+
+
+def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:
+    by_size: dict[tuple, list[LoadedImage]] = defaultdict(list)
+    for img in images:
+        by_size[tuple(img.rgb.shape)].append(img)
+    groups = []
+    for members in by_size.values():
+        for i in range(0, len(members), batch_size):
+            groups.append(members[i : i + batch_size])
+    return groups
+
+
+def _score_group(
+    sr: torch.Tensor, hr: torch.Tensor, members: Sequence[LoadedImage], scale: float, settings
+) -> tuple[list[float], list[float]]:
+    border = shave_for(scale)
+    kw = dict(crop_border=border, y_rounding=settings.y_rounding)
+    grey = torch.tensor([m.channels == 1 for m in members])
+    p = torch.empty(len(members), dtype=torch.float64)
+    s = torch.empty(len(members), dtype=torch.float64)
+    if (~grey).any():
+        idx = (~grey).nonzero().flatten()
+        p[idx] = psnr(sr[idx], hr[idx], test_y_channel=True, **kw).cpu()
+        s[idx] = ssim(sr[idx], hr[idx], test_y_channel=True, **kw).cpu()
+    if grey.any():
+        idx = grey.nonzero().flatten()
+        sr_g = quantize(sr[idx]).mean(dim=1, keepdim=True)
+        hr_g = hr[idx][:, :1]
+        p[idx] = psnr(sr_g, hr_g, test_y_channel=False, **kw).cpu()
+        s[idx] = ssim(sr_g, hr_g, test_y_channel=False, **kw).cpu()
+    return p.tolist(), s.tolist()
+
+
+def evaluate_images(
+    model: torch.nn.Module,
+    images: Sequence[LoadedImage],
+    scales: Iterable[float],
+    settings: EvalSettings | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Rows ``{image, scale, psnr, ssim, seconds, nfe, protocol}`` for every image and scale."""
+    settings = settings or EvalSettings()
+    device = torch.device(settings.device)
+    groups = _group(images, settings.batch_size)
+    rows: list[dict] = []
+    for scale in scales:
+        for members in groups:
+            for m in members:  # fail early, with the file's name, on images too small
+                try:
+                    protocol_case(m.rgb.shape[-2], m.rgb.shape[-1], scale, settings.protocol)
+                except ValueError as exc:
+                    raise ValueError(f"{m.path}: {exc}") from None
+            hr_full = torch.stack([m.rgb for m in members]).to(device, torch.float64)
+            hr_ref, lr, case = make_case(hr_full, scale, settings.protocol)
+            lr = lr.to(torch.float32)
+            start = time.perf_counter()
+            with torch.no_grad():
+                result = model.super_resolve(lr, scale, case.sr_size, **settings.solve_opts)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = (time.perf_counter() - start) / len(members)
+            sr = result.image.to(torch.float64)
+            p, s = _score_group(sr, hr_ref, members, scale, settings)
+            for m, pv, sv in zip(members, p, s, strict=True):
+                rows.append(
+                    dict(
+                        image=m.name,
+                        scale=scale,
+                        psnr=pv,
+                        ssim=sv,
+                        seconds=seconds,
+                        nfe=int(result.nfe),
+                        protocol=settings.protocol,
+                    )
+                )
+            if on_batch is not None:
+                on_batch(len(members))
+    return rows
+
+
+def evaluate_dataset(
+    model: torch.nn.Module,
+    dataset: str,
+    scales: Sequence[float],
+    data_root: str | None = None,
+    settings: EvalSettings | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> list[dict]:
+    """Load ``dataset`` (name or folder) and evaluate ``model`` on it at every scale."""
+    files = list_images(dataset, data_root)
+    if limit is not None:
+        files = files[:limit]
+    images = [load_image(f) for f in files]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(images) * len(scales), desc=f"{dataset}", unit="img", leave=False)
+    try:
+        rows = evaluate_images(model, images, scales, settings, bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    name = str(dataset)
+    for row in rows:
+        row["dataset"] = name
+    return rows
+
+
+def summarize(rows: Sequence[dict]) -> list[tuple[float, float, float, int]]:
+    """Per-scale means ``(scale, psnr, ssim, n)`` in scale order."""
+    acc: dict[float, list] = defaultdict(list)
+    for r in rows:
+        acc[r["scale"]].append((r["psnr"], r["ssim"]))
+    out = []
+    for scale in sorted(acc):
+        vals = acc[scale]
+        out.append(
+            (
+                scale,
+                sum(v[0] for v in vals) / len(vals),
+                sum(v[1] for v in vals) / len(vals),
+                len(vals),
+            )
+        )
+    return out

@@ -1,0 +1,214 @@
+"""Backbone CNNs: VDSR (Kim et al. 2016) and RDN (Zhang et al. 2018).
+
+Conventions:
+
+* Inputs are float tensors ``(B, in_ch, H, W)``. For the ODE method and the ``+t`` baselines
+  ``in_ch = 4``: RGB plus a constant plane holding ``t`` (paper section 4.1); the caller builds
+  that plane (see :func:`with_t_plane`).
+* VDSR returns the *residual* (the caller adds it to its input); same spatial size as the input.
+* RDN returns an image of ``out_ch`` channels at the input size (``upscale=None``), at ``upscale``
+  times the input size (``upscale`` in 2/3/4, sub-pixel upsampler as in the RDN paper), or its
+  ``G0``-channel global features (``upsampler=False``, used by Meta-RDN).
+* ``receptive_radius``: how many pixels away from a pixel an output can look (number of 3x3 convs
+  on the longest path); used to choose a safe overlap for tiled inference.
+* Presets per backbone: ``paper`` (as published), ``cpu`` (small, trains quickly on a laptop CPU),
+  ``smoke`` (tiny, for tests). :func:`preset` returns the constructor keyword arguments.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "VDSR",
+    "RDN",
+    "RDB",
+    "PRESETS",
+    "BACKBONES",
+    "preset",
+    "build_backbone",
+    "with_t_plane",
+    "count_params",
+]
+
+PRESETS: dict[str, dict[str, dict[str, int]]] = {
+    "vdsr": {
+        "paper": {"depth": 20, "width": 64},
+        "cpu": {"depth": 8, "width": 32},
+        "smoke": {"depth": 3, "width": 8},
+    },
+    "rdn": {
+        "paper": {"D": 16, "C": 8, "G0": 64, "G": 64},
+        "cpu": {"D": 4, "C": 3, "G0": 32, "G": 16},
+        "smoke": {"D": 1, "C": 2, "G0": 8, "G": 8},
+    },
+}
+
+
+def preset(backbone: str, name: str) -> dict:
+    """Constructor kwargs (a fresh dict) of the preset ``name`` ('paper', 'cpu', 'smoke')."""
+    try:
+        table = PRESETS[backbone]
+    except KeyError:
+        raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(PRESETS)}") from None
+    try:
+        return dict(table[name])
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {name!r} for {backbone}; choose from {sorted(table)}"
+        ) from None
+
+
+def with_t_plane(x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+    """Concatenate a constant plane filled with ``t`` to ``x`` (B, C, H, W) -> (B, C+1, H, W).
+
+    ``t`` may be a number, a 0-d tensor, or a (B,) tensor (one value per sample).
+    """
+    b, _, h, w = x.shape
+    if torch.is_tensor(t):
+        t = t.to(device=x.device, dtype=x.dtype)
+        plane = t.reshape(-1, 1, 1, 1).expand(b, 1, h, w)
+    else:
+        plane = x.new_full((b, 1, h, w), float(t))
+    return torch.cat([x, plane], dim=1)
+
+
+def count_params(module: nn.Module) -> int:
+    """Number of parameters (works on the 'meta' device too)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _conv3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+class VDSR(nn.Module):
+    """VDSR: ``depth`` 3x3 convs (``width`` channels, ReLU between); returns the residual."""
+
+    def __init__(
+        self,
+        depth: int = 20,
+        width: int = 64,
+        in_ch: int = 4,
+        out_ch: int = 3,
+        zero_init_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"VDSR needs depth >= 2, got {depth}")
+        layers: list[nn.Module] = [_conv3(in_ch, width), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [_conv3(width, width), nn.ReLU(inplace=True)]
+        last = _conv3(width, out_ch)
+        if zero_init_last:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.body = nn.Sequential(*layers)
+        self.in_ch, self.out_ch = in_ch, out_ch
+        self.receptive_radius = depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class RDB(nn.Module):
+    """Residual dense block: C densely connected conv+ReLU layers, 1x1 local fusion, local skip."""
+
+    def __init__(self, G0: int, G: int, C: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Sequential(_conv3(G0 + c * G, G), nn.ReLU(inplace=True)) for c in range(C)
+        )
+        self.lff = nn.Conv2d(G0 + C * G, G0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for conv in self.convs:
+            feats.append(conv(torch.cat(feats, dim=1)))
+        return x + self.lff(torch.cat(feats, dim=1))
+
+
+class RDN(nn.Module):
+    """Residual dense network (D blocks of C layers, G0 / G channels).
+
+    Shallow feature extraction (two 3x3 convs), D RDBs, global feature fusion (1x1 over the
+    concatenated block outputs then 3x3), global residual from the first shallow features, then:
+    ``upscale=None`` -> 3x3 conv to ``out_ch`` (same size; the ODE / +t variant, which removes the
+    upsampler); ``upscale`` in {2, 3, 4} -> sub-pixel upsampler then 3x3 conv (fixed-scale RDN);
+    ``upsampler=False`` -> the ``G0``-channel features (Meta-RDN).
+    """
+
+    def __init__(
+        self,
+        D: int = 16,
+        C: int = 8,
+        G0: int = 64,
+        G: int = 64,
+        in_ch: int = 4,
+        out_ch: int = 3,
+        upscale: int | None = None,
+        upsampler: bool = True,
+        zero_init_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.sfe1 = _conv3(in_ch, G0)
+        self.sfe2 = _conv3(G0, G0)
+        self.rdbs = nn.ModuleList(RDB(G0, G, C) for _ in range(D))
+        self.gff = nn.Sequential(nn.Conv2d(D * G0, G0, 1), _conv3(G0, G0))
+        self.in_ch = in_ch
+        self.upscale = upscale
+        radius = 2 + D * C + 1
+        if not upsampler:
+            if upscale is not None:
+                raise ValueError("upscale must be None when upsampler=False")
+            self.tail: nn.Module = nn.Identity()
+            self.out_ch = G0
+        else:
+            if upscale is None:
+                self.tail = _conv3(G0, out_ch)
+                radius += 1
+            elif upscale in (2, 3):
+                self.tail = nn.Sequential(
+                    _conv3(G0, G * upscale * upscale), nn.PixelShuffle(upscale), _conv3(G, out_ch)
+                )
+            elif upscale == 4:
+                self.tail = nn.Sequential(
+                    _conv3(G0, G * 4),
+                    nn.PixelShuffle(2),
+                    _conv3(G, G * 4),
+                    nn.PixelShuffle(2),
+                    _conv3(G, out_ch),
+                )
+            else:
+                raise ValueError(f"RDN upscale must be None, 2, 3 or 4, got {upscale!r}")
+            self.out_ch = out_ch
+            if zero_init_last:
+                last = self.tail if isinstance(self.tail, nn.Conv2d) else self.tail[-1]
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
+        # in input pixels; only meaningful for same-size outputs
+        self.receptive_radius = radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1 = self.sfe1(x)
+        h = self.sfe2(f1)
+        outs = []
+        for block in self.rdbs:
+            h = block(h)
+            outs.append(h)
+        h = self.gff(torch.cat(outs, dim=1)) + f1
+        return self.tail(h)
+
+
+BACKBONES: dict[str, type[nn.Module]] = {"vdsr": VDSR, "rdn": RDN}
+
+
+def build_backbone(backbone: str, preset_name: str | None = "paper", **overrides) -> nn.Module:
+    """Build ``backbone`` ('vdsr' or 'rdn') from a preset, with keyword overrides on top."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+    kwargs = preset(backbone, preset_name) if preset_name is not None else {}
+    kwargs.update(overrides)
+    return BACKBONES[backbone](**kwargs)

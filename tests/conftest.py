@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests that need ../shared fail (not skip) in CI when it is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ODESR_SHARED", REPO.parent / "shared"))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        message = f"required test data missing: {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The benchmark datasets folder ($ODESR_DATA, else ../shared/datasets)."""
+    env = os.environ.get("ODESR_DATA")
+    return _need(Path(env) if env else SHARED / "datasets")
+
+
+@pytest.fixture(scope="session")
+def golden() -> Path:
+    return _need(SHARED / "golden")
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    return _need(SHARED / "reference")

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+import pytest
+
+from odesr.cli import main
+from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales, summarize
+from odesr.models import build
+
+
+def test_parse_scales():
+    assert parse_scales("1.1:1.5:0.1") == [1.1, 1.2, 1.3, 1.4, 1.5]
+    assert parse_scales("2,3,4") == [2.0, 3.0, 4.0]
+    assert parse_scales("1.5,2.7") == [1.5, 2.7]
+    assert len(parse_scales("1.1:4.0:0.1")) == 30
+    for bad in ["", "a", "1:2", "0.5", "3:2:0.1", "nan"]:
+        with pytest.raises(ValueError):
+            parse_scales(bad)
+
+
+def _published(reference, dataset: str) -> pd.DataFrame:
+    return pd.read_csv(reference / "published_bicubic.csv").query("dataset == @dataset")
+
+
+def _check_published(rows, published):
+    means = {round(s, 6): (p, ss) for s, p, ss, _ in summarize(rows)}
+    for _, ref in published.iterrows():
+        p, s = means[float(ref.scale)]
+        assert abs(p - ref.psnr) <= 0.015, (ref.scale, p, ref.psnr)
+        assert abs(s - ref.ssim) <= 0.001, (ref.scale, s, ref.ssim)
+
+
+def test_set5_bicubic_matches_published(data_root, reference):
+    rows = evaluate_dataset(
+        build({"name": "bicubic"}),
+        "Set5",
+        [2, 3, 4],
+        data_root,
+        EvalSettings(protocol="modcrop"),
+        progress=False,
+    )
+    _check_published(rows, _published(reference, "Set5"))
+
+
+@pytest.mark.slow
+def test_b100_bicubic_matches_published(data_root, reference):
+    rows = evaluate_dataset(
+        build({"name": "bicubic"}),
+        "B100",
+        [2, 3, 4],
+        data_root,
+        EvalSettings(protocol="modcrop"),
+        progress=False,
+    )
+    _check_published(rows, _published(reference, "B100"))
+
+
+@pytest.mark.slow
+def test_b100_bicubic_integer_scales_match_paper_table1(data_root, reference):
+    rows = evaluate_dataset(
+        build({"name": "bicubic"}), "B100", [2, 3, 4], data_root, EvalSettings(), progress=False
+    )
+    paper = pd.read_csv(reference / "paper_tables.csv").query(
+        "table == 'table1' and method == 'bicubic'"
+    )
+    for scale, p, _, n in summarize(rows):
+        ref = float(paper[(paper.scale - scale).abs() < 1e-6].psnr.iloc[0])
+        assert n == 100 and abs(p - ref) <= 0.01, (scale, p, ref)
+
+
+def test_cli_eval_writes_tidy_csv(data_root, tmp_path, capsys):
+    out = tmp_path / "sub" / "e.csv"
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "bicubic",
+            "--dataset",
+            "Set5",
+            "--scales",
+            "1.5,2.7",
+            "--out",
+            str(out),
+            "--data-root",
+            str(data_root),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 10
+    for col in ["model", "dataset", "image", "scale", "psnr", "ssim", "seconds", "nfe", "protocol"]:
+        assert col in rows[0]
+    assert {r["nfe"] for r in rows} == {"0"} and rows[0]["protocol"] == "metasr"
+    assert "x2.7" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--model", "nope"], "unknown model"),
+        (["--model", "vdsr-ode"], "needs trained weights"),
+        (["--model", "bicubic", "--scales", "0.5"], "scale"),
+        (["--model", "bicubic", "--dataset", "Set14"], "Set14"),
+    ],
+)
+def test_cli_eval_errors_one_line_exit_2(data_root, tmp_path, capsys, argv, needle):
+    if "--dataset" not in argv:
+        argv = argv + ["--dataset", "Set5"]
+    rc = main(["eval", *argv, "--out", str(tmp_path / "x.csv"), "--data-root", str(data_root)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.csv").exists()

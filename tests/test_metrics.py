@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from odesr.metrics import psnr, rgb_to_y, score, shave_for, ssim
+
+
+def _pair(seed: int = 0, shape=(2, 3, 40, 52)):
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.floor(torch.rand(shape, generator=g, dtype=torch.float64) * 255) / 255
+    sr = (hr + 0.05 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return sr, hr
+
+
+@pytest.mark.parametrize("rounding", ["matlab", "float"])
+def test_ssim_matches_skimage(rounding):
+    sr, hr = _pair()
+    ours = ssim(sr, hr, crop_border=3, y_rounding=rounding)
+    ysr = rgb_to_y(torch.floor(sr * 255 + 0.5) / 255, rounding)[..., 3:-3, 3:-3]
+    yhr = rgb_to_y(hr, rounding)[..., 3:-3, 3:-3]
+    for i in range(sr.shape[0]):
+        ref = structural_similarity(
+            ysr[i, 0].numpy(),
+            yhr[i, 0].numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+        )
+        assert abs(float(ours[i]) - ref) < 1e-6
+
+
+def test_psnr_by_hand_and_identical_is_inf():
+    sr, hr = _pair(1)
+    q = torch.floor(sr * 255 + 0.5) / 255
+    y1, y2 = rgb_to_y(q), rgb_to_y(hr)
+    mse = ((y1 - y2)[..., 2:-2, 2:-2] ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(psnr(sr, hr, crop_border=2), 10 * torch.log10(255**2 / mse))
+    assert math.isinf(float(psnr(hr, hr)[0]))
+    assert float(ssim(hr, hr)[0]) == pytest.approx(1.0)
+
+
+def test_y_conventions():
+    white = torch.ones(1, 3, 2, 2, dtype=torch.float64)
+    black = torch.zeros(1, 3, 2, 2, dtype=torch.float64)
+    assert float(rgb_to_y(white).max()) == 235 and float(rgb_to_y(black).max()) == 16
+    x = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+    assert torch.equal(rgb_to_y(x, "matlab"), torch.floor(rgb_to_y(x, "float") + 0.5))
+    with pytest.raises(ValueError):
+        rgb_to_y(x, "nope")
+
+
+def test_grey_channel_scored_on_its_own_and_shapes_checked():
+    sr, hr = _pair(2, (1, 1, 30, 30))
+    p = psnr(sr, hr, test_y_channel=True)  # one channel: never converted to Y
+    q = torch.floor(sr * 255 + 0.5)
+    ref = 10 * np.log10(255**2 / float(((q - hr * 255) ** 2).mean()))
+    assert float(p[0]) == pytest.approx(ref)
+    with pytest.raises(ValueError, match="differ"):
+        psnr(sr, hr[..., :20])
+
+
+def test_shave_rule_and_score():
+    assert [shave_for(s) for s in (1.1, 2.0, 2.5, 4.0)] == [2, 2, 3, 4]
+    sr, hr = _pair(3)
+    p, s = score(sr, hr, 2.5)
+    torch.testing.assert_close(p, psnr(sr, hr, crop_border=3))
+    torch.testing.assert_close(s, ssim(sr, hr, crop_border=3))
