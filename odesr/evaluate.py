@@ -18,7 +18,7 @@ import torch
 
 from odesr.data import LoadedImage, list_images, load_image
 from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize
-from odesr.metrics import psnr, shave_for, ssim
+from odesr.metrics import score
 
 __all__ = ["parse_scales", "EvalSettings", "evaluate_images", "evaluate_dataset", "summarize"]
 
@@ -65,6 +65,7 @@ class EvalSettings:
     y_rounding: str = "matlab"
     batch_size: int = 16
     device: str = "cpu"
+    dtype: torch.dtype = torch.float32  # of the resize and the model; metrics run in float64
     solve_opts: dict = field(default_factory=dict)
 
 
@@ -82,21 +83,19 @@ def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedIm
 def _score_group(
     sr: torch.Tensor, hr: torch.Tensor, members: Sequence[LoadedImage], scale: float, settings
 ) -> tuple[list[float], list[float]]:
-    border = shave_for(scale)
-    kw = dict(crop_border=border, y_rounding=settings.y_rounding)
+    """PSNR/SSIM per member: RGB files on Y, grey files on their own channel."""
     grey = torch.tensor([m.channels == 1 for m in members])
     p = torch.empty(len(members), dtype=torch.float64)
     s = torch.empty(len(members), dtype=torch.float64)
-    if (~grey).any():
-        idx = (~grey).nonzero().flatten()
-        p[idx] = psnr(sr[idx], hr[idx], test_y_channel=True, **kw).cpu()
-        s[idx] = ssim(sr[idx], hr[idx], test_y_channel=True, **kw).cpu()
-    if grey.any():
-        idx = grey.nonzero().flatten()
-        sr_g = quantize(sr[idx]).mean(dim=1, keepdim=True)
-        hr_g = hr[idx][:, :1]
-        p[idx] = psnr(sr_g, hr_g, test_y_channel=False, **kw).cpu()
-        s[idx] = ssim(sr_g, hr_g, test_y_channel=False, **kw).cpu()
+    for mask, on_y in ((~grey, True), (grey, False)):
+        if not mask.any():
+            continue
+        idx = mask.nonzero().flatten()
+        a, b = sr[idx], hr[idx]
+        if not on_y:  # the networks see grey replicated to RGB: score one channel
+            a, b = quantize(a).mean(dim=1, keepdim=True), b[:, :1]
+        pv, sv = score(a, b, scale, test_y_channel=on_y, y_rounding=settings.y_rounding)
+        p[idx], s[idx] = pv.cpu(), sv.cpu()
     return p.tolist(), s.tolist()
 
 
@@ -119,9 +118,9 @@ def evaluate_images(
                     protocol_case(m.rgb.shape[-2], m.rgb.shape[-1], scale, settings.protocol)
                 except ValueError as exc:
                     raise ValueError(f"{m.path}: {exc}") from None
-            hr_full = torch.stack([m.rgb for m in members]).to(device, torch.float64)
-            hr_ref, lr, case = make_case(hr_full, scale, settings.protocol)
-            lr = lr.to(torch.float32)
+            hr64 = torch.stack([m.rgb for m in members]).to(device, torch.float64)
+            _, lr, case = make_case(hr64.to(settings.dtype), scale, settings.protocol)
+            hr_ref = hr64[..., : case.sr_size[0], : case.sr_size[1]]
             start = time.perf_counter()
             with torch.no_grad():
                 result = model.super_resolve(lr, scale, case.sr_size, **settings.solve_opts)

@@ -47,10 +47,11 @@ def rgb_to_y(x: torch.Tensor, rounding: str = "matlab") -> torch.Tensor:
     """BT.601 luma on the [0, 255] scale from RGB in [0, 1]; (B,3,H,W) -> (B,1,H,W)."""
     if rounding not in Y_ROUNDINGS:
         raise ValueError(f"y_rounding must be one of {Y_ROUNDINGS}, got {rounding!r}")
-    w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    y = 16.0 + (x * w).sum(dim=1, keepdim=True)
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    y = r * _Y_WEIGHTS[0]
+    y.add_(g, alpha=_Y_WEIGHTS[1]).add_(b, alpha=_Y_WEIGHTS[2]).add_(16.0)
     if rounding == "matlab":
-        y = torch.floor(y + 0.5)
+        y.add_(0.5).floor_()
     return y
 
 
@@ -63,22 +64,21 @@ def _prepare(
     quantize_sr: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both images on the [0, 255] scale, float64, channel(s) selected, border shaved."""
-    sr = _batch(sr).to(torch.float64)
-    hr = _batch(hr).to(torch.float64)
+    sr, hr = _batch(sr), _batch(hr)
     if sr.shape != hr.shape:
         raise ValueError(f"SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in shape")
-    if quantize_sr:
-        sr = torch.floor(sr.clamp(0, 1) * 255.0 + 0.5) / 255.0
-    if test_y_channel and sr.shape[1] == 3:
-        sr, hr = rgb_to_y(sr, y_rounding), rgb_to_y(hr, y_rounding)
-    else:
-        sr, hr = sr * 255.0, hr * 255.0
-    if crop_border > 0:
+    if crop_border > 0:  # shave first: every later step is per pixel
         sr = sr[..., crop_border:-crop_border, crop_border:-crop_border]
         hr = hr[..., crop_border:-crop_border, crop_border:-crop_border]
     if sr.shape[-1] < 1 or sr.shape[-2] < 1:
         raise ValueError(f"image too small for a border shave of {crop_border}")
-    return sr, hr
+    sr = sr.to(torch.float64)
+    hr = hr.to(torch.float64)
+    if quantize_sr:
+        sr = (sr.clamp(0, 1) * 255.0).add_(0.5).floor_().div_(255.0)
+    if test_y_channel and sr.shape[1] == 3:
+        return rgb_to_y(sr, y_rounding), rgb_to_y(hr, y_rounding)
+    return sr * 255.0, hr * 255.0
 
 
 def psnr(
@@ -90,7 +90,10 @@ def psnr(
     quantize_sr: bool = True,
 ) -> torch.Tensor:
     """PSNR in dB per image (shape (B,)); inf where the images are identical."""
-    sr, hr = _prepare(sr, hr, crop_border, test_y_channel, y_rounding, quantize_sr)
+    return _psnr_255(*_prepare(sr, hr, crop_border, test_y_channel, y_rounding, quantize_sr))
+
+
+def _psnr_255(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     mse = ((sr - hr) ** 2).mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(255.0**2 / mse)
 
@@ -114,7 +117,10 @@ def ssim(
     quantize_sr: bool = True,
 ) -> torch.Tensor:
     """SSIM per image (shape (B,)), averaged over channels when scoring RGB."""
-    sr, hr = _prepare(sr, hr, crop_border, test_y_channel, y_rounding, quantize_sr)
+    return _ssim_255(*_prepare(sr, hr, crop_border, test_y_channel, y_rounding, quantize_sr))
+
+
+def _ssim_255(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     size, sigma = 11, 1.5
     if min(sr.shape[-2:]) < size:
         raise ValueError(f"SSIM needs at least {size}x{size} pixels, got {tuple(sr.shape[-2:])}")
@@ -149,7 +155,8 @@ def score(
     test_y_channel: bool = True,
     y_rounding: str = "matlab",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(PSNR, SSIM) per image with the literature's protocol for ``scale`` (shave ceil(scale))."""
-    border = shave_for(scale)
-    kwargs = dict(crop_border=border, test_y_channel=test_y_channel, y_rounding=y_rounding)
-    return psnr(sr, hr, **kwargs), ssim(sr, hr, **kwargs)
+    """(PSNR, SSIM) per image with the literature's protocol for ``scale`` (shave ceil(scale)).
+
+    Quantises and converts once for both metrics."""
+    a, b = _prepare(sr, hr, shave_for(scale), test_y_channel, y_rounding, True)
+    return _psnr_255(a, b), _ssim_255(a, b)

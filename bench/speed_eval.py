@@ -1,0 +1,115 @@
+"""Speed benchmark of the evaluation path (run: ``python -m bench.speed_eval``; ``make bench``).
+
+Prints, on this machine:
+1. the cached-matrix resize (down by 1/s and back up, 481x321 RGB) against a plain reference
+   implementation that loops over output pixels (same MATLAB kernel), and their ratio;
+2. the wall time of the full B100 x 30-scale bicubic evaluation (PSNR + SSIM, 3,000 pairs).
+
+A benchmark, not a test: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales
+from odesr.models import build
+from odesr.resize import imresize
+
+
+def _cubic(x: float) -> float:
+    ax = abs(x)
+    if ax <= 1:
+        return 1.5 * ax**3 - 2.5 * ax**2 + 1
+    if ax <= 2:
+        return -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2
+    return 0.0
+
+
+def reference_resize_1d(x: np.ndarray, out_len: int, scale: float) -> np.ndarray:
+    """Plain MATLAB-bicubic resize along axis 0: a Python loop over output pixels."""
+    in_len = x.shape[0]
+    width = 4.0 / scale if scale < 1 else 4.0
+    out = np.empty((out_len,) + x.shape[1:])
+    for i in range(out_len):
+        u = (i + 1) / scale + 0.5 * (1 - 1 / scale)
+        left = math.floor(u - width / 2)
+        acc = np.zeros(x.shape[1:])
+        total = 0.0
+        for k in range(int(math.ceil(width)) + 2):
+            j = left + k
+            w = scale * _cubic(scale * (u - j)) if scale < 1 else _cubic(u - j)
+            src = j - 1
+            src = -src - 1 if src < 0 else (2 * in_len - src - 1 if src >= in_len else src)
+            acc += w * x[src]
+            total += w
+        out[i] = acc / total
+    return out
+
+
+def reference_down_up(img: np.ndarray, scale: float) -> np.ndarray:
+    """img (H, W, C): shrink by 1/scale (ceil size) and enlarge back to (H, W), loop version."""
+    h, w = img.shape[:2]
+    lh, lw = math.ceil(h / scale), math.ceil(w / scale)
+    small = reference_resize_1d(img, lh, 1 / scale)
+    small = reference_resize_1d(small.transpose(1, 0, 2), lw, 1 / scale).transpose(1, 0, 2)
+    big = reference_resize_1d(small, h, scale)
+    return reference_resize_1d(big.transpose(1, 0, 2), w, scale).transpose(1, 0, 2)
+
+
+def _best_of(fn, repeat: int) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=os.environ.get("ODESR_DATA"))
+    parser.add_argument("--scales", default="1.1:4.0:0.1")
+    parser.add_argument("--skip-dataset", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    rng = np.random.default_rng(0)
+    img = rng.random((321, 481, 3))
+    x = torch.from_numpy(img.transpose(2, 0, 1).copy()).to(torch.float32)[None]
+    scale = 2.7
+    fast = _best_of(lambda: imresize(imresize(x, scale=1 / scale), scale=scale, size=(321, 481)), 5)
+    slow = _best_of(lambda: reference_down_up(img, scale), 1)
+    ref = torch.from_numpy(reference_down_up(img, scale).transpose(2, 0, 1))[None]
+    got = imresize(imresize(x.double(), scale=1 / scale), scale=scale, size=(321, 481))
+    err = float((ref - got).abs().max())
+    print(
+        f"resize down+up x{scale} of 481x321 RGB: matrix {fast * 1e3:.1f} ms, "
+        f"loop reference {slow * 1e3:.0f} ms, ratio {slow / fast:.0f}x (max diff {err:.1e})"
+    )
+
+    if not args.skip_dataset:
+        scales = parse_scales(args.scales)
+        model = build({"name": "bicubic"})
+        start = time.perf_counter()
+        with torch.no_grad():
+            rows = evaluate_dataset(
+                model, "B100", scales, args.data_root, EvalSettings(), progress=False
+            )
+        total = time.perf_counter() - start
+        print(
+            f"B100 bicubic eval, {len(scales)} scales, {len(rows)} image-scale pairs "
+            f"(PSNR+SSIM): {total:.1f} s wall ({total / len(rows) * 1e3:.1f} ms per pair), "
+            f"{os.cpu_count()} cores, torch {torch.__version__}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

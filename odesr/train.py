@@ -1,0 +1,873 @@
+"""Training (paper sections 3.3 and 4.1) with exact resume, DDP and simulation-free path training.
+
+One run = one YAML config (``odesr/configs/{profile}/{model}.yaml``) + a run directory holding
+``last.pt`` (latest checkpoint, atomic), ``final.pt`` (at ``max_steps``), ``config.yaml`` and
+``metrics.jsonl`` (one JSON record per log / validation event).
+
+Batches: one scale per batch, drawn from ``scales`` by a generator shared by all ranks; patch
+positions, rotations and flips come from a per-rank generator. HR images are preloaded once.
+
+* ``input_kind == "upscaled"`` models get I(t0) of the HR patch. The patch is cut from the
+  (augmented) image *with a margin* (>= the path pad ``ceil(4 t) + 2``, reflected at the image
+  border as :func:`odesr.degrade.path_point` pads a full image) and, for scales t = p/q with
+  small p, the margin is widened so the crop starts on the LR sampling grid of the full image: the
+  patch's I(t) then equals ``path_point(image, t)`` there (up to float rounding). The LR is
+  quantised to 8 bits (``quantize_lr=True``) as a stored LR image is at test time. Target: the HR
+  patch.
+* ``input_kind == "lr"`` models get ``quantize(imresize(hr_patch, 1/s))`` of ``floor(n / s)``
+  pixels and the target ``hr_patch[:floor(lr * s)]`` (the ``floor`` protocol on the patch).
+
+Objectives for ODE models: ``endpoint`` (the paper: L1(ODESolve(I(t0), [t0, 1]), HR), backprop
+through the solver) and ``path`` (beyond the paper, simulation-free: L1 between f(I(t), t) and a
+central finite difference of ``path_point`` along t; one network pass per sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from odesr.degrade import path_point, quantize
+from odesr.resize import imresize
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_SCALES",
+    "TrainError",
+    "NonFiniteLoss",
+    "config_path",
+    "load_config",
+    "PatchSampler",
+    "path_patch",
+    "path_derivative",
+    "train",
+    "add_arguments",
+    "run_from_args",
+    "main",
+]
+
+DEFAULT_SCALES = [round(1.1 + 0.1 * k, 1) for k in range(30)]  # 1.1 .. 4.0 (paper 4.1)
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+DEFAULTS: dict[str, Any] = {
+    "model": None,  # registry spec for odesr.models.build
+    "data": ["T91", "BSD200"],
+    "patch_size": 48,
+    "batch_size": 8,
+    "scales": DEFAULT_SCALES,
+    "objective": "endpoint",  # endpoint | path (ODE models only)
+    "train_solver": {"method": "rk4", "step_size": 0.25},
+    "path": {"h": 1e-3, "t_sampling": "uniform", "t_max": None},
+    "align_grid": True,
+    "max_steps": 1000,
+    "lr": 1e-4,
+    "lr_halve_every": 100_000,
+    "adam": {"betas": [0.9, 0.999], "eps": 1e-8},
+    "val": {
+        "dataset": "Set5",
+        "scales": [2.0, 3.0, 4.0],
+        "every": 0,
+        "n_images": 2,
+        "max_size": None,
+        "solver": {},
+    },
+    "seed": 0,
+    "log_every": 10,
+    "checkpoint_every": 500,
+    "checkpoint_recompute": False,
+    "channels_last": False,
+    "preload": True,
+}
+
+EXIT_OK, EXIT_USAGE, EXIT_NONFINITE = 0, 2, 3
+
+
+class TrainError(RuntimeError):
+    """A problem with the config, the data or the run directory; the message says which."""
+
+
+class NonFiniteLoss(TrainError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def config_path(name: str | os.PathLike) -> Path:
+    """A config file: an existing path, or ``profile/model`` under ``odesr/configs``."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for cand in (CONFIG_DIR / f"{name}.yaml", CONFIG_DIR / str(name)):
+        if cand.is_file():
+            return cand
+    raise TrainError(f"config {str(name)!r} not found (a YAML file or e.g. 'cpu/vdsr-ode')")
+
+
+def _set_dotted(cfg: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise TrainError(f"--set {dotted}: {k!r} is not a mapping")
+    node[keys[-1]] = value
+
+
+def load_config(
+    source: str | os.PathLike | dict, overrides: Sequence[str] | dict | None = None
+) -> dict:
+    """Defaults <- YAML file (or dict) <- overrides (``["a.b=value", ...]``, YAML values)."""
+    if isinstance(source, dict):
+        raw = source
+    else:
+        with open(config_path(source), encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    cfg = _deep_merge(DEFAULTS, raw)
+    if isinstance(overrides, dict):
+        cfg = _deep_merge(cfg, overrides)
+    else:
+        for item in overrides or ():
+            if "=" not in item:
+                raise TrainError(f"--set {item!r}: expected KEY=VALUE")
+            key, text = item.split("=", 1)
+            _set_dotted(cfg, key.strip(), yaml.safe_load(text))
+    _check_config(cfg)
+    return cfg
+
+
+def _check_config(cfg: dict) -> None:
+    if not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
+        raise TrainError("config needs 'model: {name: ..., ...}' (an odesr.models spec)")
+    if cfg["objective"] not in ("endpoint", "path"):
+        raise TrainError(f"objective must be 'endpoint' or 'path', got {cfg['objective']!r}")
+    scales = [float(s) for s in cfg["scales"]]
+    if not scales or any(not (math.isfinite(s) and s >= 1) for s in scales):
+        raise TrainError(f"scales must be finite numbers >= 1, got {cfg['scales']!r}")
+    cfg["scales"] = scales
+    for key in ("patch_size", "batch_size", "max_steps", "lr_halve_every"):
+        if int(cfg[key]) < 1:
+            raise TrainError(f"{key} must be >= 1, got {cfg[key]!r}")
+    if isinstance(cfg["data"], str):
+        cfg["data"] = [cfg["data"]]
+
+
+# ----------------------------------------------------------------------------- patches
+
+
+def path_pad(t: float) -> int:
+    """Margin that makes a patch's I(t) independent of what lies beyond it (as path_point pads)."""
+    return int(math.ceil(4 * t)) + 2
+
+
+def _grid_period(t: float, limit: int = 64) -> int | None:
+    """p for t = p / q (lowest terms, p <= limit): crops starting at multiples of p share the LR
+    grid of the full image. None when t is not such a fraction."""
+    frac = Fraction(t).limit_denominator(1000)
+    if abs(float(frac) - t) > 1e-9 or frac.numerator > limit:
+        return None
+    return frac.numerator
+
+
+def _reflect(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices mirrored at the border without repeating the edge (``F.pad(mode='reflect')``)."""
+    idx = idx.abs()
+    idx = torch.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+    return idx.clamp(0, n - 1)
+
+
+def crop_reflect(img: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:
+    """``img[..., top:top+h, left:left+w]`` with out-of-range rows/cols mirrored."""
+    rows = _reflect(torch.arange(top, top + h), img.shape[-2])
+    cols = _reflect(torch.arange(left, left + w), img.shape[-1])
+    return img.index_select(-2, rows).index_select(-1, cols)
+
+
+def augment(img: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
+    """Rotate by ``rot`` quarter turns, then flip left-right if ``flip``."""
+    out = torch.rot90(img, rot, dims=(-2, -1)) if rot % 4 else img
+    return out.flip(-1) if flip else out
+
+
+def _to_float(img: torch.Tensor) -> torch.Tensor:
+    return img.to(torch.float32) / 255.0 if img.dtype == torch.uint8 else img.to(torch.float32)
+
+
+def path_patch(
+    img: torch.Tensor,
+    top: int,
+    left: int,
+    size: int,
+    t: float,
+    quantize_lr: bool = True,
+    align: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(I(t) patch, HR patch)`` at ``[top:top+size, left:left+size]`` of ``img`` (C, H, W).
+
+    Cut with a margin and resized with ``pad=0``; when ``align`` and t = p/q with small p, the crop
+    starts on the full image's LR grid so the result equals ``path_point(img, t)[..., patch]``.
+    """
+    pad = path_pad(t)
+    period = _grid_period(t) if align else None
+    m_top = pad + (top % period if period else 0)
+    m_left = pad + (left % period if period else 0)
+    crop = crop_reflect(img, top - m_top, left - m_left, m_top + size + pad, m_left + size + pad)
+    crop = _to_float(crop)
+    it = path_point(crop, t, pad=0, quantize_lr=quantize_lr)
+    hr = crop[..., m_top : m_top + size, m_left : m_left + size]
+    return it[..., m_top : m_top + size, m_left : m_left + size], hr
+
+
+def path_derivative(
+    img: torch.Tensor, top: int, left: int, size: int, t: float, h: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(I(t), dI/dt)`` on a patch: central difference ``(I(t+h) - I(t-h)) / 2h`` (one-sided
+    ``(I(t+h) - I(t)) / h`` when t - h < 1), in float64, no quantisation."""
+    pad = path_pad(t + h)
+    crop = _to_float(crop_reflect(img, top - pad, left - pad, size + 2 * pad, size + 2 * pad))
+    crop = crop.to(torch.float64)
+    sl = (..., slice(pad, pad + size), slice(pad, pad + size))
+    it = path_point(crop, t, pad=0)[sl]
+    up = path_point(crop, t + h, pad=0)[sl]
+    if t - h >= 1:
+        deriv = (up - path_point(crop, t - h, pad=0)[sl]) / (2 * h)
+    else:
+        deriv = (up - it) / h
+    return it.to(torch.float32), deriv.to(torch.float32)
+
+
+class PatchSampler:
+    """Random training batches from preloaded HR images (stored as uint8 when 8-bit).
+
+    ``scale_gen`` (same seed on every rank) draws the batch scale, ``gen`` (per rank) the rest.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[torch.Tensor],
+        cfg: dict,
+        input_kind: str,
+        objective: str,
+        seed: int,
+        rank: int = 0,
+        allowed_scales: Sequence[float] | None = None,
+    ) -> None:
+        self.images = list(images)
+        self.cfg = cfg
+        self.input_kind = input_kind
+        self.objective = objective
+        self.patch = int(cfg["patch_size"])
+        self.batch = int(cfg["batch_size"])
+        scales = [float(s) for s in cfg["scales"]]
+        if allowed_scales is not None:
+            allowed = {round(float(s), 6) for s in allowed_scales}
+            scales = [s for s in scales if round(s, 6) in allowed]
+            if not scales:
+                raise TrainError(
+                    f"none of the config scales {cfg['scales']} is one the model supports "
+                    f"({sorted(allowed)})"
+                )
+        self.scales = scales
+        self.gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * rank + 1)
+        self.scale_gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 17)
+        small = [i for i, im in enumerate(self.images) if min(im.shape[-2:]) < self.patch]
+        if len(small) == len(self.images):
+            raise TrainError(f"every training image is smaller than patch_size {self.patch}")
+        self.usable = [i for i in range(len(self.images)) if i not in set(small)]
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state(), "scale_gen": self.scale_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self.scale_gen.set_state(state["scale_gen"])
+
+    def _randint(self, n: int, gen: torch.Generator | None = None) -> int:
+        return int(torch.randint(n, (1,), generator=gen or self.gen))
+
+    def _draw_scale(self) -> float:
+        if self.input_kind == "upscaled" and self.objective == "path":
+            pcfg = self.cfg["path"]
+            if pcfg.get("t_sampling", "uniform") == "scales":
+                return self.scales[self._randint(len(self.scales), self.scale_gen)]
+            t_max = float(pcfg.get("t_max") or max(self.scales))
+            u = float(torch.rand((), generator=self.scale_gen, dtype=torch.float64))
+            return 1.0 + (t_max - 1.0) * u
+        return self.scales[self._randint(len(self.scales), self.scale_gen)]
+
+    def _hr_view(self, size: int) -> tuple[torch.Tensor, int, int]:
+        img = self.images[self.usable[self._randint(len(self.usable))]]
+        rot, flip = self._randint(4), bool(self._randint(2))
+        img = augment(img, rot, flip)
+        top = self._randint(img.shape[-2] - size + 1)
+        left = self._randint(img.shape[-1] - size + 1)
+        return img, top, left
+
+    def next(self) -> dict:
+        """One batch: ``{"scale", "x", "target"}`` (+ ``"size"`` for LR models)."""
+        t = self._draw_scale()
+        xs, ys = [], []
+        if self.input_kind == "upscaled":
+            for _ in range(self.batch):
+                img, top, left = self._hr_view(self.patch)
+                if self.objective == "path":
+                    x, y = path_derivative(
+                        img, top, left, self.patch, t, float(self.cfg["path"]["h"])
+                    )
+                else:
+                    x, y = path_patch(
+                        img,
+                        top,
+                        left,
+                        self.patch,
+                        t,
+                        quantize_lr=True,
+                        align=bool(self.cfg["align_grid"]),
+                    )
+                xs.append(x)
+                ys.append(y)
+            return {"scale": t, "x": torch.stack(xs), "target": torch.stack(ys)}
+        n = self.patch
+        lr_n = int(math.floor(n / t + 1e-9))
+        sr_n = int(math.floor(lr_n * t + 1e-9))
+        if lr_n < 2:
+            raise TrainError(f"patch_size {n} is too small for scale {t}")
+        for _ in range(self.batch):
+            img, top, left = self._hr_view(n)
+            hr = _to_float(img[..., top : top + n, left : left + n])
+            xs.append(hr)
+        hr = torch.stack(xs)
+        lr = quantize(imresize(hr, scale=1.0 / t, size=(lr_n, lr_n)))
+        return {"scale": t, "x": lr, "target": hr[..., :sr_n, :sr_n], "size": (sr_n, sr_n)}
+
+
+def load_training_images(names: Sequence[str], data_root: str | None) -> list[torch.Tensor]:
+    """All images of the datasets/folders ``names`` as (3, H, W) uint8 (or float32 if 16-bit)."""
+    from odesr.data import DataError, list_images, load_image
+
+    out: list[torch.Tensor] = []
+    for name in names:
+        try:
+            files = list_images(name, data_root)
+        except DataError as exc:
+            raise TrainError(str(exc)) from None
+        for f in files:
+            img = load_image(f)
+            if img.bit_depth == 8:
+                out.append(torch.round(img.rgb * 255.0).to(torch.uint8))
+            else:
+                out.append(img.rgb)
+    return out
+
+
+# ----------------------------------------------------------------------------- model glue
+
+
+def _models():
+    import odesr.models as models  # noqa: PLC0415 (written concurrently; imported late)
+
+    return models
+
+
+def _is_ode(model: nn.Module) -> bool:
+    """An ODE model (``vdsr-ode``/``rdn-ode``): has the right-hand side ``func`` and ``solve``."""
+    return hasattr(model, "func") and hasattr(model, "solve")
+
+
+def _allowed_scales(model: nn.Module) -> list[float] | None:
+    spec = getattr(model, "spec", {}) or {}
+    name = str(spec.get("name", ""))
+    if name == "rdn-fixed":
+        s = spec.get("scale")
+        return [float(s)] if s is not None else None
+    if name == "vdsr-fixed":
+        return [2.0, 3.0, 4.0]
+    return None
+
+
+class _Step(nn.Module):
+    """What DDP wraps: one forward for every objective, so gradients are always all-reduced."""
+
+    def __init__(self, model: nn.Module, cfg: dict) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        model, cfg, t = self.model, self.cfg, batch["scale"]
+        x = batch["x"]
+        if getattr(model, "input_kind", "upscaled") == "lr":
+            return model(x, t, batch["size"])
+        if _is_ode(model):
+            if cfg["objective"] == "path":
+                return model.func(t, x)  # f(I(t), t) ~ dI/dt, one network pass
+            solver = dict(cfg["train_solver"] or {})
+            solver["checkpoint"] = bool(cfg["checkpoint_recompute"])
+            return model(x, t, **solver)
+        return model(x, t)
+
+
+def compute_loss(step_module: nn.Module, batch: dict) -> torch.Tensor:
+    """L1 between the prediction (image or derivative) and the batch target."""
+    pred = step_module(batch)
+    return F.l1_loss(pred, batch["target"])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state(sampler_states: list[dict]) -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "samplers": sampler_states,
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    ns = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            ns["keys"].numpy().astype(np.uint32),
+            ns["pos"],
+            ns["has_gauss"],
+            ns["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, IndexError):
+            pass
+
+
+def save_training_checkpoint(path: Path, model: nn.Module, extra: dict) -> None:
+    """Atomic ``{format, spec, state_dict, extra}`` via :func:`odesr.models.save_checkpoint`.
+
+    ``extra`` holds optimizer, scheduler, step, RNG states and config, all loadable with
+    ``torch.load(weights_only=True)``.
+    """
+    _models().save_checkpoint(path, model, **extra)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(state_dict, extra)`` of a training checkpoint."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return payload["state_dict"], payload["extra"]
+    except (KeyError, TypeError, RuntimeError, EOFError, OSError) as exc:
+        raise TrainError(f"{path}: not a readable training checkpoint ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class _Log:
+    """Append-only JSONL metrics log; records past ``keep_until`` are dropped on resume."""
+
+    def __init__(self, path: Path, enabled: bool, keep_until: int | None) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and keep_until is not None and path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            kept = []
+            for line in lines:
+                try:
+                    if json.loads(line).get("step", 0) <= keep_until:
+                        kept.append(line)
+                except json.JSONDecodeError:
+                    continue
+            path.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
+        elif enabled and keep_until is None and path.exists():
+            path.unlink()
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+
+def _validate(model: nn.Module, images: list, cfg: dict, device: torch.device) -> dict:
+    from odesr.evaluate import EvalSettings, evaluate_images, summarize
+
+    vcfg = cfg["val"]
+    scales = [float(s) for s in vcfg["scales"]]
+    allowed = _allowed_scales(model)
+    if allowed is not None:
+        scales = [s for s in scales if s in allowed] or allowed
+    opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if _is_ode(model) else {}
+    settings = EvalSettings(device=str(device), solve_opts=opts)
+    was_training = model.training
+    model.eval()
+    try:
+        rows = evaluate_images(model, images, scales, settings)
+    finally:
+        model.train(was_training)
+    return {f"{s:g}": p for s, p, _, _ in summarize(rows)}
+
+
+def _load_val_images(cfg: dict, data_root: str | None) -> list:
+    from odesr.data import LoadedImage, list_images, load_image
+
+    vcfg = cfg["val"]
+    if not vcfg.get("every") or not vcfg.get("dataset"):
+        return []
+    files = list_images(vcfg["dataset"], data_root)[: int(vcfg.get("n_images") or 1)]
+    images = []
+    for f in files:
+        img = load_image(f)
+        ms = vcfg.get("max_size")
+        if ms:
+            h, w = img.rgb.shape[-2:]
+            top, left = max(0, (h - ms) // 2), max(0, (w - ms) // 2)
+            rgb = img.rgb[:, top : top + ms, left : left + ms].contiguous()
+            img = LoadedImage(img.path, rgb, img.channels, img.bit_depth)
+        images.append(img)
+    return images
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def _param_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _pick_device(name: str | None, local_rank: int) -> torch.device:
+    if name in (None, "", "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def train(
+    cfg: dict,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    device: str | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train per ``cfg`` into ``run_dir``; returns ``{"step", "loss", "final", ...}``.
+
+    Raises :class:`NonFiniteLoss` on a NaN/inf loss (``last.pt`` keeps the last good state) and
+    :class:`TrainError` on config/data problems.
+    """
+    world, rank, local_rank = _dist_env()
+    dev = _pick_device(device, local_rank)
+    distributed = world > 1
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        torch.distributed.init_process_group(backend=backend)
+    try:
+        result = _train(cfg, Path(run_dir), resume, dev, data_root, progress, world, rank)
+        if distributed:
+            torch.distributed.barrier()  # nobody tears down while a peer is still talking
+        return result
+    finally:
+        if distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(
+    cfg: dict,
+    run_dir: Path,
+    resume: bool,
+    dev: torch.device,
+    data_root: str | None,
+    progress: bool,
+    world: int,
+    rank: int,
+) -> dict:
+    distributed = world > 1
+    main_rank = rank == 0
+    seed = int(cfg["seed"])
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    models = _models()
+
+    model = models.build(copy.deepcopy(cfg["model"])).to(dev)
+    kind = getattr(model, "input_kind", "upscaled")
+    if cfg["objective"] == "path" and kind == "upscaled" and not _is_ode(model):
+        raise TrainError(f"objective 'path' needs an ODE model; {cfg['model']['name']} is not one")
+    objective = cfg["objective"] if _is_ode(model) else "endpoint"
+    if cfg.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(
+        model.parameters(),
+        lr=float(cfg["lr"]),
+        betas=tuple(float(b) for b in cfg["adam"]["betas"]),
+        eps=float(cfg["adam"]["eps"]),
+    )
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["lr_halve_every"]), gamma=0.5)
+
+    images = load_training_images(cfg["data"], data_root)
+    sampler = PatchSampler(images, cfg, kind, objective, seed, rank, _allowed_scales(model))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last, final = run_dir / "last.pt", run_dir / "final.pt"
+    step = 0
+    if resume and last.exists():
+        state, ckpt = read_checkpoint(last)
+        if ckpt.get("config", {}).get("model") != cfg["model"]:
+            raise TrainError(f"{last}: checkpoint model spec differs from the config's")
+        model.load_state_dict(state)
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        step = int(ckpt["step"])
+        rng = ckpt["rng"]
+        _set_rng_state(rng)
+        samplers = rng["samplers"]
+        if len(samplers) == world:
+            sampler.load_state_dict(samplers[rank])
+        elif main_rank:
+            print(
+                f"odesr train: world size changed ({len(samplers)} -> {world}); "
+                "data streams restart",
+                file=sys.stderr,
+            )
+    elif not resume and last.exists() and main_rank:
+        print(
+            f"odesr train: {run_dir} has a checkpoint; starting over (use --resume to continue)",
+            file=sys.stderr,
+        )
+    if main_rank:
+        with open(run_dir / "config.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(cfg, fh, sort_keys=False)
+    log = _Log(run_dir / "metrics.jsonl", main_rank, step if resume else None)
+    val_images = _load_val_images(cfg, data_root) if main_rank else []
+
+    step_module: nn.Module = _Step(model, cfg)
+    if distributed:
+        ids = [dev.index] if dev.type == "cuda" else None
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
+
+    def checkpoint(path: Path) -> None:
+        states = [sampler.state_dict()]
+        if distributed:
+            gathered: list = [None] * world
+            torch.distributed.all_gather_object(gathered, sampler.state_dict())
+            states = gathered
+        if main_rank:
+            extra = dict(
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(),
+                step=step,
+                rng=_rng_state(states),
+                config=cfg,
+            )
+            save_training_checkpoint(path, model, extra)
+
+    max_steps = int(cfg["max_steps"])
+    bar = None
+    if progress and main_rank:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=max_steps,
+            initial=step,
+            desc=f"train {cfg['model']['name']}",
+            unit="step",
+            dynamic_ncols=True,
+        )
+    model.train()
+    log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
+    val_every = int(cfg["val"].get("every") or 0)
+    t_mark, s_mark = time.perf_counter(), step
+    loss_sum, loss_n, loss_value = 0.0, 0, float("nan")
+    try:
+        while step < max_steps:
+            batch = sampler.next()
+            batch["x"] = batch["x"].to(dev, non_blocking=True)
+            batch["target"] = batch["target"].to(dev, non_blocking=True)
+            if cfg.get("channels_last"):
+                batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+            opt.zero_grad(set_to_none=True)
+            loss = compute_loss(step_module, batch)
+            check = loss.detach().clone()
+            if distributed:
+                torch.distributed.all_reduce(check)
+                check /= world
+            loss_value = float(check)
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(
+                    f"non-finite loss ({loss_value}) at step {step + 1} "
+                    f"(scale {batch['scale']:.4g}); last good checkpoint kept: "
+                    f"{last if last.exists() else 'none yet'}"
+                )
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}", t=f"{batch['scale']:.2f}", refresh=False)
+            if step % log_every == 0 or step == max_steps:
+                now = time.perf_counter()
+                sps = (step - s_mark) / max(now - t_mark, 1e-9)
+                log.write(
+                    step=step,
+                    loss=loss_sum / loss_n,
+                    lr=opt.param_groups[0]["lr"],
+                    steps_per_s=sps,
+                    scale=batch["scale"],
+                )
+                t_mark, s_mark, loss_sum, loss_n = now, step, 0.0, 0
+            if val_every and step % val_every == 0 and main_rank and val_images:
+                v = _validate(model, val_images, cfg, dev)
+                log.write(step=step, val_psnr=v, val_dataset=str(cfg["val"]["dataset"]))
+                if bar is not None:
+                    bar.write(
+                        f"step {step}: val PSNR " + ", ".join(f"x{k} {p:.2f}" for k, p in v.items())
+                    )
+            if ckpt_every and step % ckpt_every == 0 and step < max_steps:
+                checkpoint(last)
+    finally:
+        if bar is not None:
+            bar.close()
+    checkpoint(last)
+    checkpoint(final)
+    result: dict[str, Any] = {"step": step, "loss": loss_value, "final": str(final)}
+    if distributed:
+        digests: list = [None] * world
+        torch.distributed.all_gather_object(digests, _param_digest(model))
+        result["ranks_agree"] = len(set(digests)) == 1
+    log.write(done=True, **{k: v for k, v in result.items() if k != "final"})
+    return result
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``odesr train``."""
+    parser.add_argument("config", help="YAML config file, or PROFILE/MODEL under odesr/configs")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument(
+        "--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)"
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", default=None, help="run directory (default runs/PROFILE/MODEL)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
+    parser.add_argument("--seed", type=int, default=None, help="override seed")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted, YAML value)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _default_out(config: str) -> Path:
+    path = config_path(config).resolve()
+    try:
+        rel = path.relative_to(CONFIG_DIR.resolve()).with_suffix("")
+    except ValueError:
+        rel = Path(path.stem)
+    return Path("runs") / rel
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``odesr train`` from parsed arguments; returns the exit status."""
+    try:
+        overrides = list(args.overrides or [])
+        if args.max_steps is not None:
+            overrides.append(f"max_steps={int(args.max_steps)}")
+        if args.seed is not None:
+            overrides.append(f"seed={int(args.seed)}")
+        cfg = load_config(args.config, overrides)
+        out = Path(args.out) if args.out else _default_out(args.config)
+        result = train(
+            cfg,
+            out,
+            resume=args.resume,
+            device=args.device,
+            data_root=args.data_root,
+            progress=not args.no_progress,
+        )
+    except NonFiniteLoss as exc:
+        print(f"odesr train: {exc}", file=sys.stderr)
+        return EXIT_NONFINITE
+    except TrainError as exc:
+        print(f"odesr train: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if int(os.environ.get("RANK", "0")) == 0:
+        msg = f"odesr train: done at step {result['step']}, loss {result['loss']:.5f}"
+        if "ranks_agree" in result:
+            msg += f", ranks agree: {result['ranks_agree']}"
+        print(msg + f" -> {result['final']}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m odesr.train CONFIG ...`` (same as ``odesr train``)."""
+    parser = add_arguments(argparse.ArgumentParser(prog="odesr train", description=__doc__))
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Trainer: real-image smoke training, patch/path equivalence, exact resume (also after SIGKILL),
+NaN handling and 2-process DDP (gloo). Smoke preset, tiny patches; a few seconds each."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import odesr.train as tr
+from odesr.degrade import path_point
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path:
+    """The datasets folder ($ODESR_DATA or the shared copy); missing data fails under CI=true."""
+    for cand in (os.environ.get("ODESR_DATA"), "/work/shared/datasets", str(REPO / "data")):
+        if cand and (Path(cand) / "T91" / "HR").is_dir():
+            return Path(cand)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("T91 not found (set ODESR_DATA to the datasets folder)")
+    pytest.skip("T91 not found (set ODESR_DATA)")
+
+
+def _cfg(name: str = "smoke/vdsr-ode", **over) -> dict:
+    base = {"data": ["T91"], "val": {"every": 0}, "log_every": 1}
+    base.update(over)
+    return tr.load_config(name, base)
+
+
+def _run(cfg: dict, out: Path, resume: bool = False) -> dict:
+    return tr.train(
+        cfg, out, resume=resume, device="cpu", data_root=str(_data_root()), progress=False
+    )
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _final(out: Path, name: str = "final.pt") -> tuple[dict, dict]:
+    return tr.read_checkpoint(out / name)
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _env(**extra: str) -> dict:
+    # same thread count as this process: CPU float results depend on it
+    env = dict(
+        os.environ, ODESR_DATA=str(_data_root()), OMP_NUM_THREADS=str(torch.get_num_threads())
+    )
+    env.update(extra)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.mark.parametrize("t", [2.0, 2.5, 3.7, 1.3])
+def test_patch_path_point_equals_full_image(t: float) -> None:
+    """A patch cut with a grid-aligned margin has exactly the full image's I(t) there."""
+    img = torch.rand(3, 90, 110, generator=torch.Generator().manual_seed(1))
+    full = path_point(img, t)
+    for top, left in [(0, 0), (33, 57), (90 - 24, 110 - 24), (5, 71)]:
+        it, hr = tr.path_patch(img, top, left, 24, t, quantize_lr=False)
+        torch.testing.assert_close(it, full[:, top : top + 24, left : left + 24], atol=2e-6, rtol=0)
+        assert torch.equal(hr, img[:, top : top + 24, left : left + 24])
+    # quantised LR (the training input): same up to the rare 8-bit rounding tie
+    fq = path_point(img, t, quantize_lr=True)
+    it, _ = tr.path_patch(img, 33, 57, 24, t, quantize_lr=True)
+    assert (it - fq[:, 33:57, 57:81]).abs().max() < 0.01
+
+
+def test_path_derivative_is_a_central_difference() -> None:
+    img = torch.rand(3, 70, 70, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    it, d = tr.path_derivative(img, 20, 20, 16, 2.3, h=1e-3)
+    pad = tr.path_pad(2.301)
+    crop = img[:, 20 - pad : 36 + pad, 20 - pad : 36 + pad]
+    core = (slice(None), slice(pad, pad + 16), slice(pad, pad + 16))
+    ref = (path_point(crop, 2.301, pad=0) - path_point(crop, 2.299, pad=0))[core] / 2e-3
+    torch.testing.assert_close(d.double(), ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(it.double(), path_point(crop, 2.3, pad=0)[core], atol=1e-6, rtol=0)
+    _, d1 = tr.path_derivative(img, 20, 20, 16, 1.0005, h=1e-3)  # one-sided near t = 1
+    assert torch.isfinite(d1).all()
+
+
+def test_smoke_training_lowers_loss(tmp_path: Path) -> None:
+    cfg = _cfg("smoke/vdsr+t", max_steps=40, checkpoint_every=0, lr_halve_every=1000)
+    res = _run(cfg, tmp_path / "run")
+    losses = [r["loss"] for r in _log(tmp_path / "run") if "loss" in r and "done" not in r]
+    assert res["step"] == 40 and len(losses) == 40
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.8 * first, (first, last)
+    assert (tmp_path / "run" / "final.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("name", ["smoke/vdsr-ode", "smoke/vdsr-ode-path", "smoke/rdn-fixed-x2"])
+def test_resume_is_bitwise_identical(tmp_path: Path, name: str) -> None:
+    cfg = _cfg(name, max_steps=7, checkpoint_every=3)
+    _run(cfg, tmp_path / "straight")
+    _run({**cfg, "max_steps": 4}, tmp_path / "split")
+    _run(cfg, tmp_path / "split", resume=True)
+    (sa, ea), (sb, eb) = _final(tmp_path / "straight"), _final(tmp_path / "split")
+    assert ea["step"] == eb["step"] == 7
+    assert _same_state(sa, sb)
+    for k, v in ea["optimizer"]["state"].items():
+        assert all(torch.equal(v[n], eb["optimizer"]["state"][k][n]) for n in v)
+    steps = [r["step"] for r in _log(tmp_path / "split") if "loss" in r and "done" not in r]
+    assert steps == list(range(1, 8))  # log has no duplicate/missing step after resume
+
+
+def test_sigkill_then_resume_gives_same_final_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "odesr.train",
+        "smoke/vdsr-ode",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        "data=[T91]",
+        "--set",
+        "val.every=0",
+        "--set",
+        "checkpoint_every=4",
+        "--max-steps",
+        "100000",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "last.pt").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.02)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    _, extra = _final(out, "last.pt")
+    k = int(extra["step"])
+    assert k >= 4 and k % 4 == 0
+    target = k + 5
+    cfg = _cfg("smoke/vdsr-ode", checkpoint_every=4, max_steps=target)
+    _run(cfg, out, resume=True)
+    _run(cfg, tmp_path / "straight")
+    (sa, ea), (sb, eb) = _final(out), _final(tmp_path / "straight")
+    assert ea["step"] == eb["step"] == target
+    assert _same_state(sa, sb)
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    real = tr.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(step_module, batch):
+        calls["n"] += 1
+        loss = real(step_module, batch)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(tr, "compute_loss", poisoned)
+    monkeypatch.setenv("ODESR_DATA", str(_data_root()))
+    parser = tr.add_arguments(__import__("argparse").ArgumentParser())
+    args = parser.parse_args(
+        [
+            "smoke/vdsr+t",
+            "--out",
+            str(tmp_path / "r"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--set",
+            "checkpoint_every=2",
+            "--set",
+            "val.every=0",
+            "--set",
+            "data=[T91]",
+        ]
+    )
+    assert tr.run_from_args(args) == tr.EXIT_NONFINITE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite loss (nan) at step 5" in err[0] and "last.pt" in err[0]
+    _, extra = _final(tmp_path / "r", "last.pt")
+    assert extra["step"] == 4
+    assert not (tmp_path / "r" / "final.pt").exists()
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "odesr.train",
+        "smoke/vdsr-ode",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--max-steps",
+        "4",
+        "--set",
+        "data=[T91]",
+        "--set",
+        "val.every=0",
+    ]
+    res = subprocess.run(
+        cmd, cwd=REPO, env=_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ranks agree: True" in res.stdout
+    done = [r for r in _log(out) if r.get("done")]
+    assert done and done[-1]["ranks_agree"] is True and done[-1]["step"] == 4
+    _, extra = _final(out)
+    assert len(extra["rng"]["samplers"]) == 2  # both ranks' data streams are resumable
+
+
+def test_config_files_load() -> None:
+    files = sorted((REPO / "odesr" / "configs").glob("*/*.yaml"))
+    assert len(files) >= 3 * 7
+    for f in files:
+        cfg = tr.load_config(f)
+        assert cfg["model"]["preset"] == f.parent.name
