@@ -29,3 +29,26 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+
+# ---- experiments (bench/): run then report; PROFILE=smoke|cpu|paper (default cpu) ----------
+BENCH_ARGS ?=
+.PHONY: table1 solver-ablation extrapolation demo data regress regress-update
+
+table1 solver-ablation extrapolation: $(VENV)/.installed
+	$(PY) -m bench run $@ --profile $(PROFILE) $(BENCH_ARGS)
+	$(PY) -m bench report $@ --profile $(PROFILE) $(BENCH_ARGS)
+
+# the whole pipeline on scikit-image's bundled images (no data, no downloads) -> results/demo/
+demo: $(VENV)/.installed
+	$(PY) -m bench.demo
+
+# download + verify + unpack the benchmark sets listed in bench/datasets.yaml into $(ODESR_DATA)
+data: $(VENV)/.installed
+	$(PY) -m bench.fetch_data --data-root $(ODESR_DATA)
+
+# smoke profile end to end vs bench/baselines/smoke.csv (also run by `make test`)
+regress: $(VENV)/.installed
+	$(PY) -m bench.regress --data-root $(ODESR_DATA)
+
+regress-update: $(VENV)/.installed
+	$(PY) -m bench.regress --data-root $(ODESR_DATA) --update

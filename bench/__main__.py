@@ -1,0 +1,93 @@
+"""``python -m bench {run,report,list} ...``: experiments of the reproduction (see bench/README.md).
+
+python -m bench run table1 --profile cpu [--data-root D] [--device cpu] [--models a,b]
+python -m bench report table1 --profile cpu [--data-root D]
+python -m bench list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bench.experiment import EXPERIMENT_DIR, ExperimentError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="name under bench/experiments (table1, ...) or a YAML path")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    p.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--checkpoints", default="checkpoints", help="checkpoint folder (default checkpoints/)"
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="train missing checkpoints, evaluate missing units")
+    _common(run)
+    run.add_argument("--models", default=None, help="comma list: only these model ids")
+    run.add_argument("--batch-size", type=int, default=8, help="images per evaluation batch")
+    run.add_argument("--no-progress", action="store_true")
+    rep = sub.add_parser("report", help="tables (md, tex) and figures (png) from the results")
+    _common(rep)
+    sub.add_parser("list", help="list the experiments")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.cmd == "list":
+            for p in sorted(EXPERIMENT_DIR.glob("*.yaml")):
+                print(p.stem)
+            return 0
+        if args.cmd == "run":
+            from bench.runner import run_experiment
+
+            models = [m.strip() for m in args.models.split(",")] if args.models else None
+            summary = run_experiment(
+                args.experiment,
+                args.profile,
+                data_root=args.data_root,
+                device=args.device,
+                results_dir=args.results,
+                checkpoints_dir=args.checkpoints,
+                models=models,
+                progress=not args.no_progress,
+                batch_size=args.batch_size,
+            )
+            print(
+                f"bench run: {summary.done} units run, {summary.skipped} already there, "
+                f"{summary.planned} planned -> {summary.results}"
+            )
+            return 0
+        from bench.report import write_report
+
+        written = write_report(
+            args.experiment,
+            args.profile,
+            results_dir=args.results,
+            checkpoints_dir=args.checkpoints,
+            data_root=args.data_root,
+            device=args.device,
+        )
+        for path in written:
+            print(path)
+        return 0
+    except ExperimentError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # data/config problems from odesr carry readable messages
+        from odesr.data import DataError
+        from odesr.train import TrainError
+
+        if isinstance(exc, DataError | TrainError | FileNotFoundError):
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Checkpoints keyed by their training config: ``<root>/<profile>/<model>-<hash>/final.pt``.
+
+A missing checkpoint is trained with :func:`odesr.train.train` (resuming from ``last.pt`` when an
+earlier run was killed). Training holds an ``fcntl`` lock on ``<dir>.lock`` so two sweeps needing
+the same model train it once: the second waits and then finds ``final.pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from bench.experiment import ModelPlan
+
+__all__ = ["checkpoint_dir", "ensure_checkpoint", "deterministic"]
+
+
+def checkpoint_dir(root: str | os.PathLike, profile: str, plan: ModelPlan) -> Path:
+    return Path(root) / profile / plan.key
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool = True) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True)`` for the block (CPU training is then
+    bit-reproducible for a given thread count); restores the previous setting."""
+    if not enabled:
+        yield
+        return
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+@contextlib.contextmanager
+def _dir_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_checkpoint(
+    plan: ModelPlan,
+    root: str | os.PathLike,
+    profile: str,
+    data_root: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    log=print,
+) -> Path | None:
+    """``final.pt`` of ``plan`` (trained now if missing); None for models without training."""
+    if plan.train_cfg is None:
+        return None
+    out = checkpoint_dir(root, profile, plan)
+    final = out / "final.pt"
+    if final.exists():
+        return final
+    with _dir_lock(out):
+        if final.exists():
+            return final
+        from odesr.train import train
+
+        resume = (out / "last.pt").exists()
+        log(f"bench: training {plan.id} -> {out}" + (" (resuming)" if resume else ""))
+        with deterministic(torch.device(device).type == "cpu"):
+            train(
+                plan.train_cfg,
+                out,
+                resume=resume,
+                device=device,
+                data_root=data_root,
+                progress=progress,
+            )
+    return final

@@ -1,0 +1,459 @@
+"""``python -m bench report EXPERIMENT --profile P``: tables and figures from the results CSV.
+
+Writes into ``results/<profile>/``: every table of the experiment's ``report.tables`` as Markdown
+(``.md``) and LaTeX (``.tex``), every figure of ``report.figures`` as PNG, and an index
+``<experiment>.md`` with all captions. Each caption names the profile, the data and image subset
+of every model, and the training budget (steps, batch, patch, data) of every checkpoint.
+
+Table kinds: ``scales`` (Table 1 layout: a row block per model with ours / paper / difference,
+scales as columns split into blocks of ``block``) and ``solvers`` (Table 2 layout: dataset x scale
+rows, paper / ours / difference per training solver). Figure kinds: ``psnr_vs_scale``
+(Figure 2), ``pareto`` (PSNR vs NFE), ``dynamics`` (Figure 3 analogue, needs the checkpoint and the
+data) and ``strip`` (Figure 1 analogue).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench.experiment import Experiment, load_experiment, training_budget
+from bench.runner import results_path
+from odesr.io import write_text_atomic
+
+__all__ = [
+    "load_results",
+    "summarize",
+    "paper_values",
+    "scales_table",
+    "solvers_table",
+    "write_report",
+]
+
+PAPER_CSV = "paper_tables.csv"
+NUMERIC = ("scale", "psnr", "ssim", "seconds", "nfe", "params")
+
+
+def load_results(path: str | os.PathLike) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in NUMERIC:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    if "seen" in df:
+        df["seen"] = df["seen"].astype(str).str.lower().isin(["true", "1"])
+    for col in ("sweep", "solver", "solver_opts", "subset", "paper"):
+        if col not in df:
+            df[col] = ""
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over images per (sweep, model, solver setting, dataset, scale)."""
+    keys = ["sweep", "model", "paper", "solver", "solver_opts", "dataset", "scale", "subset"]
+    g = df.groupby(keys, sort=False, dropna=False)
+    out = g.agg(
+        psnr=("psnr", "mean"),
+        ssim=("ssim", "mean"),
+        nfe=("nfe", "mean"),
+        seconds=("seconds", "mean"),
+        n=("image", "nunique"),
+        seen=("seen", "first"),
+    ).reset_index()
+    return out
+
+
+def paper_values(path: str | os.PathLike) -> pd.DataFrame:
+    if not Path(path).exists():
+        return pd.DataFrame(columns=["table", "dataset", "method", "solver", "scale", "psnr"])
+    ref = pd.read_csv(path, dtype={"solver": str}, keep_default_na=False)
+    ref["scale"] = ref["scale"].astype(float).round(6)
+    return ref
+
+
+def _lookup(
+    ref: pd.DataFrame,
+    table: str | None,
+    dataset: str,
+    method: str | None,
+    scale: float,
+    solver: str | None = None,
+) -> float:
+    if not table or not method or ref.empty:
+        return math.nan
+    m = (ref["table"] == table) & (ref["dataset"] == dataset) & (ref["method"] == method)
+    m &= ref["scale"] == round(float(scale), 6)
+    if solver is not None:
+        m &= ref["solver"] == solver
+    vals = ref.loc[m, "psnr"]
+    return float(vals.iloc[0]) if len(vals) else math.nan
+
+
+def _f(x: float, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(s: str) -> str:
+    return (
+        str(s)
+        .replace("\\", r"\textbackslash{}")
+        .replace("&", r"\&")
+        .replace("%", r"\%")
+        .replace("_", r"\_")
+        .replace("#", r"\#")
+        .replace("–", "--")
+        .replace("×", r"$\times$")
+        .replace("Δ", r"$\Delta$")
+        .replace("−", "-")
+        .replace("±", r"$\pm$")
+    )
+
+
+def _tex_table(
+    header: list[str], rows: list[list[str]], caption: str | None, label: str, rules_every: int = 0
+) -> str:
+    cols = "ll" + "r" * (len(header) - 2)
+    out = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\scriptsize",
+        r"\setlength{\tabcolsep}{3pt}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(_tex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    for i, r in enumerate(rows):
+        if rules_every and i and i % rules_every == 0:
+            out.append(r"\midrule")
+        out.append(" & ".join(_tex_escape(c) for c in r) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        out.append(rf"\caption{{{_tex_escape(caption)}}}")
+    out += [rf"\label{{tab:{label}}}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def scales_table(
+    summary: pd.DataFrame,
+    ref: pd.DataFrame,
+    models: list[str],
+    dataset: str,
+    paper_table: str | None,
+    block: int = 10,
+) -> list[tuple[list[str], list[list]]]:
+    """Blocks of (header, rows): per model rows 'ours', 'paper', 'Δ' (the latter two only when the
+    paper has values for it); scales as columns, ``block`` per block."""
+    df = summary[summary["dataset"] == dataset]
+    scales = sorted(df["scale"].unique())
+    blocks = []
+    for b in range(0, len(scales), max(block, 1)):
+        cols = scales[b : b + block]
+        header = ["method", ""] + [f"×{s:g}" for s in cols]
+        rows = []
+        for model in models:
+            sub = df[df["model"] == model]
+            if sub.empty:
+                continue
+            label = sub["paper"].iloc[0] or ""
+            name = model + (f" ({label})" if label and label != model else "")
+            ours = {s: float(v) for s, v in zip(sub["scale"], sub["psnr"], strict=True)}
+            paper = {s: _lookup(ref, paper_table, dataset, label, s) for s in cols}
+            rows.append([name, "ours"] + [_f(ours.get(s, math.nan)) for s in cols])
+            if any(not math.isnan(v) for v in paper.values()):
+                rows.append(["", "paper"] + [_f(paper[s]) for s in cols])
+                rows.append(["", "Δ"] + [_f(ours.get(s, math.nan) - paper[s], True) for s in cols])
+        blocks.append((header, rows))
+    return blocks
+
+
+def solvers_table(
+    summary: pd.DataFrame, ref: pd.DataFrame, models: dict[str, str], paper_table: str | None
+) -> tuple[list[str], list[list[str]]]:
+    """Table 2 layout: rows dataset × scale; per solver key: paper, ours, Δ."""
+    header = ["dataset", "scale"]
+    for key in models:
+        header += [f"{key} paper", f"{key} ours", f"{key} Δ"]
+    rows = []
+    pairs = summary[["dataset", "scale"]].drop_duplicates()
+    for dataset in sorted(pairs["dataset"].unique()):
+        for scale in sorted(pairs[pairs["dataset"] == dataset]["scale"]):
+            row = [dataset, f"×{scale:g}"]
+            for key, model in models.items():
+                sub = summary[
+                    (summary["model"] == model)
+                    & (summary["dataset"] == dataset)
+                    & (summary["scale"] == scale)
+                ]
+                ours = float(sub["psnr"].iloc[0]) if len(sub) else math.nan
+                label = sub["paper"].iloc[0] if len(sub) else None
+                paper = _lookup(ref, paper_table, dataset, label, scale, solver=key)
+                row += [_f(paper), _f(ours), _f(ours - paper, True)]
+            rows.append(row)
+    return header, rows
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def _subset_text(summary: pd.DataFrame, models: list[str]) -> str:
+    parts = []
+    for dataset, df in summary.groupby("dataset", sort=True):
+        groups: dict[str, list[str]] = {}
+        for model in models:
+            sub = df[df["model"] == model]
+            if sub.empty:
+                continue
+            n = int(sub["n"].max())
+            subset = sub["subset"].iloc[0] or "?"
+            what = f"all {n} images" if subset == "all" else f"{subset} images ({n})"
+            groups.setdefault(what, []).append(model)
+        if groups:
+            if len(groups) == 1:
+                parts.append(f"{dataset}, {next(iter(groups))}")
+            else:
+                per = "; ".join(f"{', '.join(m)}: {w}" for w, m in groups.items())
+                parts.append(f"{dataset} ({per})")
+    return "; ".join(parts)
+
+
+def _budget_text(exp: Experiment, profile: str, models: list[str]) -> str:
+    seen: dict[str, list[str]] = {}
+    for model in models:
+        try:
+            plans = exp.model_plans(model, profile)
+        except Exception:  # noqa: BLE001 - a caption must not fail the report
+            continue
+        for plan in plans:
+            seen.setdefault(training_budget(plan.train_cfg), []).append(model)
+    return "; ".join(f"{', '.join(dict.fromkeys(m))}: {b}" for b, m in seen.items())
+
+
+def caption(
+    exp: Experiment,
+    profile: str,
+    what: str,
+    summary: pd.DataFrame,
+    models: list[str],
+    extra: str = "",
+) -> str:
+    text = (
+        f"{what}. Profile {profile}. Data: {_subset_text(summary, models)}. "
+        f"PSNR on Y, mean over images. Training: {_budget_text(exp, profile, models)}."
+    )
+    return text + (f" {extra}" if extra else "")
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _sweep_models(exp: Experiment, profile: str, sweep: str) -> list[str]:
+    for s in exp.sweeps(profile):
+        if s.get("name", "main") == sweep:
+            return list(s.get("models", []))
+    return []
+
+
+def write_report(
+    experiment: str | os.PathLike | dict | Experiment,
+    profile: str,
+    results_dir: str | os.PathLike = "results",
+    checkpoints_dir: str | os.PathLike = "checkpoints",
+    data_root: str | None = None,
+    device: str | None = "cpu",
+    log=None,
+) -> list[Path]:
+    """Write the experiment's tables and figures; returns the written paths."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    csv_path = results_path(results_dir, profile, exp.name)
+    if not csv_path.exists():
+        raise FileNotFoundError(
+            f"no results at {csv_path}: run `python -m bench run {exp.name} "
+            f"--profile {profile}` first"
+        )
+    out_dir = csv_path.parent
+    summary = summarize(load_results(csv_path))
+    ref = paper_values(Path(results_dir) / PAPER_CSV)
+    spec = exp.raw.get("report") or {}
+    written: list[Path] = []
+    index = [
+        f"# {exp.title} — profile `{profile}`\n",
+        f"Results: `{csv_path}` ({len(summary)} unit means).\n",
+    ]
+
+    for t in spec.get("tables", []):
+        sweep = t.get("sweep", "main")
+        s = summary[summary["sweep"] == sweep]
+        base = t.get("file", f"{exp.name}-{sweep}")
+        if t["kind"] == "scales":
+            models = t.get("models") or _sweep_models(exp, profile, sweep)
+            datasets = [t["dataset"]] if t.get("dataset") else sorted(s["dataset"].unique())
+            md, tex = [], []
+            for dataset in datasets:
+                sd = s[s["dataset"] == dataset]
+                cap = caption(
+                    exp,
+                    profile,
+                    f"{exp.title}: {dataset}, ours vs paper (Δ = ours - paper)",
+                    sd,
+                    models,
+                )
+                md.append(f"### {dataset}\n\n{cap}\n")
+                for i, (header, rows) in enumerate(
+                    scales_table(
+                        sd, ref, models, dataset, t.get("paper_table"), int(t.get("block", 10))
+                    )
+                ):
+                    md.append(_md_table(header, rows))
+                    tex.append(
+                        _tex_table(header, rows, cap if i == 0 else None, f"{base}-{dataset}-{i}")
+                    )
+        elif t["kind"] == "solvers":
+            models_map = dict(t["models"])
+            cap = caption(
+                exp,
+                profile,
+                f"{exp.title}: Euler vs RK4 (each model evaluated with "
+                "its training solver; Δ = ours - paper)",
+                s,
+                list(models_map.values()),
+            )
+            header, rows = solvers_table(s, ref, models_map, t.get("paper_table"))
+            md = [cap + "\n", _md_table(header, rows)]
+            tex = [_tex_table(header, rows, cap, base)]
+        else:
+            raise ValueError(f"unknown table kind {t['kind']!r}")
+        for ext, parts in (("md", md), ("tex", tex)):
+            path = out_dir / f"{base}.{ext}"
+            write_text_atomic(path, "\n".join(parts))
+            written.append(path)
+        index.append(f"## Table `{base}`\n\n" + "\n".join(md))
+
+    for f in spec.get("figures", []):
+        base = f.get("file", f"{exp.name}-{f['kind']}")
+        path = out_dir / f"{base}.png"
+        try:
+            cap = _figure(exp, profile, f, summary, path, checkpoints_dir, data_root, device)
+        except _Skip as exc:
+            log(f"bench report: skipped {path.name}: {exc}")
+            index.append(f"## Figure `{base}`\n\nskipped: {exc}\n")
+            continue
+        written.append(path)
+        index.append(f"## Figure `{base}`\n\n![{base}]({path.name})\n\n{cap}\n")
+    idx = out_dir / f"{exp.name}-report.md"
+    write_text_atomic(idx, "\n".join(index))
+    written.append(idx)
+    return written
+
+
+class _Skip(Exception):
+    pass
+
+
+def _figure(
+    exp: Experiment,
+    profile: str,
+    f: dict,
+    summary: pd.DataFrame,
+    path: Path,
+    checkpoints_dir,
+    data_root,
+    device,
+) -> str:
+    from bench import figures
+
+    kind = f["kind"]
+    if kind in ("psnr_vs_scale", "pareto"):
+        sweep = f.get("sweep", "main")
+        s = summary[summary["sweep"] == sweep]
+        if f.get("dataset"):
+            s = s[s["dataset"] == f["dataset"]]
+        models = f.get("models") or _sweep_models(exp, profile, sweep)
+        s = s[s["model"].isin(models)]
+        if s.empty:
+            raise _Skip(f"no rows for sweep {sweep!r}")
+        if kind == "psnr_vs_scale":
+            cap = caption(
+                exp,
+                profile,
+                f"{exp.title}: PSNR vs scale (dots: scales seen in training, crosses: unseen)",
+                s,
+                models,
+            )
+            figures.psnr_vs_scale(s, path, f"{exp.title} [{profile}]", cap)
+        else:
+            cap = caption(
+                exp,
+                profile,
+                f"{exp.title}: PSNR vs NFE per solver setting "
+                "(fixed-step counts, dopri5 tolerances); dashed: Pareto front",
+                s,
+                models,
+            )
+            figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap)
+        return cap
+    if kind in ("dynamics", "strip"):
+        return _trajectory_figure(exp, profile, f, path, checkpoints_dir, data_root, device)
+    raise ValueError(f"unknown figure kind {kind!r}")
+
+
+def _trajectory_figure(
+    exp: Experiment, profile: str, f: dict, path: Path, checkpoints_dir, data_root, device
+) -> str:
+    from bench import figures
+    from bench.checkpoints import checkpoint_dir
+    from odesr.data import DataError, list_images, load_image
+    from odesr.models import load
+
+    plan = exp.model_plans(f["model"], profile)[0]
+    ckpt = checkpoint_dir(checkpoints_dir, profile, plan) / "final.pt"
+    if not ckpt.exists():
+        raise _Skip(f"no checkpoint {ckpt} (run the experiment first)")
+    try:
+        files = list_images(f.get("dataset", "Set5"), data_root)
+    except DataError as exc:
+        raise _Skip(str(exc)) from None
+    want = f.get("image")
+    file = next((p for p in files if p.stem == want), files[0])
+    dev = "cpu" if device in (None, "auto") else device
+    model = load(ckpt, map_location=dev)
+    if not hasattr(model, "func"):
+        raise _Skip(f"{f['model']} is not an ODE model")
+    scale = float(f.get("scale", 4.0))
+    solver = plan.solver or {"method": "rk4", "step_size": 0.1}
+    data = figures.trajectory_data(model, load_image(file).rgb.to(dev), scale, solver)
+    budget = training_budget(plan.train_cfg)
+    where = f"{f.get('dataset', 'Set5')}/{file.stem} at ×{scale:g}"
+    if f["kind"] == "dynamics":
+        cap = (
+            f"Figure 3 analogue: mean |f(I(t), t)| of {f['model']} along its trajectory on the "
+            f"sharpest and the flattest {data.sharp[2]}px patch of {where} "
+            f"(solver {data.solver}). Profile {profile}. Training: {budget}."
+        )
+        figures.dynamics(data, path, f"{f['model']}: |f| along the trajectory [{profile}]", cap)
+    else:
+        cap = (
+            f"Figure 1 analogue: intermediate images I(t_i) of {f['model']} on {where} "
+            f"(crop around the sharpest patch; solver {data.solver}). Profile {profile}. "
+            f"Training: {budget}."
+        )
+        figures.strip(
+            data,
+            path,
+            f"{f['model']}: I(t) from t={scale:g} to 1 [{profile}]",
+            frames=int(f.get("frames", 6)),
+            caption=cap,
+        )
+    return cap

@@ -1,0 +1,107 @@
+"""The results CSV of one (profile, experiment): tidy rows, one per image, written per unit.
+
+Writes hold an exclusive ``fcntl`` lock on ``<csv>.lock`` while they re-read the file, replace the
+unit's rows (so a re-run never duplicates) and rewrite the whole file atomically
+(:func:`odesr.io.write_csv_atomic`). Readers never see a half-written file; two sweeps writing the
+same file at once serialise on the lock and keep each other's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from odesr.io import write_csv_atomic
+
+__all__ = ["COLUMNS", "KEY_COLUMNS", "ResultsFile", "unit_key", "row_key"]
+
+COLUMNS = [
+    "experiment",
+    "profile",
+    "model",
+    "backbone",
+    "objective",
+    "train_solver",
+    "solver",
+    "steps",
+    "dataset",
+    "image",
+    "scale",
+    "seen",
+    "psnr",
+    "ssim",
+    "seconds",
+    "nfe",
+    "params",
+    "checkpoint",
+    "git_rev",
+    "torch",
+    "device",
+    # beyond the brief's list: what makes a unit unique and documents the subset
+    "sweep",
+    "solver_opts",
+    "subset",
+    "paper",
+]
+KEY_COLUMNS = ("sweep", "model", "solver_opts", "dataset", "scale", "subset")
+
+
+def _norm(col: str, value: object) -> object:
+    if col == "scale":
+        return round(float(value), 6)
+    return str(value)
+
+
+def unit_key(row: dict) -> tuple:
+    """The unit a row belongs to (see :class:`bench.experiment.Unit.key`)."""
+    return tuple(_norm(c, row.get(c, "")) for c in KEY_COLUMNS)
+
+
+def row_key(row: dict) -> tuple:
+    return (*unit_key(row), str(row.get("image", "")))
+
+
+class ResultsFile:
+    """``path`` (CSV) with its lock file ``path.lock``."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def read(self) -> list[dict]:
+        """All rows (strings), de-duplicated by (unit, image) keeping the last."""
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        seen: dict[tuple, dict] = {}
+        for r in rows:
+            seen[row_key(r)] = r
+        return list(seen.values())
+
+    def done_units(self) -> set[tuple]:
+        return {unit_key(r) for r in self.read()}
+
+    def put_unit(self, rows: Iterable[dict]) -> None:
+        """Replace the rows of the unit(s) in ``rows`` by ``rows`` (locked, atomic)."""
+        rows = list(rows)
+        if not rows:
+            return
+        keys = {unit_key(r) for r in rows}
+        with self.locked():
+            kept = [r for r in self.read() if unit_key(r) not in keys]
+            write_csv_atomic(self.path, kept + rows, COLUMNS)

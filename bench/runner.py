@@ -1,0 +1,255 @@
+"""``python -m bench run EXPERIMENT --profile P``: train what is missing, evaluate, append rows.
+
+Resumable per unit (sweep, model, solver setting, dataset, scale, subset): units whose rows are
+already in ``results/<profile>/<experiment>.csv`` are skipped; a unit's rows are written in one
+locked atomic rewrite (:class:`bench.results.ResultsFile`), so a killed run leaves only whole
+units behind and a rerun neither duplicates nor misses rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.checkpoints import ensure_checkpoint
+from bench.experiment import (
+    Experiment,
+    ModelPlan,
+    Unit,
+    dataset_label,
+    load_experiment,
+    solver_label,
+    steps_for,
+)
+from bench.results import ResultsFile
+
+__all__ = ["RunSummary", "run_experiment", "results_path", "resolve_device", "git_rev"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    skipped: int
+    done: int
+    results: Path
+
+
+def results_path(results_dir: str | os.PathLike, profile: str, experiment: str) -> Path:
+    return Path(results_dir) / profile / f"{experiment}.csv"
+
+
+def resolve_device(name: str | None) -> str:
+    if name in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name)
+
+
+@functools.lru_cache(maxsize=1)
+def git_rev() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("-dirty" if dirty else "")
+
+
+def device_label(device: str) -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return f"cpu:{platform.machine()}x{torch.get_num_threads()}"
+
+
+def _backbone(plan: ModelPlan) -> str:
+    spec = (plan.train_cfg or {}).get("model") or plan.model_spec or {}
+    name = str(spec.get("name", ""))
+    for b in ("vdsr", "rdn"):
+        if b in name:
+            return b
+    return "none"
+
+
+def _objective(plan: ModelPlan) -> str:
+    if plan.train_cfg is None:
+        return "none"
+    if str(plan.train_cfg["model"]["name"]).endswith("-ode"):
+        return str(plan.train_cfg.get("objective", "endpoint"))
+    return "direct"
+
+
+def _train_solver(plan: ModelPlan) -> str:
+    cfg = plan.train_cfg
+    if cfg is None or not str(cfg["model"]["name"]).endswith("-ode"):
+        return ""
+    if cfg.get("objective") == "path":
+        return "none (path)"
+    return solver_label(cfg.get("train_solver") or {})
+
+
+def _load_model(plan: ModelPlan, checkpoint: Path | None, device: str) -> torch.nn.Module:
+    from odesr.models import build, load
+
+    model = load(checkpoint, map_location=device) if checkpoint else build(plan.model_spec)
+    model = model.to(device).eval()
+    if plan.ensemble:
+        if plan.ensemble != "x8":
+            raise ValueError(f"model {plan.id}: unknown ensemble {plan.ensemble!r} (use x8)")
+        from odesr.ensemble import SelfEnsemble
+
+        model = SelfEnsemble(model).eval()
+    return model
+
+
+class _ImageCache:
+    def __init__(self, data_root: str | None) -> None:
+        self.data_root = data_root
+        self._cache: dict[tuple, list] = {}
+
+    def get(self, dataset: str, limit: int | None) -> list:
+        key = (dataset, limit)
+        if key not in self._cache:
+            from odesr.data import list_images, load_image
+
+            files = list_images(dataset, self.data_root)
+            if limit is not None:
+                files = files[: int(limit)]
+            self._cache[key] = [load_image(f) for f in files]
+        return self._cache[key]
+
+
+def _rel(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def run_experiment(
+    experiment: str | os.PathLike | dict | Experiment,
+    profile: str,
+    *,
+    data_root: str | None = None,
+    device: str | None = "auto",
+    results_dir: str | os.PathLike = "results",
+    checkpoints_dir: str | os.PathLike = "checkpoints",
+    models: list[str] | None = None,
+    progress: bool = True,
+    on_unit: Callable[[Unit], None] | None = None,
+    batch_size: int = 8,
+    log: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Run every missing unit of ``experiment`` for ``profile``; returns counts and the CSV path.
+
+    ``on_unit`` is called after each unit is written (tests inject a failure there).
+    """
+    from odesr.evaluate import EvalSettings, evaluate_images
+    from odesr.nets import count_params
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    device = resolve_device(device)
+    store = ResultsFile(results_path(results_dir, profile, exp.name))
+    units = exp.units(profile, models)
+    done = store.done_units()
+    todo = [u for u in units if u.key not in done]
+    summary = RunSummary(len(units), len(units) - len(todo), 0, store.path)
+    if not todo:
+        log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
+        return summary
+    log(f"bench: {exp.name}/{profile}: {len(todo)} of {len(units)} units to run -> {store.path}")
+    images = _ImageCache(data_root)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(units), initial=summary.skipped, desc=exp.name, unit="unit")
+    common = dict(
+        experiment=exp.name,
+        profile=profile,
+        git_rev=git_rev(),
+        torch=torch.__version__,
+        device=device_label(device),
+    )
+    loaded_key, model, ckpt, params = None, None, None, 0
+    try:
+        for unit in todo:
+            plan = unit.model
+            if (plan.key, plan.ensemble) != loaded_key:
+                ckpt = ensure_checkpoint(
+                    plan, checkpoints_dir, profile, data_root, device, progress, log
+                )
+                model = _load_model(plan, ckpt, device)
+                params = count_params(model)
+                loaded_key = (plan.key, plan.ensemble)
+            settings = EvalSettings(device=device, batch_size=batch_size, solve_opts=unit.solver)
+            if bar is not None:
+                bar.set_postfix_str(f"{plan.id} {dataset_label(unit.dataset)} x{unit.scale:g}")
+            rows = evaluate_images(
+                model, images.get(unit.dataset, unit.limit), [unit.scale], settings
+            )
+            meta = dict(
+                common,
+                model=plan.id,
+                backbone=_backbone(plan),
+                objective=_objective(plan),
+                train_solver=_train_solver(plan),
+                solver=unit.solver.get("method", "") if unit.solver else "",
+                steps=steps_for(unit.solver, unit.scale) if unit.solver else "",
+                dataset=dataset_label(unit.dataset),
+                seen=exp.seen(plan, unit.scale),
+                params=params,
+                checkpoint=_rel(ckpt),
+                sweep=unit.sweep,
+                solver_opts=solver_label(unit.solver),
+                subset=unit.subset,
+                paper=plan.paper or "",
+            )
+            out = []
+            for r in rows:
+                row = dict(meta)
+                row.update(
+                    image=r["image"],
+                    scale=float(unit.scale),
+                    psnr=r["psnr"],
+                    ssim=r["ssim"],
+                    seconds=r["seconds"],
+                    nfe=r["nfe"],
+                )
+                if row["steps"] is None:
+                    row["steps"] = ""
+                out.append(row)
+            store.put_unit(out)
+            summary.done += 1
+            if bar is not None:
+                bar.update(1)
+            if on_unit is not None:
+                on_unit(unit)
+    finally:
+        if bar is not None:
+            bar.close()
+    return summary

@@ -1,0 +1,78 @@
+"""Train every missing checkpoint of some experiments, several at a time.
+
+``python -m bench.train_all table1 solver-ablation extrapolation --profile cpu --jobs 6``
+
+The runner (``python -m bench run``) trains missing checkpoints one after the other; on a machine
+with many cores or a GPU this pre-trains them in parallel worker processes into the same
+``checkpoints/<profile>/<model>-<hash>/`` folders, so a later ``bench run`` only evaluates. Each
+worker holds the checkpoint's lock while it trains, so running this beside a sweep is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+
+from bench.checkpoints import checkpoint_dir, ensure_checkpoint
+from bench.experiment import load_experiment
+
+
+def _plans(experiments: list[str], profile: str) -> list:
+    seen: dict[str, object] = {}
+    for name in experiments:
+        exp = load_experiment(name)
+        for model_id in exp.model_ids():
+            for plan in exp.model_plans(model_id, profile):
+                if plan.train_cfg is not None:
+                    seen.setdefault(plan.key, plan)
+    return list(seen.values())
+
+
+def _work(args: tuple) -> tuple[str, float, str]:
+    plan, root, profile, data_root, device, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        ensure_checkpoint(
+            plan, root, profile, data_root, device, progress=False, log=lambda *_: None
+        )
+        status = "ok"
+    except Exception as exc:  # reported, the other workers go on
+        status = f"failed: {exc.__class__.__name__}: {exc}"
+    return plan.key, time.perf_counter() - start, status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiments", nargs="+")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    plans = [
+        p
+        for p in _plans(args.experiments, args.profile)
+        if not (checkpoint_dir(args.checkpoints, args.profile, p) / "final.pt").exists()
+    ]
+    print(f"{len(plans)} checkpoints to train with {args.jobs} workers on {args.device}")
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    work = [
+        (p, args.checkpoints, args.profile, args.data_root, args.device, threads) for p in plans
+    ]
+    failed = 0
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        for key, seconds, status in pool.imap_unordered(_work, work):
+            failed += status != "ok"
+            print(f"  {key}: {status} in {seconds:.0f} s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""bench/: resumable runner, concurrent writers, reports, x8 ensemble, dataset fetcher.
+
+Everything runs on tiny synthetic images with the bicubic model (no training), so it is fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import http.server
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from bench.experiment import load_experiment
+from bench.fetch_data import FetchError, fetch
+from bench.report import write_report
+from bench.results import COLUMNS, ResultsFile, row_key
+from bench.runner import run_experiment
+from odesr.ensemble import TRANSFORMS, SelfEnsemble, forward_transform, inverse_transform
+from odesr.models import SRResult, build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _images(folder: Path, n: int = 3, size: tuple[int, int] = (40, 52)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"im{i}.png")
+    return folder
+
+
+def _experiment(data: Path, name: str = "tiny", models=("bicubic", "bicubic2")) -> dict:
+    return {
+        "name": name,
+        "seen_scales": "2,3",
+        "models": {m: {"paper": "bicubic", "model": {"name": "bicubic"}} for m in models},
+        "sweeps": [
+            {
+                "name": "main",
+                "models": list(models),
+                "datasets": {str(data): "2,2.5,3,4"},
+                "limit": None,
+            }
+        ],
+        "report": {
+            "tables": [
+                {
+                    "kind": "scales",
+                    "sweep": "main",
+                    "file": "tiny-table",
+                    "block": 3,
+                    "paper_table": "table1",
+                }
+            ],
+            "figures": [{"kind": "psnr_vs_scale", "sweep": "main", "file": "tiny-fig"}],
+        },
+    }
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _strip(rows: list[dict]) -> list[tuple]:
+    return sorted((row_key(r), r["psnr"], r["ssim"]) for r in rows)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_runner_resumes_after_kill(tmp_path: Path) -> None:
+    data = _images(tmp_path / "imgs")
+    exp = _experiment(data)
+    kw = dict(device="cpu", checkpoints_dir=tmp_path / "ck", progress=False, log=lambda m: None)
+    straight = run_experiment(exp, "smoke", results_dir=tmp_path / "a", **kw)
+    assert straight.done == straight.planned == 8
+
+    calls = []
+
+    def boom(unit) -> None:
+        calls.append(unit.key)
+        if len(calls) == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_experiment(exp, "smoke", results_dir=tmp_path / "b", on_unit=boom, **kw)
+    partial = _rows(tmp_path / "b" / "smoke" / "tiny.csv")
+    assert len(partial) == 3 * 3  # three whole units of 3 images
+    again = run_experiment(exp, "smoke", results_dir=tmp_path / "b", **kw)
+    assert (again.skipped, again.done) == (3, 5)
+    resumed = _rows(tmp_path / "b" / "smoke" / "tiny.csv")
+    full = _rows(tmp_path / "a" / "smoke" / "tiny.csv")
+    assert len(resumed) == len({row_key(r) for r in resumed}) == 24
+    assert _strip(resumed) == _strip(full)
+    assert list(resumed[0])[: len(COLUMNS)] == COLUMNS
+    # a third run has nothing to do and changes nothing
+    third = run_experiment(exp, "smoke", results_dir=tmp_path / "b", **kw)
+    assert third.done == 0 and _strip(_rows(tmp_path / "b" / "smoke" / "tiny.csv")) == _strip(full)
+    r = resumed[0]
+    assert r["seen"] in ("True", "False") and r["nfe"] == "0" and r["subset"] == "all"
+
+
+def test_two_writers_keep_csv_valid(tmp_path: Path) -> None:
+    data = _images(tmp_path / "imgs", n=2, size=(30, 30))
+    paths = []
+    for i, models in enumerate((("m1", "m2"), ("m3", "m4"))):
+        p = tmp_path / f"exp{i}.yaml"
+        p.write_text(yaml.safe_dump(_experiment(data, name="shared", models=models)))
+        paths.append(p)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "run",
+                str(p),
+                "--profile",
+                "smoke",
+                "--device",
+                "cpu",
+                "--results",
+                str(tmp_path / "res"),
+                "--checkpoints",
+                str(tmp_path / "ck"),
+                "--no-progress",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in paths
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    rows = _rows(tmp_path / "res" / "smoke" / "shared.csv")
+    assert len(rows) == 4 * 4 * 2  # 4 models x 4 scales x 2 images, nobody lost
+    assert len({row_key(r) for r in rows}) == len(rows)
+    assert {r["model"] for r in rows} == {"m1", "m2", "m3", "m4"}
+    assert all(float(r["psnr"]) > 0 for r in rows)
+
+
+def test_put_unit_replaces_not_duplicates(tmp_path: Path) -> None:
+    store = ResultsFile(tmp_path / "r.csv")
+    row = dict(
+        sweep="s",
+        model="m",
+        solver_opts="-",
+        dataset="d",
+        scale=2.0,
+        subset="all",
+        image="a",
+        psnr=1.0,
+    )
+    store.put_unit([row])
+    store.put_unit([dict(row, psnr=2.0)])
+    rows = store.read()
+    assert len(rows) == 1 and float(rows[0]["psnr"]) == 2.0
+    assert store.done_units() == {("s", "m", "-", "d", 2.0, "all")}
+
+
+def test_report_on_tiny_csv(tmp_path: Path) -> None:
+    data = _images(tmp_path / "imgs", n=2, size=(30, 30))
+    exp = _experiment(data)
+    run_experiment(
+        exp,
+        "smoke",
+        device="cpu",
+        results_dir=tmp_path / "res",
+        checkpoints_dir=tmp_path / "ck",
+        progress=False,
+        log=lambda m: None,
+    )
+    (tmp_path / "res" / "paper_tables.csv").write_text(
+        "table,dataset,method,solver,scale,psnr\ntable1,imgs,bicubic,,2.0,30.0\n"
+    )
+    written = write_report(exp, "smoke", results_dir=tmp_path / "res", log=lambda m: None)
+    names = {p.name for p in written}
+    assert {"tiny-table.md", "tiny-table.tex", "tiny-fig.png", "tiny-report.md"} <= names
+    md = (tmp_path / "res" / "smoke" / "tiny-table.md").read_text()
+    assert "Profile smoke" in md and "paper" in md and "30.00" in md and "×2" in md
+    tex = (tmp_path / "res" / "smoke" / "tiny-table.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\caption{" in tex and r"$\Delta$" in tex
+    assert (tmp_path / "res" / "smoke" / "tiny-fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_experiment_files_resolve() -> None:
+    for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke"):
+        exp = load_experiment(name)
+        units = exp.units("smoke")
+        assert units, name
+        assert len({u.key for u in units}) == len(units), name
+    t1 = load_experiment("table1")
+    smoke = t1.units("smoke")
+    fixed = {u.scale for u in smoke if u.model.id == "rdn-fixed"}
+    assert fixed == {2.0, 3.0, 4.0}
+    assert len({u.model.key for u in smoke if u.model.id == "rdn-fixed"}) == 3
+    plus = [u for u in smoke if u.model.id == "rdn-ode+"]
+    assert plus[0].model.ensemble == "x8"
+    assert plus[0].model.key == next(u for u in smoke if u.model.id == "rdn-ode").model.key
+    cpu = t1.units("cpu")
+    assert {u.limit for u in cpu if u.model.id == "bicubic"} == {None}
+    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {10}
+    ext = load_experiment("extrapolation").units("cpu")
+    assert len({u.scale for u in ext if u.model.id == "bicubic"}) == 69
+
+
+# ----------------------------------------------------------------------------- ensemble
+
+
+class _Equivariant(torch.nn.Module):
+    """Nearest x2 upsampling of a pixel-wise function: exactly flip/rotation equivariant."""
+
+    def super_resolve(self, lr, scale, size, **opts):
+        out = lr.repeat_interleave(2, -2).repeat_interleave(2, -1) ** 2
+        assert tuple(out.shape[-2:]) == tuple(size)
+        return SRResult(out, 1)
+
+
+def test_transforms_invert() -> None:
+    x = torch.randn(1, 3, 5, 7)
+    for rot, flip in TRANSFORMS:
+        assert torch.equal(inverse_transform(forward_transform(x, rot, flip), rot, flip), x)
+    assert len(set(TRANSFORMS)) == 8
+
+
+def test_ensemble_equals_equivariant_base() -> None:
+    lr = torch.rand(2, 3, 6, 9)
+    base = _Equivariant()
+    one = base.super_resolve(lr, 2.0, (12, 18))
+    ens = SelfEnsemble(base).super_resolve(lr, 2.0, (12, 18))
+    assert ens.nfe == 8
+    assert torch.allclose(ens.image, one.image, atol=1e-6)
+
+
+def test_ensemble_bicubic_shape_and_symmetric_input() -> None:
+    bic = build({"name": "bicubic"})
+    ens = SelfEnsemble(bic)
+    lr = torch.rand(1, 3, 10, 13)
+    out = ens.super_resolve(lr, 3.0)
+    assert out.image.shape == bic.super_resolve(lr, 3.0).image.shape == (1, 3, 30, 39)
+    # a D4-symmetric input gives 8 identical outputs; their mean is that output
+    yy, xx = torch.meshgrid(torch.arange(9.0), torch.arange(9.0), indexing="ij")
+    sym = ((yy - 4) ** 2 + (xx - 4) ** 2).div(32).expand(1, 3, 9, 9).contiguous()
+    a = ens.super_resolve(sym, 2.0).image
+    b = bic.super_resolve(sym, 2.0).image
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- fetch_data
+
+
+@pytest.fixture()
+def http_dir(tmp_path: Path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _zip_with_images(path: Path) -> str:
+    src = _images(path.parent / "src" / "Tiny" / "HR", n=2, size=(8, 8))
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted(src.iterdir()):
+            zf.write(f, f"Tiny/HR/{f.name}")
+        zf.writestr("Tiny/README.txt", "not an image")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fetch_data_local_server(http_dir, tmp_path: Path) -> None:
+    www, url = http_dir
+    digest = _zip_with_images(www / "tiny.zip")
+    manifest = tmp_path / "datasets.yaml"
+    entry = {"name": "Tiny", "url": f"{url}/tiny.zip", "sha256": digest, "subdir": "Tiny/HR"}
+    manifest.write_text(yaml.safe_dump({"datasets": [entry]}))
+    root = tmp_path / "data"
+    out = fetch("Tiny", root, manifest, log=lambda m: None)
+    assert out == root / "Tiny" / "HR"
+    assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im1.png"]
+    from odesr.data import list_images
+
+    assert len(list_images(str(out))) == 2
+    # an existing dataset is left alone
+    assert fetch("Tiny", root, manifest, log=lambda m: None) == out
+
+
+def test_fetch_data_checksum_mismatch(http_dir, tmp_path: Path) -> None:
+    www, url = http_dir
+    _zip_with_images(www / "tiny.zip")
+    manifest = tmp_path / "datasets.yaml"
+    entry = {"name": "Tiny", "url": f"{url}/tiny.zip", "sha256": "0" * 64, "subdir": "Tiny/HR"}
+    manifest.write_text(yaml.safe_dump({"datasets": [entry]}))
+    root = tmp_path / "data"
+    with pytest.raises(FetchError, match="checksum mismatch"):
+        fetch("Tiny", root, manifest, log=lambda m: None)
+    assert not (root / "Tiny").exists()
+    assert not (root / ".downloads" / "tiny.zip").exists()
+    entry["sha256"] = None
+    manifest.write_text(yaml.safe_dump({"datasets": [entry]}))
+    with pytest.raises(FetchError, match="no sha256"):
+        fetch("Tiny", root, manifest, log=lambda m: None)
+
+
+def test_real_manifest_parses() -> None:
+    from bench.fetch_data import load_manifest
+
+    m = load_manifest()
+    assert {"B100", "BSD200", "Set5", "T91"} <= set(m)
