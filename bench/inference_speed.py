@@ -1,0 +1,113 @@
+"""Inference cost of the ODE models (run: ``python -m bench.inference_speed``).
+
+Prints, on this machine:
+1. NFE per scale for each fixed-step solver setting (exact: steps x stages);
+2. wall time per B100 image (481x321) per solver for a checkpoint (default: the bundled model);
+3. the float32 matmul throughput of this machine next to the throughput the conv nets reach in
+   inference (paper-size VDSR and RDN backbones, one forward pass), and their ratio.
+
+A benchmark, not a test: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from importlib import resources
+
+import torch
+
+from odesr.data import list_images, load_image
+from odesr.degrade import make_case
+from odesr.models import load
+from odesr.nets import build_backbone, count_params
+from odesr.ode import FIXED_METHODS, num_steps
+
+SOLVERS = [
+    {"method": "euler", "step_size": 0.25},
+    {"method": "rk4", "step_size": 1.0},
+    {"method": "rk4", "step_size": 0.1},
+    {"method": "dopri5", "rtol": 1e-3, "atol": 1e-4},
+]
+
+
+def _label(opts: dict) -> str:
+    if "step_size" in opts:
+        return f"{opts['method']} h={opts['step_size']:g}"
+    return f"{opts['method']} rtol={opts['rtol']:g}"
+
+
+def _timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def nfe_table(scales: list[float]) -> None:
+    print("NFE per scale (fixed-step: steps x stages)")
+    fixed = [s for s in SOLVERS if "step_size" in s]
+    print("  scale  " + "  ".join(f"{_label(s):>12}" for s in fixed))
+    for scale in scales:
+        cells = [num_steps(scale, s["step_size"]) * FIXED_METHODS[s["method"]] for s in fixed]
+        print(f"  x{scale:<5g} " + "  ".join(f"{c:>12d}" for c in cells))
+
+
+def wall_per_image(checkpoint: str, data_root: str | None, scales: list[float]) -> None:
+    model = load(checkpoint).eval()
+    hr = load_image(list_images("B100", data_root)[0]).rgb[None]
+    print(f"wall time per B100 image ({tuple(hr.shape[-2:])}), {checkpoint}")
+    for scale in scales:
+        _, lr, case = make_case(hr, scale)
+        for opts in SOLVERS:
+            with torch.no_grad():
+                result = {}
+
+                def run(opts=opts, case=case, lr=lr, result=result, scale=scale):
+                    result["r"] = model.super_resolve(lr, scale, case.sr_size, **opts)
+
+                seconds = _timed(run)
+            print(f"  x{scale:<4g} {_label(opts):<18} NFE {result['r'].nfe:>4d}  {seconds:7.2f} s")
+
+
+def throughput() -> None:
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    mm = _timed(lambda: torch.mm(a, b), 3)
+    peak = 2 * n**3 / mm / 1e9
+    print(f"float32 matmul {n}^3: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    x = torch.rand(1, 4, 321, 481)
+    for name, preset in (("vdsr", "paper"), ("rdn", "paper")):
+        net = build_backbone(name, preset).eval()
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        macs = sum(m.weight.numel() for m in convs) * x.shape[-2] * x.shape[-1]
+        with torch.no_grad():
+            net(x)
+            seconds = _timed(lambda net=net: net(x), 2)
+        rate = 2 * macs / seconds / 1e9
+        print(
+            f"{name} ({preset}, {count_params(net) / 1e6:.2f}M params) on 481x321: "
+            f"{seconds:.2f} s per pass, {rate:.1f} GFLOP/s = {rate / peak:.0%} of matmul"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="default: the bundled cpu model")
+    parser.add_argument("--data-root", default=os.environ.get("ODESR_DATA"))
+    parser.add_argument("--skip-wall", action="store_true")
+    args = parser.parse_args(argv)
+    nfe_table([1.1, 1.5, 2.0, 2.4, 3.0, 4.0, 4.5])
+    if not args.skip_wall:
+        ckpt = args.checkpoint or str(resources.files("odesr") / "weights" / "vdsr-ode-cpu.pt")
+        wall_per_image(ckpt, args.data_root, [2.0, 4.0])
+    throughput()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
