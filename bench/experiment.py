@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from odesr.evaluate import parse_scales
+from odesr.train import deep_merge
 
 __all__ = [
     "EXPERIMENT_DIR",
@@ -231,7 +232,7 @@ class Experiment:
             overrides = copy.deepcopy(ref.get("set") or {})
             ref = ref.get("config")
         common = by_profile(entry.get("train_set"), profile) or {}
-        merged = _merge(common, overrides)
+        merged = deep_merge(common, overrides)
         source: Any = ref
         if isinstance(ref, str) and not Path(ref).is_file() and self.path is not None:
             local = self.path.parent / ref
@@ -316,16 +317,6 @@ def _is_ode_plan(plan: ModelPlan) -> bool:
         "name", ""
     )
     return str(name).endswith("-ode")
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def experiment_path(name: str | os.PathLike) -> Path:

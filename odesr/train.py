@@ -110,11 +110,12 @@ class NonFiniteLoss(TrainError):
 # ----------------------------------------------------------------------------- configuration
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
+def deep_merge(base: dict, over: dict) -> dict:
+    """``base`` updated recursively with ``over`` (dicts merged, the rest replaced); a copy."""
     out = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -150,9 +151,9 @@ def load_config(
     else:
         with open(config_path(source), encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
-    cfg = _deep_merge(DEFAULTS, raw)
+    cfg = deep_merge(DEFAULTS, raw)
     if isinstance(overrides, dict):
-        cfg = _deep_merge(cfg, overrides)
+        cfg = deep_merge(cfg, overrides)
     else:
         for item in overrides or ():
             if "=" not in item:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ODESR_SHARED", REPO.parent / "shared"))
@@ -35,3 +36,12 @@ def golden() -> Path:
 @pytest.fixture(scope="session")
 def reference() -> Path:
     return _need(SHARED / "reference")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

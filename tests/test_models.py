@@ -11,14 +11,7 @@ from odesr.degrade import upscale
 from odesr.models import MODELS, SRResult, build, load, load_checkpoint, save_checkpoint
 from odesr.nets import count_params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ALL = ["vdsr-ode", "rdn-ode", "bicubic", "vdsr+t", "rdn+t", "meta-rdn", "vdsr-fixed", "rdn-fixed"]

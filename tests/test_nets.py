@@ -7,14 +7,7 @@ import torch
 
 from odesr.nets import PRESETS, RDN, VDSR, build_backbone, count_params, preset, with_t_plane
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_t_plane_scalar_and_per_sample():

@@ -10,14 +10,7 @@ import torch
 from odesr.nets import build_backbone
 from odesr.ode import FIXED_METHODS, ODEFunc, num_steps, safe_overlap, solve, solve_tiled, time_grid
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 STAGES = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-classic": 4}
