@@ -65,6 +65,10 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
         "seen_scales": "1.1:4.0:0.1",
         "models": {
             "bicubic": {"paper": "bicubic", "model": {"name": "bicubic"}},
+            "bundled": {  # the shipped cpu-profile vdsr-ODE (T91+BSD200), for comparison
+                "model": {"name": "vdsr-ode", "checkpoint": "bundled"},
+                "solver": {"demo": {"method": "rk4", "step_size": 1.0}},
+            },
             "vdsr-ode": {
                 "paper": "vdsr (ours)",
                 "train": {"demo": {"config": "cpu/vdsr-ode", "set": budget}},
@@ -74,7 +78,7 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
         "sweeps": [
             {
                 "name": "main",
-                "models": ["bicubic", "vdsr-ode"],
+                "models": ["bicubic", "bundled", "vdsr-ode"],
                 "datasets": {str(test_dir): scales},
                 "limit": None,
             }
@@ -119,10 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     s = summarize(load_results(results_path(args.results, "demo", "demo")))
     table = s.pivot_table(index="scale", columns="model", values="psnr")
-    table["gain"] = table["vdsr-ode"] - table["bicubic"]
+    table = table[["bicubic", "vdsr-ode", "bundled"]]
+    table["gain (demo)"] = table["vdsr-ode"] - table["bicubic"]
+    table["gain (bundled)"] = table["bundled"] - table["bicubic"]
     print(
         f"\nPSNR (dB, Y) on {', '.join(TEST)} (skimage.data); vdsr-ode: cpu preset, "
-        f"{args.steps} steps x batch 8 of 48px patches on {', '.join(TRAIN)}\n"
+        f"{args.steps} steps x batch 8 of 48px patches on {', '.join(TRAIN)}; bundled: the "
+        "shipped cpu-profile vdsr-ODE (1500 steps on T91+BSD200), rk4 h=1\n"
     )
     print(table.to_string(float_format=lambda v: f"{v:7.2f}"))
     print()

@@ -109,9 +109,23 @@ def _train_solver(plan: ModelPlan) -> str:
     return solver_label(cfg.get("train_solver") or {})
 
 
+def fixed_checkpoint(spec: dict | None) -> Path | None:
+    """A model entry ``model: {name: ..., checkpoint: PATH | bundled}`` names trained weights
+    directly (``bundled``: the small cpu vdsr-ODE shipped in ``odesr/weights``)."""
+    value = (spec or {}).get("checkpoint")
+    if not value:
+        return None
+    if value == "bundled":
+        from importlib import resources
+
+        return Path(str(resources.files("odesr") / "weights" / "vdsr-ode-cpu.pt"))
+    return Path(value)
+
+
 def _load_model(plan: ModelPlan, checkpoint: Path | None, device: str) -> torch.nn.Module:
     from odesr.models import build, load
 
+    checkpoint = checkpoint or fixed_checkpoint(plan.model_spec)
     model = load(checkpoint, map_location=device) if checkpoint else build(plan.model_spec)
     model = model.to(device).eval()
     if plan.ensemble:

@@ -41,7 +41,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         choices=["matlab", "float"],
         help="round Y to 8 bits like MATLAB (default) or keep it float",
     )
-    p.add_argument("--solver", help="ODE method: euler, midpoint, rk4, dopri5")
+    p.add_argument("--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, dopri5")
     p.add_argument("--steps", type=int, help="fixed solver steps from t0 to 1")
     p.add_argument("--step-size", type=float, help="fixed solver step size in t")
     p.add_argument("--rtol", type=float, help="dopri5 relative tolerance")
@@ -68,6 +68,26 @@ def _solve_opts(args: argparse.Namespace) -> dict:
     }
 
 
+def _solver_columns(used: dict, scale: float) -> dict:
+    """The solver settings a row was made with (resolved, so defaults are recorded too)."""
+    method = used.get("method") or ""
+    if not method:
+        return {"solver": "", "steps": "", "step_size": "", "rtol": "", "atol": ""}
+    from odesr.ode import FIXED_METHODS, num_steps
+
+    fixed = method in FIXED_METHODS
+    steps = used.get("steps")
+    if fixed and not steps and used.get("step_size"):
+        steps = num_steps(scale, used["step_size"])
+    return {
+        "solver": method,
+        "steps": steps if fixed else "",
+        "step_size": (used.get("step_size") or "") if fixed else "",
+        "rtol": "" if fixed else used.get("rtol"),
+        "atol": "" if fixed else used.get("atol"),
+    }
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
@@ -77,6 +97,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     from odesr.io import write_csv_atomic
 
     scales = parse_scales(args.scales)
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available on this machine")
     if args.checkpoint:
         model = models.load(args.checkpoint, map_location=args.device)
         label = model.spec.get("name", "model")
@@ -89,6 +115,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         label = args.model
     model = model.to(args.device).eval()
     opts = _solve_opts(args)
+    solver_keys = {k for k in opts if k != "tile"}
+    resolved = getattr(model, "solver_options", None)
+    if resolved is None and solver_keys:
+        raise UserError(
+            f"model {label!r} is not an ODE model: --solver/--steps/--step-size/"
+            "--rtol/--atol do not apply"
+        )
+    used = resolved(**{k: opts[k] for k in solver_keys}) if resolved else {}
     settings = EvalSettings(
         protocol=args.protocol or DEFAULT_PROTOCOL,
         y_rounding=args.y_rounding,
@@ -109,12 +143,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                 limit=args.limit,
             )
         for r in part:
-            r.update(
-                model=label,
-                y_rounding=args.y_rounding,
-                solver=opts.get("method", ""),
-                steps=opts.get("steps", ""),
-            )
+            r.update(model=label, y_rounding=args.y_rounding, **_solver_columns(used, r["scale"]))
         rows.extend(part)
         print(f"{label} on {dataset} ({settings.protocol}, Y {args.y_rounding}):")
         print("  scale    PSNR     SSIM   n")
@@ -133,6 +162,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         "y_rounding",
         "solver",
         "steps",
+        "step_size",
+        "rtol",
+        "atol",
     ]
     write_csv_atomic(args.out, rows, columns)
     print(f"wrote {len(rows)} rows to {args.out}")
@@ -143,10 +175,7 @@ def _add_optional(sub: argparse._SubParsersAction, name: str, module: str, help_
     """Sub-commands whose code lives in their own module (train, upscale)."""
     import importlib
 
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return
+    mod = importlib.import_module(module)  # a broken import must surface, not hide the command
     p = sub.add_parser(name, help=help_text)
     mod.add_arguments(p)
     p.set_defaults(func=mod.run_from_args)

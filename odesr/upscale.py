@@ -127,7 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--tile", help=f"tile side in output pixels (default {AUTO_TILE})")
     parser.add_argument(
         "--overlap",
-        help=f"context pixels around each tile (default {DEFAULT_OVERLAP}; see safe_overlap)",
+        help="context pixels around each tile (default: exact for fixed-step ODE solvers, "
+        f"radius x NFE capped at 256; else {DEFAULT_OVERLAP})",
     )
     parser.add_argument(
         "--format",
@@ -548,14 +549,25 @@ def _gif(frames: list[np.ndarray]) -> bytes:
 # --------------------------------------------------------------------------- command
 
 
+def _default_overlap(model: torch.nn.Module, scale: float, solver: dict) -> int:
+    """The overlap that makes tiles exact (receptive radius x NFE) for fixed-step ODE models,
+    capped at 256 px; ``DEFAULT_OVERLAP`` for other models and adaptive solvers."""
+    exact = getattr(model, "safe_overlap", None)
+    if exact is None:
+        return DEFAULT_OVERLAP
+    try:
+        return min(max(int(exact(scale, **solver)), DEFAULT_OVERLAP), 256)
+    except ValueError:  # adaptive solver: no exact overlap
+        return DEFAULT_OVERLAP
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``odesr upscale`` from parsed arguments; returns the exit status."""
     from tqdm import tqdm
 
     scale = parse_scale(args.scale)
     tile_arg = _positive_int(args.tile, "--tile", minimum=8)
-    overlap = _positive_int(args.overlap, "--overlap", minimum=0)
-    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    overlap_arg = _positive_int(args.overlap, "--overlap", minimum=0)
     steps = _positive_int(args.steps, "--steps")
     step_size = _positive_float(args.step_size, "--step-size")
     solver = {"method": args.solver, "steps": steps, "step_size": step_size}
@@ -651,6 +663,9 @@ def run_from_args(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 disable=args.no_progress or n_tiles == 1,
                 desc=job.src.name,
+            )
+            overlap = (
+                overlap_arg if overlap_arg is not None else _default_overlap(model, scale, solver)
             )
             start = time.perf_counter()
             res = upscale_array(
