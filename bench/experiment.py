@@ -161,6 +161,7 @@ class Unit:
         return (
             self.sweep,
             self.model.id,
+            self.model.key,
             solver_label(self.solver),
             dataset_label(self.dataset),
             _scale_key(self.scale),

@@ -51,6 +51,16 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def current_rows(df: pd.DataFrame, exp: Experiment, profile: str) -> pd.DataFrame:
+    """Only the rows made with the weights the experiment names now (older rows of a model whose
+    training config changed stay in the CSV but are not reported)."""
+    if "weights" not in df:
+        return df
+    keys = {(p.id, p.key) for m in exp.model_ids() for p in exp.model_plans(m, profile)}
+    mask = [(m, w) in keys for m, w in zip(df["model"], df["weights"], strict=True)]
+    return df[mask]
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over images per (sweep, model, solver setting, dataset, scale)."""
     keys = ["sweep", "model", "paper", "solver", "solver_opts", "dataset", "scale", "subset"]
@@ -284,7 +294,7 @@ def write_report(
             f"--profile {profile}` first"
         )
     out_dir = csv_path.parent
-    summary = summarize(load_results(csv_path))
+    summary = summarize(current_rows(load_results(csv_path), exp, profile))
     ref = paper_values(Path(results_dir) / PAPER_CSV)
     spec = exp.raw.get("report") or {}
     written: list[Path] = []

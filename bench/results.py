@@ -38,6 +38,7 @@ COLUMNS = [
     "nfe",
     "params",
     "checkpoint",
+    "weights",
     "git_rev",
     "torch",
     "device",
@@ -47,7 +48,9 @@ COLUMNS = [
     "subset",
     "paper",
 ]
-KEY_COLUMNS = ("sweep", "model", "solver_opts", "dataset", "scale", "subset")
+# ``weights``: the model's key (training-config hash, or its spec when untrained), so rows made
+# with other weights do not count as done after a config change
+KEY_COLUMNS = ("sweep", "model", "weights", "solver_opts", "dataset", "scale", "subset")
 
 
 def _norm(col: str, value: object) -> object:

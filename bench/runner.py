@@ -238,6 +238,7 @@ def run_experiment(
                 seen=exp.seen(plan, unit.scale),
                 params=params,
                 checkpoint=_rel(ckpt),
+                weights=plan.key,
                 sweep=unit.sweep,
                 solver_opts=solver_label(unit.solver),
                 subset=unit.subset,

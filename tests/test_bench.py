@@ -161,6 +161,7 @@ def test_put_unit_replaces_not_duplicates(tmp_path: Path) -> None:
     row = dict(
         sweep="s",
         model="m",
+        weights="m-123",
         solver_opts="-",
         dataset="d",
         scale=2.0,
@@ -172,7 +173,10 @@ def test_put_unit_replaces_not_duplicates(tmp_path: Path) -> None:
     store.put_unit([dict(row, psnr=2.0)])
     rows = store.read()
     assert len(rows) == 1 and float(rows[0]["psnr"]) == 2.0
-    assert store.done_units() == {("s", "m", "-", "d", 2.0, "all")}
+    assert store.done_units() == {("s", "m", "m-123", "-", "d", 2.0, "all")}
+    # rows made with other weights (a changed training config) do not count as done
+    store.put_unit([dict(row, weights="m-456")])
+    assert len(store.done_units()) == 2
 
 
 def test_report_on_tiny_csv(tmp_path: Path) -> None:
