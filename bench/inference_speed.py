@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from importlib import resources
 
 import torch
 
+from bench.speed_eval import best_of
 from odesr.data import list_images, load_image
 from odesr.degrade import make_case
 from odesr.models import load
@@ -36,15 +36,6 @@ def _label(opts: dict) -> str:
     if "step_size" in opts:
         return f"{opts['method']} h={opts['step_size']:g}"
     return f"{opts['method']} rtol={opts['rtol']:g}"
-
-
-def _timed(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def nfe_table(scales: list[float]) -> None:
@@ -69,7 +60,7 @@ def wall_per_image(checkpoint: str, data_root: str | None, scales: list[float]) 
                 def run(opts=opts, case=case, lr=lr, result=result, scale=scale):
                     result["r"] = model.super_resolve(lr, scale, case.sr_size, **opts)
 
-                seconds = _timed(run)
+                seconds = best_of(run)
             print(f"  x{scale:<4g} {_label(opts):<18} NFE {result['r'].nfe:>4d}  {seconds:7.2f} s")
 
 
@@ -77,7 +68,7 @@ def throughput() -> None:
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    mm = _timed(lambda: torch.mm(a, b), 3)
+    mm = best_of(lambda: torch.mm(a, b), 3)
     peak = 2 * n**3 / mm / 1e9
     print(f"float32 matmul {n}^3: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     x = torch.rand(1, 4, 321, 481)
@@ -87,7 +78,7 @@ def throughput() -> None:
         macs = sum(m.weight.numel() for m in convs) * x.shape[-2] * x.shape[-1]
         with torch.no_grad():
             net(x)
-            seconds = _timed(lambda net=net: net(x), 2)
+            seconds = best_of(lambda net=net: net(x), 2)
         rate = 2 * macs / seconds / 1e9
         print(
             f"{name} ({preset}, {count_params(net) / 1e6:.2f}M params) on 481x321: "

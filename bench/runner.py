@@ -54,23 +54,17 @@ def resolve_device(name: str | None) -> str:
     return str(name)
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+
+
 @functools.lru_cache(maxsize=1)
 def git_rev() -> str:
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short=10", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        rev = _git("rev-parse", "--short=10", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev or "unknown") + ("-dirty" if dirty else "")
