@@ -7,7 +7,8 @@ An experiment file holds
   value is a config name under ``odesr/configs``, a YAML path, or ``{config: NAME, set: {...}}``
   with overrides), optional ``train_set`` overrides for every profile, ``solver`` (evaluation
   solver options of ODE models), ``paper`` (the method's label in ``paper_tables.csv``),
-  ``ensemble: x8``, ``scales`` (the only scales the model supports) or ``train_per_scale``
+  ``ensemble: x8``, ``scales`` (the only scales the model is evaluated at; may be per profile)
+  or ``train_per_scale``
   (``{2: {profile: config}, ...}``: one checkpoint per scale, e.g. fixed-scale RDN), ``limit``
   (image subset override).
 * ``sweeps``: lists of ``{name, models, datasets: {dataset: scales}, solvers, limit, profiles}``;
@@ -200,7 +201,7 @@ class Experiment:
         ensemble = by_profile(entry.get("ensemble"), profile)
         paper = entry.get("paper")
         solver = dict(by_profile(entry.get("solver"), profile) or {})
-        only = entry.get("scales")
+        only = by_profile(entry.get("scales"), profile)
         only_scales = [_scale_key(s) for s in parse_scales(str(only))] if only else None
         if "model" in entry:
             spec = dict(entry["model"])

@@ -220,9 +220,15 @@ def test_experiment_files_resolve() -> None:
     assert plus[0].model.key == next(u for u in smoke if u.model.id == "rdn-ode").model.key
     cpu = t1.units("cpu")
     assert {u.limit for u in cpu if u.model.id == "bicubic"} == {None}
-    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {10}
-    ext = load_experiment("extrapolation").units("cpu")
-    assert len({u.scale for u in ext if u.model.id == "bicubic"}) == 69
+    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {5}
+    assert {u.scale for u in cpu if u.model.id == "rdn-ode+"} == {2.0, 3.0, 4.0}
+    assert len({u.scale for u in t1.units("paper") if u.model.id == "rdn-ode+"}) == 30
+    ext = load_experiment("extrapolation")
+    assert len({u.scale for u in ext.units("paper") if u.model.id == "bicubic"}) == 69
+    cpu_ext = ext.units("cpu")
+    assert len({u.scale for u in cpu_ext if u.model.id == "bicubic"}) == 23
+    seen = {u.scale: ext.seen(u.model, u.scale) for u in cpu_ext if u.model.id == "vdsr-ode"}
+    assert seen[1.1] and not seen[1.25] and not seen[4.4]
 
 
 # ----------------------------------------------------------------------------- ensemble
