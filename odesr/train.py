@@ -444,7 +444,19 @@ def compute_loss(step_module: nn.Module, batch: dict) -> torch.Tensor:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _rng_state(sampler_states: list[dict]) -> dict:
+# Config keys a resumed run may change: they do not alter the optimisation trajectory.
+RESUMABLE_CHANGES = ("max_steps", "log_every", "checkpoint_every", "val", "checkpoint_recompute")
+
+
+def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
+    """Top-level config keys that differ between a checkpoint's config and ``cfg``, ignoring
+    :data:`RESUMABLE_CHANGES` (extending ``max_steps`` is a legitimate resume)."""
+    keys = (set(saved) | set(cfg)) - set(RESUMABLE_CHANGES)
+    return sorted(k for k in keys if saved.get(k) != cfg.get(k))
+
+
+def _global_rng_state() -> dict:
+    """This process's Python, NumPy, torch (and CUDA) generator states."""
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
@@ -455,11 +467,24 @@ def _rng_state(sampler_states: list[dict]) -> dict:
             "cached_gaussian": float(np_state[4]),
         },
         "torch": torch.get_rng_state(),
-        "samplers": sampler_states,
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _rng_state(sampler_states: list[dict], global_states: list[dict]) -> dict:
+    """Every rank's sampler and global generator states (index = rank)."""
+    return {"samplers": sampler_states, "ranks": global_states}
+
+
+def _rank_rng_state(rng: dict, rank: int, world: int) -> dict:
+    """The global generator state ``rank`` saved; rank 0's when the world size changed or the
+    checkpoint predates per-rank states (they held rank 0's state at the top level)."""
+    ranks = rng.get("ranks")
+    if ranks is None:
+        return rng
+    return ranks[rank] if len(ranks) == world else ranks[0]
 
 
 def _set_rng_state(state: dict) -> None:
@@ -669,14 +694,18 @@ def _train(
     step = 0
     if resume and last.exists():
         state, ckpt = read_checkpoint(last)
-        if ckpt.get("config", {}).get("model") != cfg["model"]:
-            raise TrainError(f"{last}: checkpoint model spec differs from the config's")
+        differ = resume_mismatch(ckpt.get("config", {}), cfg)
+        if differ:
+            raise TrainError(
+                f"{last}: cannot resume, the checkpoint was trained with a different "
+                f"{', '.join(differ)} (use a new output folder, or train without --resume)"
+            )
         model.load_state_dict(state)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         step = int(ckpt["step"])
         rng = ckpt["rng"]
-        _set_rng_state(rng)
+        _set_rng_state(_rank_rng_state(rng, rank, world))
         samplers = rng["samplers"]
         if len(samplers) == world:
             sampler.load_state_dict(samplers[rank])
@@ -703,17 +732,18 @@ def _train(
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
 
     def checkpoint(path: Path) -> None:
-        states = [sampler.state_dict()]
+        states, globals_ = [sampler.state_dict()], [_global_rng_state()]
         if distributed:
             gathered: list = [None] * world
-            torch.distributed.all_gather_object(gathered, sampler.state_dict())
-            states = gathered
+            torch.distributed.all_gather_object(gathered, (states[0], globals_[0]))
+            states = [g[0] for g in gathered]
+            globals_ = [g[1] for g in gathered]
         if main_rank:
             extra = dict(
                 optimizer=opt.state_dict(),
                 scheduler=sched.state_dict(),
                 step=step,
-                rng=_rng_state(states),
+                rng=_rng_state(states, globals_),
                 config=cfg,
             )
             save_training_checkpoint(path, model, extra)

@@ -232,6 +232,26 @@ def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
     assert done and done[-1]["ranks_agree"] is True and done[-1]["step"] == 4
     _, extra = _final(out)
     assert len(extra["rng"]["samplers"]) == 2  # both ranks' data streams are resumable
+    assert len(extra["rng"]["ranks"]) == 2  # and both ranks' global generators
+
+
+def test_rank_rng_state_picks_own_rank() -> None:
+    rng = {"samplers": [{}, {}], "ranks": [{"id": 0}, {"id": 1}]}
+    assert tr._rank_rng_state(rng, 1, 2) == {"id": 1}
+    assert tr._rank_rng_state(rng, 2, 3) == {"id": 0}  # world size changed: rank 0's
+    old = {"python": "p", "numpy": "n", "torch": "t", "samplers": [{}]}  # older checkpoints
+    assert tr._rank_rng_state(old, 0, 1) is old
+
+
+def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
+    cfg = _cfg("smoke/vdsr+t", max_steps=3, checkpoint_every=3)
+    _run(cfg, tmp_path / "r")
+    with pytest.raises(tr.TrainError, match=r"cannot resume.*different batch_size, lr"):
+        changed = {**cfg, "lr": 2 * cfg["lr"], "batch_size": 3, "max_steps": 5}
+        _run(changed, tmp_path / "r", resume=True)
+    assert tr.resume_mismatch(cfg, {**cfg, "max_steps": 9, "log_every": 5}) == []
+    res = _run({**cfg, "max_steps": 5}, tmp_path / "r", resume=True)  # extending is fine
+    assert res["step"] == 5
 
 
 def test_config_files_load() -> None:
