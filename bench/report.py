@@ -64,6 +64,8 @@ def current_rows(df: pd.DataFrame, exp: Experiment, profile: str) -> pd.DataFram
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over images per (sweep, model, solver setting, dataset, scale)."""
     keys = ["sweep", "model", "paper", "solver", "solver_opts", "dataset", "scale", "subset"]
+    if "device" not in df:
+        df = df.assign(device="")
     g = df.groupby(keys, sort=False, dropna=False)
     out = g.agg(
         psnr=("psnr", "mean"),
@@ -72,8 +74,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         seconds=("seconds", "mean"),
         n=("image", "nunique"),
         seen=("seen", "first"),
+        device=("device", _distinct),
     ).reset_index()
     return out
+
+
+def _distinct(values: pd.Series) -> str:
+    return ", ".join(sorted({str(v) for v in values if str(v) not in ("", "nan")}))
 
 
 def paper_values(path: str | os.PathLike) -> pd.DataFrame:
@@ -262,6 +269,10 @@ def caption(
         f"{what}. Profile {profile}. Data: {_subset_text(summary, models)}. "
         f"PSNR on Y, mean over images. Training: {_budget_text(exp, profile, models)}."
     )
+    used = summary[summary["model"].isin(models)]
+    devices = _distinct(pd.Series(", ".join(used["device"]).split(", ")))
+    if devices:
+        text += f" Evaluated on {devices}."
     return text + (f" {extra}" if extra else "")
 
 

@@ -199,6 +199,7 @@ def test_report_on_tiny_csv(tmp_path: Path) -> None:
     assert {"tiny-table.md", "tiny-table.tex", "tiny-fig.png", "tiny-report.md"} <= names
     md = (tmp_path / "res" / "smoke" / "tiny-table.md").read_text()
     assert "Profile smoke" in md and "paper" in md and "30.00" in md and "×2" in md
+    assert "Evaluated on cpu:" in md  # the machine that made the numbers
     tex = (tmp_path / "res" / "smoke" / "tiny-table.tex").read_text()
     assert r"\begin{tabular}" in tex and r"\caption{" in tex and r"$\Delta$" in tex
     assert (tmp_path / "res" / "smoke" / "tiny-fig.png").read_bytes()[:4] == b"\x89PNG"
