@@ -7,6 +7,13 @@ algorithms), evaluates them, and compares every row with ``bench/baselines/smoke
 key columns (model, solver_opts, dataset, image, scale) with per-column tolerances (psnr
 ±0.02 dB, ssim ±0.0005, nfe and seen exact). A missing or extra row, or a number outside its
 tolerance, fails with a table of what moved. ``--update`` rewrites the baseline instead.
+
+    python -m bench.regress --rows results/cpu/table1.csv \
+        --baseline results/h100/cpu/table1.csv --common
+
+compares two existing results files instead (e.g. the same weights evaluated on two machines):
+only the rows both hold (``--common``; rows also match on ``weights`` when both files have it),
+with the same tolerances, plus the mean and largest |delta| per column.
 """
 
 from __future__ import annotations
@@ -50,8 +57,15 @@ def run_smoke(
         return ResultsFile(path).read()
 
 
-def _key(row: dict) -> tuple:
-    return tuple(f"{float(row[k]):.6g}" if k == "scale" else str(row[k]) for k in KEY)
+def _key(row: dict, key: Sequence[str] = KEY) -> tuple:
+    return tuple(f"{float(row[k]):.6g}" if k == "scale" else str(row[k]) for k in key)
+
+
+def _key_columns(rows: Sequence[dict], baseline: Sequence[dict]) -> tuple[str, ...]:
+    """KEY, plus ``weights`` when both sides record it (rows of other weights never match)."""
+    if rows and baseline and "weights" in rows[0] and "weights" in baseline[0]:
+        return (*KEY, "weights")
+    return KEY
 
 
 def _num(value: object) -> float:
@@ -64,15 +78,21 @@ def _num(value: object) -> float:
         return math.nan
 
 
-def compare(rows: Sequence[dict], baseline: Sequence[dict]) -> list[str]:
-    """Readable differences (empty when everything is within tolerance)."""
-    new = {_key(r): r for r in rows}
-    old = {_key(r): r for r in baseline}
+def _pairs(rows: Sequence[dict], baseline: Sequence[dict]) -> tuple[dict, dict, tuple]:
+    key = _key_columns(rows, baseline)
+    return {_key(r, key): r for r in rows}, {_key(r, key): r for r in baseline}, key
+
+
+def compare(rows: Sequence[dict], baseline: Sequence[dict], common_only: bool = False) -> list[str]:
+    """Readable differences (empty when everything is within tolerance); ``common_only``
+    ignores rows that only one side has."""
+    new, old, key = _pairs(rows, baseline)
     problems = []
-    for k in sorted(set(old) - set(new)):
-        problems.append(f"missing row {dict(zip(KEY, k, strict=True))}")
-    for k in sorted(set(new) - set(old)):
-        problems.append(f"new row (not in baseline) {dict(zip(KEY, k, strict=True))}")
+    if not common_only:
+        for k in sorted(set(old) - set(new)):
+            problems.append(f"missing row {dict(zip(key, k, strict=True))}")
+        for k in sorted(set(new) - set(old)):
+            problems.append(f"new row (not in baseline) {dict(zip(key, k, strict=True))}")
     moved = []
     for k in sorted(set(new) & set(old)):
         for col, tol in TOLERANCES.items():
@@ -87,13 +107,25 @@ def compare(rows: Sequence[dict], baseline: Sequence[dict]) -> list[str]:
             f"{'column':<6} {'baseline':>10} {'now':>10} {'delta':>9} {'tol':>7}"
         ]
         for k, col, a, b in moved:
-            model, solver, dataset, image, scale = k
+            model, solver, dataset, image, scale = k[: len(KEY)]
             lines.append(
                 f"{model:<10} {solver:<14} {dataset:<7} {image:<10} {scale:>5} {col:<6} "
                 f"{a:>10.4f} {b:>10.4f} {b - a:>+9.4f} {TOLERANCES[col]:>7g}"
             )
         problems.append("values moved beyond tolerance:\n" + "\n".join(lines))
     return problems
+
+
+def drift(rows: Sequence[dict], baseline: Sequence[dict]) -> dict[str, tuple[int, float, float]]:
+    """Per tolerance column over the rows both sides hold: (count, mean |delta|, max |delta|)."""
+    new, old, _ = _pairs(rows, baseline)
+    out = {}
+    for col in TOLERANCES:
+        deltas = [abs(_num(new[k].get(col)) - _num(old[k].get(col))) for k in set(new) & set(old)]
+        deltas = [d for d in deltas if not math.isnan(d)]
+        if deltas:
+            out[col] = (len(deltas), sum(deltas) / len(deltas), max(deltas))
+    return out
 
 
 def read_baseline(path: str | Path = BASELINE) -> list[dict]:
@@ -117,13 +149,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA)")
     p.add_argument("--experiment", default="ci-smoke")
     p.add_argument("--baseline", default=str(BASELINE))
+    p.add_argument("--rows", default=None, help="compare this results CSV instead of a smoke run")
+    p.add_argument("--common", action="store_true", help="only rows both sides hold")
     args = p.parse_args(argv)
-    rows = run_smoke(args.experiment, args.data_root)
+    if args.rows:
+        for path in (args.rows, args.baseline):
+            if not Path(path).is_file():
+                print(f"bench.regress: {path}: no such file", file=sys.stderr)
+                return 2
+        rows = read_baseline(args.rows)
+        if args.update:
+            print("bench.regress: --update needs a smoke run, not --rows", file=sys.stderr)
+            return 2
+    else:
+        rows = run_smoke(args.experiment, args.data_root)
     if args.update:
         write_baseline(rows, args.baseline)
         print(f"bench.regress: wrote {len(rows)} rows to {args.baseline}")
         return 0
-    problems = compare(rows, read_baseline(args.baseline))
+    baseline = read_baseline(args.baseline)
+    for col, (n, mean, worst) in drift(rows, baseline).items():
+        print(f"bench.regress: {col}: {n} common rows, mean |delta| {mean:.4g}, max {worst:.4g}")
+    problems = compare(rows, baseline, common_only=args.common)
     if problems:
         print(f"bench.regress: {len(problems)} problem(s) vs {args.baseline}:", file=sys.stderr)
         for msg in problems:

@@ -7,7 +7,8 @@ If a change moves the numbers on purpose: ``python -m bench.regress --update`` (
 
 from __future__ import annotations
 
-from bench.regress import BASELINE, compare, read_baseline, run_smoke
+from bench.regress import BASELINE, compare, drift, main, read_baseline, run_smoke
+from odesr.io import write_csv_atomic
 
 
 def test_smoke_matches_baseline(data_root, tmp_path) -> None:
@@ -36,3 +37,32 @@ def test_compare_reports_moves() -> None:
     assert "psnr" in msg and "+0.0500" in msg
     assert any("missing row" in p for p in compare([], base))
     assert any("new row" in p for p in compare(base + [dict(base[0], image="j")], base))
+
+
+def test_compare_two_results_files(tmp_path) -> None:
+    row = dict(
+        model="m",
+        solver_opts="-",
+        dataset="d",
+        image="i",
+        scale="2.0",
+        psnr="30.0",
+        ssim="0.9",
+        nfe="4",
+        seen="True",
+        weights="w1",
+    )
+    a = [row, dict(row, image="j", psnr="31.0")]
+    b = [dict(row, psnr="30.01"), dict(row, weights="w0", psnr="20.0")]  # w0: other weights
+    assert compare(a, b, common_only=True) == []
+    assert any("missing row" in p for p in compare(a, b))
+    n, mean, worst = drift(a, b)["psnr"]
+    assert n == 1 and abs(worst - 0.01) < 1e-9
+    cols = list(row)
+
+    write_csv_atomic(tmp_path / "a.csv", a, cols)
+    write_csv_atomic(tmp_path / "b.csv", b, cols)
+    args = ["--rows", str(tmp_path / "a.csv"), "--baseline", str(tmp_path / "b.csv")]
+    assert main([*args, "--common"]) == 0
+    assert main(args) == 1
+    assert main(["--rows", str(tmp_path / "nope.csv")]) == 2
