@@ -345,3 +345,36 @@ def test_real_manifest_parses() -> None:
 
     m = load_manifest()
     assert {"B100", "BSD200", "Set5", "T91"} <= set(m)
+
+
+def test_gains_table_and_pair_wins() -> None:
+    import pandas as pd
+
+    from bench.report import gains_table, pair_wins
+
+    rows = [
+        ("bicubic-subset", "", 2.0, 30.0),
+        ("bicubic-subset", "", 3.0, 27.0),
+        ("ode", "ODE", 2.0, 31.0),
+        ("ode", "ODE", 3.0, 27.5),
+        ("plus", "", 2.0, 31.2),
+        ("plus", "", 3.0, 27.4),
+    ]
+    summary = pd.DataFrame(
+        [dict(model=m, paper=p, scale=s, psnr=v, dataset="B100") for m, p, s, v in rows]
+    )
+    ref = pd.DataFrame(
+        [
+            dict(table="t1", dataset="B100", method=m, solver="", scale=s, psnr=v)
+            for m, s, v in [("bicubic", 2.0, 29.0), ("ODE", 2.0, 31.5)]
+        ]
+    )
+    header, table = gains_table(
+        summary, ref, ["ode", "plus"], "B100", "bicubic-subset", "t1", [2.0, 3.0]
+    )
+    assert header == ["scale", "ode", "plus"]
+    assert table[0] == ["×2", "+1.00 (+2.50)", "+1.20"]
+    assert table[1] == ["×3", "+0.50", "+0.40"]
+    assert pair_wins(summary, "B100", "ode", "plus") == (
+        "ode above plus at 1 of 2 scales (-0.20 to +0.10 dB)"
+    )
