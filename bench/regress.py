@@ -116,16 +116,20 @@ def compare(rows: Sequence[dict], baseline: Sequence[dict], common_only: bool = 
     return problems
 
 
-def drift(rows: Sequence[dict], baseline: Sequence[dict]) -> dict[str, tuple[int, float, float]]:
-    """Per tolerance column over the rows both sides hold: (count, mean |delta|, max |delta|)."""
+def drift(
+    rows: Sequence[dict], baseline: Sequence[dict], by: str | None = None
+) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """Over the rows both sides hold, per (group, tolerance column): (count, mean |delta|,
+    max |delta|); the group is the ``by`` column's value (e.g. the model), else ``all``."""
     new, old, _ = _pairs(rows, baseline)
-    out = {}
-    for col in TOLERANCES:
-        deltas = [abs(_num(new[k].get(col)) - _num(old[k].get(col))) for k in set(new) & set(old)]
-        deltas = [d for d in deltas if not math.isnan(d)]
-        if deltas:
-            out[col] = (len(deltas), sum(deltas) / len(deltas), max(deltas))
-    return out
+    groups: dict[tuple[str, str], list[float]] = {}
+    for k in sorted(set(new) & set(old)):
+        group = str(new[k].get(by, "")) if by else "all"
+        for col in TOLERANCES:
+            d = abs(_num(new[k].get(col)) - _num(old[k].get(col)))
+            if not math.isnan(d):
+                groups.setdefault((group, col), []).append(d)
+    return {g: (len(d), sum(d) / len(d), max(d)) for g, d in groups.items()}
 
 
 def read_baseline(path: str | Path = BASELINE) -> list[dict]:
@@ -168,8 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench.regress: wrote {len(rows)} rows to {args.baseline}")
         return 0
     baseline = read_baseline(args.baseline)
-    for col, (n, mean, worst) in drift(rows, baseline).items():
-        print(f"bench.regress: {col}: {n} common rows, mean |delta| {mean:.4g}, max {worst:.4g}")
+    for (group, col), (n, mean, worst) in drift(rows, baseline, by="model").items():
+        if col in ("psnr", "ssim"):
+            print(
+                f"bench.regress: {group} {col}: {n} common rows, "
+                f"mean |delta| {mean:.4g}, max {worst:.4g}"
+            )
     problems = compare(rows, baseline, common_only=args.common)
     if problems:
         print(f"bench.regress: {len(problems)} problem(s) vs {args.baseline}:", file=sys.stderr)

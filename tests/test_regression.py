@@ -56,7 +56,8 @@ def test_compare_two_results_files(tmp_path) -> None:
     b = [dict(row, psnr="30.01"), dict(row, weights="w0", psnr="20.0")]  # w0: other weights
     assert compare(a, b, common_only=True) == []
     assert any("missing row" in p for p in compare(a, b))
-    n, mean, worst = drift(a, b)["psnr"]
+    n, mean, worst = drift(a, b)[("all", "psnr")]
+    assert set(drift(a, b, by="model")) >= {("m", "psnr"), ("m", "ssim")}
     assert n == 1 and abs(worst - 0.01) < 1e-9
     cols = list(row)
 
