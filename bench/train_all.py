@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         (p, args.checkpoints, args.profile, args.data_root, args.device, threads) for p in plans
     ]
     failed = 0
+    # SIGTERM (kill, pkill) -> SystemExit, so leaving the `with` terminates the workers instead of
+    # orphaning them (they would keep training and writing to this process's output)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         for key, seconds, status in pool.imap_unordered(_work, work):
             failed += status != "ok"

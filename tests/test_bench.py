@@ -9,9 +9,12 @@ import csv
 import functools
 import hashlib
 import http.server
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -378,3 +381,70 @@ def test_gains_table_and_pair_wins() -> None:
     assert pair_wins(summary, "B100", "ode", "plus") == (
         "ode above plus at 1 of 2 scales (-0.20 to +0.10 dB)"
     )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "\nState:\tZ" not in fh.read()  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
+    exp = {
+        "name": "long",
+        "models": {
+            "m": {
+                "train": {
+                    "smoke": {
+                        "config": "smoke/vdsr+t",
+                        "set": {"max_steps": 100000, "data": ["T91"], "val": {"every": 0}},
+                    }
+                }
+            }
+        },
+        "sweeps": [{"name": "main", "models": ["m"], "datasets": {"Set5": "2"}}],
+    }
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.train_all",
+        str(path),
+        "--profile",
+        "smoke",
+        "--checkpoints",
+        str(tmp_path / "ck"),
+        "--jobs",
+        "1",
+        "--data-root",
+        str(data_root),
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "ck").glob("smoke/*/metrics.jsonl")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no training started within 120 s"
+            time.sleep(0.2)
+        children = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        assert children
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+        deadline = time.monotonic() + 30
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [c for c in children if _alive(c)], "workers outlived train_all"
+    finally:
+        proc.kill()
+        for c in children:
+            if _alive(c):
+                os.kill(c, signal.SIGKILL)
