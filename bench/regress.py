@@ -157,14 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--common", action="store_true", help="only rows both sides hold")
     args = p.parse_args(argv)
     if args.rows:
+        if args.update:
+            print("bench.regress: --update needs a smoke run, not --rows", file=sys.stderr)
+            return 2
         for path in (args.rows, args.baseline):
             if not Path(path).is_file():
                 print(f"bench.regress: {path}: no such file", file=sys.stderr)
                 return 2
         rows = read_baseline(args.rows)
-        if args.update:
-            print("bench.regress: --update needs a smoke run, not --rows", file=sys.stderr)
-            return 2
     else:
         rows = run_smoke(args.experiment, args.data_root)
     if args.update:

@@ -241,16 +241,16 @@ def gains_table(
     gain over its bicubic row in brackets: ``+0.93 (+2.15)``."""
     df = summary[summary["dataset"] == dataset]
     base, base_label = _psnr_by_scale(df, reference)
+    per_model = {model: _psnr_by_scale(df, model) for model in models}
     header = ["scale", *models]
     rows = []
     for scale in scales:
         row = [f"×{scale:g}"]
+        paper_base = _lookup(ref, paper_table, dataset, base_label or "bicubic", scale)
         for model in models:
-            ours, label = _psnr_by_scale(df, model)
+            ours, label = per_model[model]
             gain = ours.get(scale, math.nan) - base.get(scale, math.nan)
-            paper = _lookup(ref, paper_table, dataset, label, scale) - _lookup(
-                ref, paper_table, dataset, base_label or "bicubic", scale
-            )
+            paper = _lookup(ref, paper_table, dataset, label, scale) - paper_base
             row.append(_f(gain, True) + ("" if math.isnan(paper) else f" ({_f(paper, True)})"))
         rows.append(row)
     return header, rows
@@ -320,7 +320,7 @@ def caption(
         f"PSNR on Y, mean over images. Training: {_budget_text(exp, profile, models)}."
     )
     used = summary[summary["model"].isin(models)]
-    devices = _distinct(pd.Series(", ".join(used["device"]).split(", ")))
+    devices = _distinct(pd.Series([d for cell in used["device"] for d in cell.split(", ")]))
     if devices:
         text += f" Evaluated on {devices}."
     return text + (f" {extra}" if extra else "")

@@ -473,11 +473,6 @@ def _global_rng_state() -> dict:
     return state
 
 
-def _rng_state(sampler_states: list[dict], global_states: list[dict]) -> dict:
-    """Every rank's sampler and global generator states (index = rank)."""
-    return {"samplers": sampler_states, "ranks": global_states}
-
-
 def _rank_rng_state(rng: dict, rank: int, world: int) -> dict:
     """The global generator state ``rank`` saved; rank 0's when the world size changed or the
     checkpoint predates per-rank states (they held rank 0's state at the top level)."""
@@ -743,7 +738,7 @@ def _train(
                 optimizer=opt.state_dict(),
                 scheduler=sched.state_dict(),
                 step=step,
-                rng=_rng_state(states, globals_),
+                rng={"samplers": states, "ranks": globals_},  # index = rank
                 config=cfg,
             )
             save_training_checkpoint(path, model, extra)

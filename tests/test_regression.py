@@ -10,6 +10,19 @@ from __future__ import annotations
 from bench.regress import BASELINE, compare, drift, main, read_baseline, run_smoke
 from odesr.io import write_csv_atomic
 
+# one result row as the CSVs hold it (strings)
+_ROW = dict(
+    model="m",
+    solver_opts="-",
+    dataset="d",
+    image="i",
+    scale="2.0",
+    psnr="30.0",
+    ssim="0.9",
+    nfe="4",
+    seen="True",
+)
+
 
 def test_smoke_matches_baseline(data_root, tmp_path) -> None:
     rows = run_smoke("ci-smoke", str(data_root), workdir=str(tmp_path))
@@ -18,19 +31,7 @@ def test_smoke_matches_baseline(data_root, tmp_path) -> None:
 
 
 def test_compare_reports_moves() -> None:
-    base = [
-        dict(
-            model="m",
-            solver_opts="-",
-            dataset="d",
-            image="i",
-            scale="2.0",
-            psnr="30.0",
-            ssim="0.9",
-            nfe="4",
-            seen="True",
-        )
-    ]
+    base = [dict(_ROW)]
     assert compare(base, base) == []
     moved = [dict(base[0], psnr="30.05")]
     msg = "\n".join(compare(moved, base))
@@ -40,18 +41,7 @@ def test_compare_reports_moves() -> None:
 
 
 def test_compare_two_results_files(tmp_path) -> None:
-    row = dict(
-        model="m",
-        solver_opts="-",
-        dataset="d",
-        image="i",
-        scale="2.0",
-        psnr="30.0",
-        ssim="0.9",
-        nfe="4",
-        seen="True",
-        weights="w1",
-    )
+    row = dict(_ROW, weights="w1")
     a = [row, dict(row, image="j", psnr="31.0")]
     b = [dict(row, psnr="30.01"), dict(row, weights="w0", psnr="20.0")]  # w0: other weights
     assert compare(a, b, common_only=True) == []
