@@ -6,10 +6,9 @@ from typing import Any
 
 import torch
 
-from odesr.models import SRModel, register
+from odesr.models import SRModel
 
 
-@register("bicubic")
 class Bicubic(SRModel):
     """``super_resolve`` is :func:`odesr.degrade.upscale`; ``forward`` (on I(t0)) is identity."""
 

@@ -14,14 +14,14 @@ from typing import Any
 import torch
 
 from odesr.degrade import upscale
-from odesr.models import SRModel, default_size, register, resolve_net
+from odesr.models import SRModel, default_size, resolve_net
 from odesr.nets import build_backbone
 
 
-@register("vdsr-fixed")
 class VDSRFixed(SRModel):
     input_kind = "lr"
     nfe_per_call = 1
+    supported_scales = (2.0, 3.0, 4.0)  # trained like the original multi-scale VDSR
 
     def __init__(self, preset: str = "paper", net: dict | None = None) -> None:
         super().__init__()
@@ -38,7 +38,6 @@ class VDSRFixed(SRModel):
         return up + self.net(up)
 
 
-@register("rdn-fixed")
 class RDNFixed(SRModel):
     input_kind = "lr"
     nfe_per_call = 1
@@ -51,6 +50,10 @@ class RDNFixed(SRModel):
         self.scale = int(scale)
         self.net = build_backbone("rdn", None, **net_kwargs)
         self.spec = {"name": "rdn-fixed", "scale": self.scale, "preset": preset, "net": net_kwargs}
+
+    @property
+    def supported_scales(self) -> tuple[float, ...]:
+        return (float(self.scale),)
 
     def forward(
         self, x: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any

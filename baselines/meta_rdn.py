@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from odesr.models import SRModel, default_size, register, resolve_net
+from odesr.models import SRModel, default_size, resolve_net
 from odesr.nets import build_backbone
 
 
@@ -76,7 +76,6 @@ class MetaUpscale(nn.Module):
         return torch.cat(out, dim=2)
 
 
-@register("meta-rdn")
 class MetaRDN(SRModel):
     """RDN features of the LR image + Meta-Upscale: ``forward(lr, scale, size)`` -> (B, 3, H, W)."""
 

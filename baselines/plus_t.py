@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from odesr.models import SRModel, register, resolve_net
+from odesr.models import SRModel, resolve_net
 from odesr.nets import build_backbone, with_t_plane
 
 
@@ -31,11 +31,15 @@ class PlusT(SRModel):
         return x + self.net(with_t_plane(x, float(scale)))
 
 
-@register("vdsr+t")
-def _vdsr_t(**kwargs: Any) -> PlusT:
-    return PlusT("vdsr", **kwargs)
+class VDSRPlusT(PlusT):
+    """``vdsr+t``."""
+
+    def __init__(self, preset: str = "paper", net: dict | None = None) -> None:
+        super().__init__("vdsr", preset, net)
 
 
-@register("rdn+t")
-def _rdn_t(**kwargs: Any) -> PlusT:
-    return PlusT("rdn", **kwargs)
+class RDNPlusT(PlusT):
+    """``rdn+t``."""
+
+    def __init__(self, preset: str = "paper", net: dict | None = None) -> None:
+        super().__init__("rdn", preset, net)

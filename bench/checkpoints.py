@@ -1,19 +1,19 @@
 """Checkpoints keyed by their training config: ``<root>/<profile>/<model>-<hash>/final.pt``.
 
 A missing checkpoint is trained with :func:`odesr.train.train` (resuming from ``last.pt`` when an
-earlier run was killed). Training holds an ``fcntl`` lock on ``<dir>.lock`` so two sweeps needing
-the same model train it once: the second waits and then finds ``final.pt``.
+earlier run was killed). Training holds a lock (:mod:`filelock`) on ``<dir>.lock`` so two sweeps
+needing the same model train it once: the second waits and then finds ``final.pt``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from bench.experiment import ModelPlan
 
@@ -43,12 +43,8 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
 @contextlib.contextmanager
 def _dir_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with FileLock(path.with_name(path.name + ".lock")):
+        yield
 
 
 def ensure_checkpoint(

@@ -27,7 +27,6 @@ import copy
 import hashlib
 import itertools
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any
 import yaml
 
 from odesr.evaluate import parse_scales
+from odesr.models import is_ode
+from odesr.ode import DEFAULT_SOLVER
 from odesr.train import deep_merge
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
 
 EXPERIMENT_DIR = Path(__file__).with_name("experiments")
 PROFILES = ("smoke", "cpu", "paper")
-DEFAULT_ODE_SOLVER = {"method": "rk4", "step_size": 0.1}  # odesr.models.ODESR's defaults
 _MISSING = object()
 
 
@@ -301,7 +301,7 @@ class Experiment:
             return [{}]
         given = sweep.get("solvers")
         if not given:
-            return [dict(plan.solver) or dict(DEFAULT_ODE_SOLVER)]
+            return [dict(plan.solver) or DEFAULT_SOLVER.as_dict()]
         out = []
         for spec in given:
             out.extend(_expand_grid(dict(spec)))
@@ -318,7 +318,7 @@ def _is_ode_plan(plan: ModelPlan) -> bool:
     name = (plan.train_cfg or {}).get("model", {}).get("name") or (plan.model_spec or {}).get(
         "name", ""
     )
-    return str(name).endswith("-ode")
+    return is_ode(str(name))
 
 
 def experiment_path(name: str | os.PathLike) -> Path:
@@ -353,7 +353,7 @@ def training_budget(cfg: dict | None) -> str:
     if cfg is None:
         return "no training"
     solver = ""
-    if str(cfg["model"]["name"]).endswith("-ode"):
+    if is_ode(str(cfg["model"]["name"])):
         ts = cfg.get("train_solver") or {}
         solver = f", {cfg.get('objective', 'endpoint')} objective"
         if cfg.get("objective", "endpoint") == "endpoint":
@@ -367,16 +367,3 @@ def training_budget(cfg: dict | None) -> str:
         f"{int(cfg['patch_size'])}px patches on {'+'.join(map(str, cfg['data']))}, "
         f"scales {srange}, preset {cfg['model'].get('preset', '?')}{solver}"
     )
-
-
-def steps_for(solver: dict, scale: float) -> int | None:
-    """Fixed-step count a solver setting uses from t0 = ``scale`` (None for adaptive/none)."""
-    method = solver.get("method")
-    if not method or method == "dopri5":
-        return None
-    if solver.get("steps") is not None:
-        return int(solver["steps"])
-    h = solver.get("step_size")
-    if h is None:
-        return 1
-    return max(int(math.ceil((float(scale) - 1.0) / float(h) - 1e-9)), 1)

@@ -170,15 +170,13 @@ def trajectory_data(
 ) -> TrajectoryData:
     """Solve the ODE of ``model`` (an ``odesr.models.ODESR``) from the bicubic image of ``image``
     (3, H, W) at ``scale`` down to 1, keeping the trajectory; evaluate f(I(t_i), t_i) there."""
-    from bench.experiment import solver_label, steps_for
     from odesr.degrade import make_case, upscale
 
     hr, lr, case = make_case(image[None].to(torch.float64), scale)
-    opts = dict(solver)
-    if opts.get("method", "rk4") != "dopri5":
-        n = steps_for(opts or {"method": "rk4", "step_size": 0.1}, scale) or 1
-        opts = {k: v for k, v in opts.items() if k not in ("steps", "step_size")}
-        opts["steps"] = max(n, min_points)
+    settings = model.solver_settings(solver)
+    if settings.fixed:  # at least min_points points along the trajectory
+        settings = settings.replace(steps=max(settings.num_steps(scale), min_points))
+    opts = settings.as_dict()
     x0 = upscale(lr.to(torch.float32), scale, case.sr_size)
     with torch.no_grad():
         sol = model.solve(x0, scale, return_trajectory=True, **opts)
@@ -200,7 +198,7 @@ def trajectory_data(
         f_flat=np.array([mean_abs(f, ft, fl) for f in fs]),
         sharp=(st, sl, size),
         flat=(ft, fl, size),
-        solver=solver_label(opts),
+        solver=settings.label(),
     )
 
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import resources
 
 import torch
 
 from bench.speed_eval import best_of
 from odesr.data import list_images, load_image
 from odesr.degrade import make_case
-from odesr.models import load
+from odesr.models import load_model
 from odesr.nets import build_backbone, count_params
-from odesr.ode import FIXED_METHODS, num_steps
+from odesr.ode import SolverSettings
 
 SOLVERS = [
     {"method": "euler", "step_size": 0.25},
@@ -43,14 +42,14 @@ def nfe_table(scales: list[float]) -> None:
     fixed = [s for s in SOLVERS if "step_size" in s]
     print("  scale  " + "  ".join(f"{_label(s):>12}" for s in fixed))
     for scale in scales:
-        cells = [num_steps(scale, s["step_size"]) * FIXED_METHODS[s["method"]] for s in fixed]
+        cells = [SolverSettings.from_dict(s).nfe(scale) for s in fixed]
         print(f"  x{scale:<5g} " + "  ".join(f"{c:>12d}" for c in cells))
 
 
-def wall_per_image(checkpoint: str, data_root: str | None, scales: list[float]) -> None:
-    model = load(checkpoint).eval()
+def wall_per_image(checkpoint: str | None, data_root: str | None, scales: list[float]) -> None:
+    model = load_model(checkpoint)
     hr = load_image(list_images("B100", data_root)[0]).rgb[None]
-    print(f"wall time per B100 image ({tuple(hr.shape[-2:])}), {checkpoint}")
+    print(f"wall time per B100 image ({tuple(hr.shape[-2:])}), {checkpoint or 'the bundled model'}")
     for scale in scales:
         _, lr, case = make_case(hr, scale)
         for opts in SOLVERS:
@@ -94,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     nfe_table([1.1, 1.5, 2.0, 2.4, 3.0, 4.0, 4.5])
     if not args.skip_wall:
-        ckpt = args.checkpoint or str(resources.files("odesr") / "weights" / "vdsr-ode-cpu.pt")
-        wall_per_image(ckpt, args.data_root, [2.0, 4.0])
+        wall_per_image(args.checkpoint, args.data_root, [2.0, 4.0])
     throughput()
     return 0
 

@@ -523,10 +523,10 @@ def _trajectory_figure(
     file = next((p for p in files if p.stem == want), files[0])
     dev = "cpu" if device in (None, "auto") else device
     model = load(ckpt, map_location=dev)
-    if not hasattr(model, "func"):
+    if not model.is_ode:
         raise _Skip(f"{f['model']} is not an ODE model")
     scale = float(f.get("scale", 4.0))
-    solver = plan.solver or {"method": "rk4", "step_size": 0.1}
+    solver = plan.solver or {}  # the checkpoint's own settings unless the experiment says
     data = figures.trajectory_data(model, load_image(file).rgb.to(dev), scale, solver)
     budget = training_budget(plan.train_cfg)
     where = f"{f.get('dataset', 'Set5')}/{file.stem} at ×{scale:g}"

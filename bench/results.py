@@ -1,7 +1,7 @@
 """The results CSV of one (profile, experiment): tidy rows, one per image, written per unit.
 
-Writes hold an exclusive ``fcntl`` lock on ``<csv>.lock`` while they re-read the file, replace the
-unit's rows (so a re-run never duplicates) and rewrite the whole file atomically
+Writes hold an exclusive lock (:mod:`filelock`) on ``<csv>.lock`` while they re-read the file,
+replace the unit's rows (so a re-run never duplicates) and rewrite the whole file atomically
 (:func:`odesr.io.write_csv_atomic`). Readers never see a half-written file; two sweeps writing the
 same file at once serialise on the lock and keep each other's rows.
 """
@@ -9,11 +9,12 @@ same file at once serialise on the lock and keep each other's rows.
 from __future__ import annotations
 
 import csv
-import fcntl
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 from odesr.io import write_csv_atomic
 
@@ -78,12 +79,8 @@ class ResultsFile:
     @contextmanager
     def locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with FileLock(self.lock_path):
+            yield
 
     def read(self) -> list[dict]:
         """All rows (strings), de-duplicated by (unit, image) keeping the last."""

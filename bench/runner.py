@@ -27,9 +27,9 @@ from bench.experiment import (
     dataset_label,
     load_experiment,
     solver_label,
-    steps_for,
 )
 from bench.results import ResultsFile
+from odesr.models import BUNDLED_MODEL, build, is_ode, load_model
 
 __all__ = ["RunSummary", "run_experiment", "results_path", "resolve_device", "git_rev"]
 
@@ -89,14 +89,14 @@ def _backbone(plan: ModelPlan) -> str:
 def _objective(plan: ModelPlan) -> str:
     if plan.train_cfg is None:
         return "none"
-    if str(plan.train_cfg["model"]["name"]).endswith("-ode"):
+    if is_ode(str(plan.train_cfg["model"]["name"])):
         return str(plan.train_cfg.get("objective", "endpoint"))
     return "direct"
 
 
 def _train_solver(plan: ModelPlan) -> str:
     cfg = plan.train_cfg
-    if cfg is None or not str(cfg["model"]["name"]).endswith("-ode"):
+    if cfg is None or not is_ode(str(cfg["model"]["name"])):
         return ""
     if cfg.get("objective") == "path":
         return "none (path)"
@@ -109,19 +109,15 @@ def fixed_checkpoint(spec: dict | None) -> Path | None:
     value = (spec or {}).get("checkpoint")
     if not value:
         return None
-    if value == "bundled":
-        from importlib import resources
-
-        return Path(str(resources.files("odesr") / "weights" / "vdsr-ode-cpu.pt"))
-    return Path(value)
+    return BUNDLED_MODEL if value == "bundled" else Path(value)
 
 
 def _load_model(plan: ModelPlan, checkpoint: Path | None, device: str) -> torch.nn.Module:
-    from odesr.models import build, load
-
     checkpoint = checkpoint or fixed_checkpoint(plan.model_spec)
-    model = load(checkpoint, map_location=device) if checkpoint else build(plan.model_spec)
-    model = model.to(device).eval()
+    if checkpoint:
+        model = load_model(Path(checkpoint), device)
+    else:
+        model = build(plan.model_spec).to(device).eval()
     if plan.ensemble:
         if plan.ensemble != "x8":
             raise ValueError(f"model {plan.id}: unknown ensemble {plan.ensemble!r} (use x8)")
@@ -214,7 +210,10 @@ def run_experiment(
                 model = _load_model(plan, ckpt, device)
                 params = count_params(model)
                 loaded_key = (plan.key, plan.ensemble)
-            settings = EvalSettings(device=device, batch_size=batch_size, solve_opts=unit.solver)
+            settings = EvalSettings(
+                device=device, batch_size=batch_size, solver=unit.solver or None
+            )
+            solver = model.solver_settings(unit.solver) if model.is_ode else None
             if bar is not None:
                 bar.set_postfix_str(f"{plan.id} {dataset_label(unit.dataset)} x{unit.scale:g}")
             rows = evaluate_images(
@@ -226,8 +225,8 @@ def run_experiment(
                 backbone=_backbone(plan),
                 objective=_objective(plan),
                 train_solver=_train_solver(plan),
-                solver=unit.solver.get("method", "") if unit.solver else "",
-                steps=steps_for(unit.solver, unit.scale) if unit.solver else "",
+                solver=solver.method if solver else "",
+                steps=solver.num_steps(unit.scale) if solver else "",
                 dataset=dataset_label(unit.dataset),
                 seen=exp.seen(plan, unit.scale),
                 params=params,

@@ -54,81 +54,79 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_eval)
 
 
-def _solve_opts(args: argparse.Namespace) -> dict:
-    names = {
-        "solver": "method",
-        "steps": "steps",
-        "step_size": "step_size",
-        "rtol": "rtol",
-        "atol": "atol",
-        "tile": "tile",
-    }
-    return {
-        key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr) is not None
-    }
+EVAL_COLUMNS = [
+    "model",
+    "dataset",
+    "image",
+    "scale",
+    "psnr",
+    "ssim",
+    "seconds",
+    "nfe",
+    "protocol",
+    "y_rounding",
+    "solver",
+    "steps",
+    "step_size",
+    "rtol",
+    "atol",
+]
 
 
-def _solver_columns(used: dict, scale: float) -> dict:
-    """The solver settings a row was made with (resolved, so defaults are recorded too)."""
-    method = used.get("method") or ""
-    if not method:
-        return {"solver": "", "steps": "", "step_size": "", "rtol": "", "atol": ""}
-    from odesr.ode import FIXED_METHODS, num_steps
-
-    fixed = method in FIXED_METHODS
-    steps = used.get("steps")
-    if fixed and not steps and used.get("step_size"):
-        steps = num_steps(scale, used["step_size"])
-    return {
-        "solver": method,
-        "steps": steps if fixed else "",
-        "step_size": (used.get("step_size") or "") if fixed else "",
-        "rtol": "" if fixed else used.get("rtol"),
-        "atol": "" if fixed else used.get("atol"),
-    }
-
-
-def _run_eval(args: argparse.Namespace) -> int:
+def _check_eval_args(args: argparse.Namespace) -> None:
     import torch
 
-    from odesr import models
-    from odesr.degrade import DEFAULT_PROTOCOL
-    from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales, summarize
-    from odesr.io import write_csv_atomic
-
-    scales = parse_scales(args.scales)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: CUDA is not available on this machine")
-    if args.checkpoint:
-        model = models.load(args.checkpoint, map_location=args.device)
-        label = model.spec.get("name", "model")
-    else:
-        if args.model not in models.MODELS:
-            raise UserError(f"unknown model {args.model!r}; choose from {sorted(models.MODELS)}")
-        model = models.build({"name": args.model})
-        if any(True for _ in model.parameters()):
-            raise UserError(f"model {args.model!r} needs trained weights: pass --checkpoint PATH")
-        label = args.model
-    model = model.to(args.device).eval()
-    opts = _solve_opts(args)
-    solver_keys = {k for k in opts if k != "tile"}
-    resolved = getattr(model, "solver_options", None)
-    if resolved is None and solver_keys:
-        raise UserError(
-            f"model {label!r} is not an ODE model: --solver/--steps/--step-size/"
-            "--rtol/--atol do not apply"
-        )
-    used = resolved(**{k: opts[k] for k in solver_keys}) if resolved else {}
+
+
+def _eval_solver(model, args: argparse.Namespace):
+    """The model's solver settings with the command line's overrides (None: not an ODE model)."""
+    given = {
+        "method": args.solver,
+        "steps": args.steps,
+        "step_size": args.step_size,
+        "rtol": args.rtol,
+        "atol": args.atol,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not model.is_ode:
+        if given:
+            raise UserError(
+                f"model {model.spec.get('name')!r} is not an ODE model: --solver/--steps/"
+                "--step-size/--rtol/--atol do not apply"
+            )
+        return None
+    return model.solver_settings(given)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from odesr.degrade import DEFAULT_PROTOCOL
+    from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales, summarize
+    from odesr.io import write_csv_atomic
+    from odesr.models import load_model
+    from odesr.ode import NO_SOLVER_COLUMNS
+
+    scales = parse_scales(args.scales)
+    _check_eval_args(args)
+    model = load_model(args.model or Path(args.checkpoint), args.device)
+    label = args.model or model.spec.get("name", "model")
+    solver = _eval_solver(model, args)
     settings = EvalSettings(
         protocol=args.protocol or DEFAULT_PROTOCOL,
         y_rounding=args.y_rounding,
         batch_size=args.batch_size,
         device=args.device,
-        solve_opts=opts,
+        solver=solver,
+        tile=args.tile,
     )
     rows: list[dict] = []
     for dataset in args.dataset:
@@ -143,30 +141,14 @@ def _run_eval(args: argparse.Namespace) -> int:
                 limit=args.limit,
             )
         for r in part:
-            r.update(model=label, y_rounding=args.y_rounding, **_solver_columns(used, r["scale"]))
+            columns = solver.columns(r["scale"]) if solver else NO_SOLVER_COLUMNS
+            r.update(model=label, y_rounding=args.y_rounding, **columns)
         rows.extend(part)
         print(f"{label} on {dataset} ({settings.protocol}, Y {args.y_rounding}):")
         print("  scale    PSNR     SSIM   n")
         for scale, p, s, n in summarize(part):
             print(f"  x{scale:<5g} {p:7.3f}  {s:.4f}  {n}")
-    columns = [
-        "model",
-        "dataset",
-        "image",
-        "scale",
-        "psnr",
-        "ssim",
-        "seconds",
-        "nfe",
-        "protocol",
-        "y_rounding",
-        "solver",
-        "steps",
-        "step_size",
-        "rtol",
-        "atol",
-    ]
-    write_csv_atomic(args.out, rows, columns)
+    write_csv_atomic(args.out, rows, EVAL_COLUMNS)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
 

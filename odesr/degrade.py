@@ -17,6 +17,7 @@ from odesr.resize import imresize
 
 __all__ = [
     "quantize",
+    "path_pad",
     "path_point",
     "upscale",
     "EvalCase",
@@ -32,8 +33,9 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x.clamp(0, 1) * 255.0 + 0.5) / 255.0
 
 
-def _path_pad(scale: float) -> int:
-    # the widened shrink kernel reaches 2 * scale pixels, the enlarge kernel 2 LR pixels.
+def path_pad(scale: float) -> int:
+    """Margin that makes I(t) of a region independent of what lies beyond it: the widened
+    shrink kernel reaches 2 * scale pixels, the enlarge kernel 2 LR pixels."""
     return int(math.ceil(4 * scale)) + 2
 
 
@@ -52,7 +54,7 @@ def path_point(
         raise ValueError(f"path point needs a finite t >= 1, got {t!r}")
     if t == 1:
         return hr
-    pad = _path_pad(t) if pad is None else pad
+    pad = path_pad(t) if pad is None else pad
     h, w = hr.shape[-2:]
     x = hr
     if pad > 0:

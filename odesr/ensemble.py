@@ -68,8 +68,8 @@ class SelfEnsemble(nn.Module):
     """Wrap an SR model: ``super_resolve`` averages its outputs over the 8 D4 transforms.
 
     ``spec`` is ``{"name": "x8", "base": base.spec}`` (not a registry name: rebuild by loading
-    the base checkpoint and wrapping it). Attributes of the base (``func``, ``input_kind``,
-    ``solver_options``) are reachable through ``self.base``.
+    the base checkpoint and wrapping it). It declares the base's ``input_kind``, ``is_ode`` and
+    ``supported_scales``; everything else of the base is reachable through ``self.base``.
     """
 
     def __init__(self, base: nn.Module, transforms=TRANSFORMS) -> None:
@@ -78,6 +78,12 @@ class SelfEnsemble(nn.Module):
         self.transforms = tuple(transforms)
         self.spec = {"name": "x8", "base": getattr(base, "spec", {})}
         self.input_kind = getattr(base, "input_kind", "upscaled")
+        self.is_ode = bool(getattr(base, "is_ode", False))
+        self.supported_scales = getattr(base, "supported_scales", None)
+
+    def solver_settings(self, solver=None):
+        """The base model's solver settings (None for non-ODE bases)."""
+        return self.base.solver_settings(solver) if self.is_ode else None
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:  # pragma: no cover - unused
         raise NotImplementedError("SelfEnsemble is for inference: use super_resolve")

@@ -12,13 +12,14 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from odesr.data import LoadedImage, list_images, load_image
 from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize
 from odesr.metrics import score
+from odesr.ode import SolverSettings
 
 __all__ = ["parse_scales", "EvalSettings", "evaluate_images", "evaluate_dataset", "summarize"]
 
@@ -59,14 +60,17 @@ def parse_scales(text: str) -> list[float]:
 
 @dataclass
 class EvalSettings:
-    """What fixes the numbers: protocol, luma rounding, solver options passed to the model."""
+    """What fixes the numbers: protocol, luma rounding, the solver of ODE models (None: the
+    model's own; a dict overrides some of its settings) and the tile size (None: whole images;
+    tiles use the exact overlap, so they do not change the numbers)."""
 
     protocol: str = DEFAULT_PROTOCOL
     y_rounding: str = "matlab"
     batch_size: int = 16
     device: str = "cpu"
     dtype: torch.dtype = torch.float32  # of the resize and the model; metrics run in float64
-    solve_opts: dict = field(default_factory=dict)
+    solver: SolverSettings | dict | None = None
+    tile: int | None = None
 
 
 def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:
@@ -123,7 +127,9 @@ def evaluate_images(
             hr_ref = hr64[..., : case.sr_size[0], : case.sr_size[1]]
             start = time.perf_counter()
             with torch.no_grad():
-                result = model.super_resolve(lr, scale, case.sr_size, **settings.solve_opts)
+                result = model.super_resolve(
+                    lr, scale, case.sr_size, solver=settings.solver or None, tile=settings.tile
+                )
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = (time.perf_counter() - start) / len(members)

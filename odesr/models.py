@@ -3,43 +3,58 @@
 Every model is an ``nn.Module`` (subclass of :class:`SRModel`) with
 
 * ``spec``: a JSON-able dict ``{"name": ..., **kwargs}``; ``build(model.spec)`` rebuilds it;
-* ``input_kind``: ``"upscaled"`` (``forward`` takes I(t0), the bicubic image at the output size)
-  or ``"lr"`` (``forward`` takes the LR image and returns ``size``);
+* declared traits (:class:`SRModel`): ``input_kind`` (``"upscaled"``: ``forward`` takes I(t0),
+  the bicubic image at the output size; ``"lr"``: it takes the LR image and returns ``size``),
+  ``is_ode``, ``supported_scales``, ``receptive_radius``;
 * ``forward(x, scale, size=None, **opts)``: the differentiable pass used for training;
-* ``super_resolve(lr, scale, size, **opts) -> SRResult``: inference (no grad) from an LR image
-  (B, 3, h, w) to exactly ``size`` = (H, W). Outputs are not clipped or quantised.
+* ``super_resolve(lr, scale, size, solver=..., tile=...) -> SRResult``: inference (no grad) from
+  an LR image (B, 3, h, w) to exactly ``size`` = (H, W), optionally in tiles. Outputs are not
+  clipped or quantised.
 
-Registered names: ``vdsr-ode``, ``rdn-ode`` (this file), ``bicubic``, ``vdsr+t``, ``rdn+t``,
-``meta-rdn``, ``vdsr-fixed``, ``rdn-fixed`` (package ``baselines``, loaded on import).
+Registered names: ``vdsr-ode``, ``rdn-ode`` (this file) and whatever installed packages declare
+in the ``odesr.models`` entry-point group (this distribution declares its baselines there:
+``bicubic``, ``vdsr+t``, ``rdn+t``, ``meta-rdn``, ``vdsr-fixed``, ``rdn-fixed``).
+:func:`load_model` gets a model by name or checkpoint path.
 Backbone sizes: ``preset`` ('paper', 'cpu', 'smoke') plus ``net`` overrides, stored resolved in
 the spec so a checkpoint never depends on the preset table.
 """
 
 from __future__ import annotations
 
-import importlib
+import io
 import os
-import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from odesr.degrade import upscale
+from odesr.io import write_bytes_atomic
 from odesr.nets import build_backbone, preset
-from odesr.ode import FIXED_METHODS, METHODS, ODEFunc, ODESolution, solve, solve_tiled
+from odesr.ode import ODEFunc, ODESolution, SolverSettings, safe_overlap, solve
 from odesr.resize import output_size
+from odesr.tiling import Sink, bicubic_window, run_tiled
 
 __all__ = [
     "MODELS",
+    "ENTRY_POINT_GROUP",
+    "BUNDLED_MODEL",
+    "DEFAULT_OVERLAP",
+    "ModelError",
     "SRModel",
     "SRResult",
     "ODESR",
     "register",
+    "load_plugins",
+    "model_class",
+    "is_ode",
     "build",
+    "load_model",
     "save_checkpoint",
     "load",
     "load_checkpoint",
@@ -49,11 +64,22 @@ __all__ = [
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
+ENTRY_POINT_GROUP = "odesr.models"
 CHECKPOINT_FORMAT = "odesr-checkpoint-v1"
+BUNDLED_MODEL = Path(__file__).with_name("weights") / "vdsr-ode-cpu.pt"
+DEFAULT_OVERLAP = 32  # tile context when no exact overlap exists (adaptive solvers)
+
+
+class ModelError(ValueError):
+    """A model cannot be found, built or loaded; the message names the model or file."""
 
 
 def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: ``MODELS[name] = constructor`` (the constructor takes the spec's kwargs)."""
+    """Decorator: ``MODELS[name] = constructor`` (the constructor takes the spec's kwargs).
+
+    Core models register here; other packages declare theirs as entry points of the group
+    :data:`ENTRY_POINT_GROUP` (``name = "package.module:Class"``), found by :func:`load_plugins`.
+    """
 
     def deco(ctor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in MODELS and MODELS[name] is not ctor:
@@ -64,12 +90,46 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
     return deco
 
 
+def load_plugins() -> None:
+    """Register every model declared in the ``odesr.models`` entry-point group of the installed
+    packages (names already registered are kept). A plugin that fails to import is skipped with
+    a warning naming it, so one broken package does not disable the others."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in MODELS:
+            continue
+        try:
+            ctor = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
+            message = f"odesr: model plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
+            warnings.warn(message, stacklevel=2)
+            continue
+        MODELS.setdefault(ep.name, ctor)
+
+
+def model_class(name: str) -> Callable[..., nn.Module]:
+    """The registered constructor of ``name`` (entry points are re-scanned once if unknown)."""
+    if name not in MODELS:
+        load_plugins()
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}; choose from {sorted(MODELS)}") from None
+
+
+def is_ode(model: nn.Module | str) -> bool:
+    """Whether a model (instance or registered name) is solved as an ODE."""
+    if isinstance(model, str):
+        return bool(getattr(model_class(model), "is_ode", False))
+    return bool(getattr(model, "is_ode", False))
+
+
 @dataclass
 class SRResult:
-    """Inference result: ``image`` (B, 3, H, W), not quantised; ``nfe`` backbone evaluations;
-    ``trajectory`` (T, B, 3, H, W) with ``times`` (T,) for ODE models when requested."""
+    """Inference result: ``image`` (B, 3, H, W), not quantised (None when a ``sink`` took the
+    tiles); ``nfe`` backbone evaluations per pixel; ``trajectory`` (T, B, 3, H, W) with
+    ``times`` (T,) for ODE models when requested."""
 
-    image: torch.Tensor
+    image: torch.Tensor | None
     nfe: int
     trajectory: torch.Tensor | None = None
     times: torch.Tensor | None = None
@@ -89,42 +149,135 @@ def resolve_net(backbone: str, preset_name: str, net: dict | None, **fixed: Any)
 
 
 class SRModel(nn.Module):
-    """Base class: ``spec``, ``input_kind`` and a default ``super_resolve``."""
+    """Base class of every model. What callers need to know is declared, never guessed:
 
-    input_kind: str = "upscaled"
-    nfe_per_call: int = 1
+    * ``input_kind``: ``"upscaled"`` (works on I(t0), the bicubic image at the output size, so
+      it can run on tiles) or ``"lr"`` (takes the LR image, runs on the whole image);
+    * ``is_ode``: solved as an ODE (solver settings, trajectories apply);
+    * ``supported_scales``: the scales it is trained for and runs at (None: any scale > 1);
+    * ``receptive_radius``: pixels of context one evaluation reads (None: unknown);
+    * ``nfe_per_call``: backbone evaluations of one pass (non-ODE models).
+    """
+
+    input_kind: ClassVar[str] = "upscaled"
+    is_ode: ClassVar[bool] = False
+    nfe_per_call: ClassVar[int] = 1
+    supported_scales: tuple[float, ...] | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.spec: dict[str, Any] = {}
 
+    @property
+    def receptive_radius(self) -> int | None:
+        net = getattr(self, "net", None)
+        return getattr(net, "receptive_radius", None)
+
+    def solver_settings(self, solver: SolverSettings | dict | None = None) -> SolverSettings | None:
+        """Resolved solver settings (ODE models); None for the others."""
+        return None
+
+    def restore(
+        self, x: torch.Tensor, scale: float, solver: SolverSettings | None, trajectory: bool
+    ) -> tuple[torch.Tensor, int, torch.Tensor | None, torch.Tensor | None]:
+        """I(t0) window ``x`` -> ``(image, nfe, trajectory, times)`` (``upscaled`` models)."""
+        return self(x, scale, tuple(x.shape[-2:])), self.nfe_per_call, None, None
+
+    def exact_overlap(self, scale: float, solver: SolverSettings | None = None) -> int | None:
+        """Tile overlap making tiled inference exact: receptive radius x evaluations per pixel
+        (None when unknown, e.g. adaptive solvers)."""
+        radius = self.receptive_radius
+        if radius is None:
+            return 0 if self.nfe_per_call == 0 else None
+        return int(radius) * self.nfe_per_call
+
     @torch.no_grad()
     def super_resolve(
-        self, lr: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
+        self,
+        lr: torch.Tensor,
+        scale: float,
+        size: tuple[int, int] | None = None,
+        *,
+        solver: SolverSettings | dict | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        return_trajectory: bool = False,
+        sink: Sink | None = None,
+        on_tile: Callable[[], None] | None = None,
+        **solver_options: Any,
     ) -> SRResult:
+        """LR (B, 3, h, w) -> SR of ``size`` (default ``ceil(h * scale)``): the one inference
+        path (eval, upscale, the runner).
+
+        ``solver`` / ``solver_options`` (method, steps, step_size, rtol, atol) override the
+        model's own settings (ODE models only). ``tile``: side of the tiles the output is
+        computed in (``upscaled`` models; None: one piece), each with ``overlap`` pixels of
+        context, by default :meth:`exact_overlap` (tiled == untiled) or :data:`DEFAULT_OVERLAP`
+        where no exact one exists. ``sink(core, (rows, cols))`` receives finished tiles instead
+        of them being kept.
+        """
         size = tuple(size) if size is not None else default_size(lr, scale)
-        if self.input_kind == "upscaled":
-            x = upscale(lr, scale, size)
-            return SRResult(self(x, scale, size, **opts), self.nfe_per_call)
-        return SRResult(self(lr, scale, size, **opts), self.nfe_per_call)
+        settings = self._resolve_solver(solver, solver_options, return_trajectory)
+        if self.input_kind != "upscaled":
+            if tile is not None:
+                raise ModelError(f"model {self.spec.get('name')!r} takes the LR image: no tiles")
+            image = self(lr, scale, size)
+            if tuple(image.shape[-2:]) != size:
+                raise ModelError(
+                    f"model {self.spec.get('name')!r} returned {tuple(image.shape[-2:])}, "
+                    f"expected {size} at scale {scale:g}"
+                )
+            if sink is not None:
+                sink(image, (slice(0, size[0]), slice(0, size[1])))
+            if on_tile is not None:
+                on_tile()
+            return SRResult(None if sink is not None else image, self.nfe_per_call)
+        if tile is not None and overlap is None:
+            exact = self.exact_overlap(scale, settings)
+            overlap = DEFAULT_OVERLAP if exact is None else exact
+
+        def window(rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+            if tile is None:
+                return upscale(lr, scale, size)
+            return bicubic_window(lr, scale, size, rows, cols)
+
+        def restore(x: torch.Tensor):
+            return self.restore(x, scale, settings, return_trajectory)
+
+        res = run_tiled(restore, window, size, tile, overlap or 0, sink=sink, on_tile=on_tile)
+        return SRResult(res.image, res.nfe, res.trajectory, res.times)
+
+    def _resolve_solver(
+        self, solver: SolverSettings | dict | None, options: dict, trajectory: bool
+    ) -> SolverSettings | None:
+        given = {k: v for k, v in options.items() if v is not None}
+        if not self.is_ode and (given or solver or trajectory):
+            what = "a trajectory" if trajectory and not (given or solver) else "solver options"
+            raise ModelError(
+                f"model {self.spec.get('name')!r} is not an ODE model: {what} do not apply"
+            )
+        return self.solver_settings(solver).replace(**given) if self.is_ode else None
 
 
 class ODESR(SRModel):
     """The paper's method: solve dI/dt = f(I, t) from I(t0) (bicubic) to I(1), f a VDSR or RDN
     with a t plane as 4th input channel (registered as ``vdsr-ode`` and ``rdn-ode``).
 
-    Solver defaults (stored in the spec, overridable per call): ``method='rk4'`` (torchdiffeq's
-    RK4 = 3/8 rule, as in the paper) with ``step_size=0.1`` -> ``ceil((t0 - 1) / 0.1)`` steps,
-    i.e. one step per training-scale stride (the paper does not state its step count; note that a
-    bare ``odeint(f, I, [t0, 1], method='rk4')`` would take a single step -- pass ``steps=1`` for
-    that). ``steps`` (if set) overrides ``step_size``.
+    The spec carries the solver the model is evaluated with (``method``, ``steps``,
+    ``step_size``, ``rtol``, ``atol``; default :data:`odesr.ode.DEFAULT_SOLVER`, torchdiffeq's
+    RK4 = 3/8 rule with ``step_size=0.1`` -> ``ceil((t0 - 1) / 0.1)`` steps, one step per
+    training-scale stride; the paper does not state its step count, and a bare
+    ``odeint(f, I, [t0, 1], method='rk4')`` would take a single step -- pass ``steps=1`` for that)
+    and ``train_solver``, the one it was trained with (None: simulation-free path objective or
+    unknown). Per-call overrides win; ``steps`` (if set) overrides ``step_size``.
     """
 
     input_kind = "upscaled"
+    is_ode = True
+    backbone_name: ClassVar[str] = "vdsr"
 
     def __init__(
         self,
-        backbone: str = "vdsr",
         preset: str = "paper",
         net: dict | None = None,
         method: str = "rk4",
@@ -132,50 +285,47 @@ class ODESR(SRModel):
         step_size: float | None = 0.1,
         rtol: float = 1e-3,
         atol: float = 1e-4,
+        train_solver: dict | None = None,
+        backbone: str | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        if method not in METHODS:
-            raise ValueError(f"unknown ODE method {method!r}; choose from {list(METHODS)}")
-        net_kwargs = resolve_net(backbone, preset, net, in_ch=4, out_ch=3)
-        self.func = ODEFunc(build_backbone(backbone, None, **net_kwargs))
+        self.backbone = backbone or self.backbone_name
+        solver = SolverSettings(method, steps, step_size, rtol, atol)
+        if train_solver is not None:
+            train_solver = SolverSettings.from_dict(train_solver).as_dict()
+        net_kwargs = resolve_net(self.backbone, preset, net, in_ch=4, out_ch=3)
+        self.func = ODEFunc(build_backbone(self.backbone, None, **net_kwargs))
         self.spec = {
-            "name": f"{backbone}-ode",
+            "name": f"{self.backbone}-ode",
             "preset": preset,
             "net": net_kwargs,
-            "method": method,
-            "steps": steps,
-            "step_size": step_size,
-            "rtol": rtol,
-            "atol": atol,
+            **solver.as_dict(),
+            "train_solver": train_solver,
         }
 
-    def solver_options(self, **overrides: Any) -> dict[str, Any]:
-        """The spec's solver defaults with per-call ``overrides`` (``None`` values ignored)."""
-        opts = {k: self.spec[k] for k in ("method", "steps", "step_size", "rtol", "atol")}
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if "steps" in given:
-            opts["step_size"] = None
-        elif "step_size" in given:
-            opts["steps"] = None
-        opts.update(given)
-        return opts
+    @property
+    def receptive_radius(self) -> int | None:
+        return self.func.receptive_radius
 
-    def solve(
-        self,
-        x: torch.Tensor,
-        scale: float,
-        *,
-        tile: int | None = None,
-        overlap: int = 32,
-        **opts: Any,
-    ) -> ODESolution:
-        """Solve from ``x`` = I(scale) to t = 1. ``opts``: method, steps, step_size, rtol, atol,
-        checkpoint, return_trajectory. ``tile``: see :func:`odesr.ode.solve_tiled`."""
+    @property
+    def solver(self) -> SolverSettings:
+        """The settings this model is evaluated with (from its spec)."""
+        return SolverSettings.from_dict({k: self.spec[k] for k in SolverSettings().as_dict()})
+
+    def solver_settings(self, solver: SolverSettings | dict | None = None) -> SolverSettings:
+        if isinstance(solver, SolverSettings):
+            return solver
+        return self.solver.replace(**dict(solver or {}))
+
+    def solver_options(self, **overrides: Any) -> dict[str, Any]:
+        """The spec's solver settings with per-call ``overrides`` (``None`` values ignored)."""
+        return self.solver.replace(**overrides).as_dict()
+
+    def solve(self, x: torch.Tensor, scale: float, **opts: Any) -> ODESolution:
+        """Solve from ``x`` = I(scale) to t = 1 (untiled). ``opts``: method, steps, step_size,
+        rtol, atol (default: the spec's), checkpoint, return_trajectory."""
         extra = {k: opts.pop(k) for k in ("checkpoint", "return_trajectory") if k in opts}
         kwargs = {**self.solver_options(**opts), **extra}
-        if tile is not None:
-            return solve_tiled(self.func, x, float(scale), tile=tile, overlap=overlap, **kwargs)
         return solve(self.func, x, float(scale), **kwargs)
 
     def forward(
@@ -185,40 +335,42 @@ class ODESR(SRModel):
 
         ``opts``: ``method``, ``steps``, ``step_size``, ``rtol``, ``atol`` (default: the spec's),
         ``checkpoint`` (False / True = per step / ``"eval"`` = per function evaluation; see
-        :func:`odesr.ode.solve`), ``tile``/``overlap``. Backbone NFE counters: ``self.func``.
+        :func:`odesr.ode.solve`). Backbone NFE counters: ``self.func``.
         """
         if size is not None and tuple(size) != tuple(x.shape[-2:]):
             raise ValueError(f"x has size {tuple(x.shape[-2:])} but size={tuple(size)}")
         return self.solve(x, scale, **opts).image
 
-    @torch.no_grad()
-    def super_resolve(
-        self, lr: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
-    ) -> SRResult:
-        size = tuple(size) if size is not None else default_size(lr, scale)
-        sol = self.solve(upscale(lr, scale, size), scale, **opts)
-        return SRResult(sol.image, sol.nfe, sol.trajectory, sol.times)
+    def restore(
+        self, x: torch.Tensor, scale: float, solver: SolverSettings | None, trajectory: bool
+    ) -> tuple[torch.Tensor, int, torch.Tensor | None, torch.Tensor | None]:
+        settings = solver or self.solver
+        sol = solve(self.func, x, float(scale), **settings.as_dict(), return_trajectory=trajectory)
+        return sol.image, sol.nfe, sol.trajectory, sol.times if trajectory else None
+
+    def exact_overlap(self, scale: float, solver: SolverSettings | None = None) -> int | None:
+        settings = solver or self.solver
+        radius = self.receptive_radius
+        if radius is None or not settings.fixed:
+            return None
+        return int(radius) * int(settings.nfe(scale))
 
     def safe_overlap(self, scale: float, **opts: Any) -> int:
         """Overlap making tiled inference exact for this model and solver settings."""
         o = self.solver_options(**opts)
-        if o["method"] not in FIXED_METHODS:
-            raise ValueError(f"no exact overlap for adaptive method {o['method']!r}")
-        from odesr.ode import safe_overlap
-
         return safe_overlap(
             self.func.receptive_radius, scale, o["method"], o["steps"], o["step_size"]
         )
 
 
 @register("vdsr-ode")
-def _vdsr_ode(**kwargs: Any) -> ODESR:
-    return ODESR(backbone="vdsr", **kwargs)
+class VDSRODE(ODESR):
+    backbone_name = "vdsr"
 
 
 @register("rdn-ode")
-def _rdn_ode(**kwargs: Any) -> ODESR:
-    return ODESR(backbone="rdn", **kwargs)
+class RDNODE(ODESR):
+    backbone_name = "rdn"
 
 
 def build(spec: dict[str, Any]) -> nn.Module:
@@ -226,12 +378,7 @@ def build(spec: dict[str, Any]) -> nn.Module:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"a model spec is a dict with a 'name', got {spec!r}")
     kwargs = dict(spec)
-    name = kwargs.pop("name")
-    try:
-        ctor = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}") from None
-    return ctor(**kwargs)
+    return model_class(kwargs.pop("name"))(**kwargs)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:
@@ -240,23 +387,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
     ``extra`` holds anything else to keep (optimizer/scheduler state dicts, step, config); it must
     be plain Python containers, numbers, strings and tensors (loaded with ``weights_only=True``).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "spec": model.spec,
         "state_dict": model.state_dict(),
         "extra": extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _kind_matches(model: nn.Module, expected: str | Iterable[str]) -> bool:
@@ -315,10 +454,41 @@ def load(
     return load_checkpoint(path, map_location, expected_kind)[0]
 
 
-def _load_builtin() -> None:
-    """Register the baselines (they import this module, so load them after it is defined)."""
-    for mod in ("baselines.bicubic", "baselines.plus_t", "baselines.meta_rdn", "baselines.fixed"):
-        importlib.import_module(mod)
+def load_model(
+    name_or_path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The one way to get a model for inference, in eval mode on ``device``.
+
+    ``name_or_path``: a registered name of a parameter-free model (``"bicubic"``), a checkpoint
+    file made by ``odesr train`` (a ``Path``, or text that names a file, ends in ``.pt`` or
+    holds a ``/``), or None for the bundled small vdsr-ode (:data:`BUNDLED_MODEL`).
+    A registered name whose model has weights needs a checkpoint. Raises :class:`ModelError`
+    (one line naming the model or file).
+    """
+    if name_or_path is None:
+        if not BUNDLED_MODEL.is_file():
+            raise ModelError(
+                f"bundled model {BUNDLED_MODEL} is missing; "
+                "pass --checkpoint PATH or --model bicubic"
+            )
+        return load(BUNDLED_MODEL, map_location=device)
+    text = str(name_or_path)
+    path = Path(text)
+    if (
+        isinstance(name_or_path, os.PathLike)
+        or path.is_file()
+        or text.endswith(".pt")
+        or "/" in text
+    ):
+        if not path.is_file():
+            raise ModelError(f"checkpoint {path}: no such file")
+        if path.stat().st_size == 0:
+            raise ModelError(f"checkpoint {path}: empty file")
+        return load(path, map_location=device)
+    model = build({"name": text})
+    if any(True for _ in model.parameters()):
+        raise ModelError(f"model {text!r} needs trained weights: pass --checkpoint PATH")
+    return model.to(device).eval()
 
 
-_load_builtin()
+load_plugins()

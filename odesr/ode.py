@@ -23,8 +23,9 @@ Conventions (paper section 3):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -39,10 +40,11 @@ __all__ = [
     "FIXED_METHODS",
     "ADAPTIVE_METHODS",
     "METHODS",
+    "SolverSettings",
+    "DEFAULT_SOLVER",
     "time_grid",
     "num_steps",
     "solve",
-    "solve_tiled",
     "safe_overlap",
 ]
 
@@ -123,6 +125,111 @@ def num_steps(t0: float, step_size: float, t1: float = 1.0) -> int:
     return max(int(math.ceil((float(t0) - t1) / step_size - 1e-9)), 0)
 
 
+def _grid_steps(t0: float, steps: int | None, step_size: float | None, t1: float = 1.0) -> int:
+    """Steps of the fixed-step grid from ``t0`` to ``t1``: ``steps`` if given, else
+    ``ceil((t0 - t1) / step_size)`` (at least 1), else 1; 0 when ``t0 == t1``."""
+    if float(t0) == t1:
+        return 0
+    if steps is not None:
+        return int(steps)
+    return 1 if step_size is None else max(num_steps(t0, step_size, t1), 1)
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How an ODE model is solved: the one place for solver options, from the CLI to the reports.
+
+    ``method`` (see :data:`METHODS`); fixed-step methods take ``steps`` or ``step_size`` (``steps``
+    wins; with neither, one step); ``dopri5`` uses ``rtol``/``atol`` (``steps``/``step_size`` then
+    only place the reported trajectory points). The default is the paper's: torchdiffeq ``rk4``
+    (3/8 rule) with ``step_size=0.1``, one step per training-scale stride.
+    """
+
+    method: str = "rk4"
+    steps: int | None = None
+    step_size: float | None = 0.1
+    rtol: float = 1e-3
+    atol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown ODE method {self.method!r}; choose from {list(METHODS)}")
+        if self.steps is not None and (isinstance(self.steps, bool) or int(self.steps) < 1):
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.step_size is not None and not (
+            math.isfinite(float(self.step_size)) and float(self.step_size) > 0
+        ):
+            raise ValueError(f"step_size must be a positive finite number, got {self.step_size!r}")
+        for name in ("rtol", "atol"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> SolverSettings:
+        """Settings from a mapping of field names (missing ones: the defaults); unknown keys are
+        refused with a message naming them."""
+        return DEFAULT_SOLVER.replace(**dict(options or {}))
+
+    def replace(self, **overrides: Any) -> SolverSettings:
+        """These settings with ``overrides`` (``None`` values ignored). Giving ``steps`` clears
+        ``step_size`` and vice versa, so the override is the one that counts."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown solver option(s) {unknown}; known: {sorted(known)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "steps" in given and "step_size" not in given:
+            given["step_size"] = None
+        elif "step_size" in given and "steps" not in given:
+            given["steps"] = None
+        return replace(self, **given)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the method is fixed-step (NFE known in advance, exact tiling possible)."""
+        return self.method in FIXED_METHODS
+
+    def num_steps(self, t0: float) -> int | None:
+        """Fixed steps taken from ``t0`` down to 1 (None for adaptive methods)."""
+        return _grid_steps(t0, self.steps, self.step_size) if self.fixed else None
+
+    def nfe(self, t0: float) -> int | None:
+        """Function evaluations of a solve from ``t0`` (None for adaptive methods)."""
+        steps = self.num_steps(t0)
+        return None if steps is None else steps * FIXED_METHODS[self.method]
+
+    def label(self) -> str:
+        """Compact text: ``rk4 h=0.1``, ``euler n=4``, ``dopri5 rtol=0.001 atol=0.0001``."""
+        parts = [self.method]
+        if self.steps is not None:
+            parts.append(f"n={int(self.steps)}")
+        elif self.step_size is not None:
+            parts.append(f"h={float(self.step_size):g}")
+        if not self.fixed:
+            parts += [f"rtol={float(self.rtol):g}", f"atol={float(self.atol):g}"]
+        return " ".join(parts)
+
+    def columns(self, t0: float) -> dict[str, Any]:
+        """Results columns ``solver, steps, step_size, rtol, atol`` of a solve from ``t0``
+        (resolved: the step count is recorded even when a step size was given)."""
+        return {
+            "solver": self.method,
+            "steps": self.num_steps(t0) if self.fixed else "",
+            "step_size": (self.step_size or "") if self.fixed else "",
+            "rtol": "" if self.fixed else self.rtol,
+            "atol": "" if self.fixed else self.atol,
+        }
+
+
+DEFAULT_SOLVER = SolverSettings()
+SOLVER_COLUMNS = ("solver", "steps", "step_size", "rtol", "atol")
+NO_SOLVER_COLUMNS: dict[str, Any] = dict.fromkeys(SOLVER_COLUMNS, "")  # rows of non-ODE models
+
+
 def time_grid(
     t0: float,
     t1: float = 1.0,
@@ -143,9 +250,7 @@ def time_grid(
         raise ValueError(f"t0 must be finite and >= {t1}, got {t0!r}")
     if t0 == t1:
         return torch.tensor([t1], dtype=dtype, device=device)
-    if steps is None:
-        steps = 1 if step_size is None else max(num_steps(t0, step_size, t1), 1)
-    steps = int(steps)
+    steps = _grid_steps(t0, steps, step_size, t1)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     grid = torch.linspace(t0, t1, steps + 1, dtype=torch.float64).to(dtype)
@@ -254,65 +359,16 @@ def safe_overlap(
     steps: int | None = None,
     step_size: float | None = None,
 ) -> int:
-    """Tile overlap that makes :func:`solve_tiled` exactly equal to the untiled solve.
+    """Tile overlap that makes a tiled solve (:func:`odesr.tiling.run_tiled`) exactly equal to
+    the untiled one.
 
     Each function evaluation lets a zero-padded tile border leak ``receptive_radius`` pixels
     further in, so the overlap must be ``>= receptive_radius x NFE`` (fixed-step methods only;
     adaptive ones choose different steps per tile and are never exactly equal). In practice the
     leak decays quickly and a much smaller overlap is visually indistinguishable.
     """
-    if method not in FIXED_METHODS:
+    settings = SolverSettings(method, steps, step_size)
+    nfe = settings.nfe(t0)
+    if nfe is None:
         raise ValueError(f"no exact overlap for adaptive method {method!r}")
-    n = len(time_grid(t0, steps=steps, step_size=step_size, dtype=torch.float64)) - 1
-    return int(receptive_radius) * n * FIXED_METHODS[method]
-
-
-def _tile_starts(length: int, tile: int) -> list[int]:
-    return list(range(0, length, tile))
-
-
-def solve_tiled(
-    func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    y0: torch.Tensor,
-    t0: float,
-    *,
-    tile: int,
-    overlap: int,
-    **solve_opts,
-) -> ODESolution:
-    """:func:`solve` on overlapping tiles of ``y0`` (B, C, H, W), stitching the tile centres.
-
-    The image is cut into a grid of ``tile x tile`` *cores* (the last row/column may be
-    smaller); each core is solved together with ``overlap`` pixels of context on every side
-    (clipped at the image border) and only the core is kept. The result equals the untiled
-    solve (up to float rounding) when ``overlap >= safe_overlap(...)`` = receptive radius x NFE.
-    ``nfe`` is that of one tile (per pixel); trajectories are stitched too when requested.
-    """
-    if tile < 1 or overlap < 0:
-        raise ValueError(f"need tile >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
-    h, w = y0.shape[-2:]
-    if tile >= h and tile >= w:
-        return solve(func, y0, t0, **solve_opts)
-    out: torch.Tensor | None = None
-    traj: torch.Tensor | None = None
-    nfe = 0
-    times = None
-    for top in _tile_starts(h, tile):
-        bottom = min(top + tile, h)
-        a, b = max(top - overlap, 0), min(bottom + overlap, h)
-        for left in _tile_starts(w, tile):
-            right = min(left + tile, w)
-            c, d = max(left - overlap, 0), min(right + overlap, w)
-            sol = solve(func, y0[..., a:b, c:d], t0, **solve_opts)
-            nfe = max(nfe, sol.nfe)
-            times = sol.times
-            core = (slice(top - a, bottom - a), slice(left - c, right - c))
-            if out is None:
-                out = y0.new_empty(y0.shape)
-            out[..., top:bottom, left:right] = sol.image[..., core[0], core[1]]
-            if sol.trajectory is not None:
-                if traj is None:
-                    traj = y0.new_empty((sol.trajectory.shape[0], *y0.shape))
-                traj[..., top:bottom, left:right] = sol.trajectory[..., core[0], core[1]]
-    assert out is not None and times is not None
-    return ODESolution(image=out, nfe=nfe, times=times, trajectory=traj)
+    return int(receptive_radius) * nfe

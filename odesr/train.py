@@ -44,7 +44,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from odesr.degrade import path_point, quantize
+from odesr.degrade import path_pad, path_point, quantize
+from odesr.ensemble import forward_transform
 from odesr.resize import imresize
 
 __all__ = [
@@ -183,11 +184,6 @@ def _check_config(cfg: dict) -> None:
 # ----------------------------------------------------------------------------- patches
 
 
-def path_pad(t: float) -> int:
-    """Margin that makes a patch's I(t) independent of what lies beyond it (as path_point pads)."""
-    return int(math.ceil(4 * t)) + 2
-
-
 def _grid_period(t: float, limit: int = 64) -> int | None:
     """p for t = p / q (lowest terms, p <= limit): crops starting at multiples of p share the LR
     grid of the full image. None when t is not such a fraction."""
@@ -209,12 +205,6 @@ def crop_reflect(img: torch.Tensor, top: int, left: int, h: int, w: int) -> torc
     rows = _reflect(torch.arange(top, top + h), img.shape[-2])
     cols = _reflect(torch.arange(left, left + w), img.shape[-1])
     return img.index_select(-2, rows).index_select(-1, cols)
-
-
-def augment(img: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
-    """Rotate by ``rot`` quarter turns, then flip left-right if ``flip``."""
-    out = torch.rot90(img, rot, dims=(-2, -1)) if rot % 4 else img
-    return out.flip(-1) if flip else out
 
 
 def _to_float(img: torch.Tensor) -> torch.Tensor:
@@ -326,7 +316,7 @@ class PatchSampler:
     def _hr_view(self, size: int) -> tuple[torch.Tensor, int, int]:
         img = self.images[self.usable[self._randint(len(self.usable))]]
         rot, flip = self._randint(4), bool(self._randint(2))
-        img = augment(img, rot, flip)
+        img = forward_transform(img, rot, flip)
         top = self._randint(img.shape[-2] - size + 1)
         left = self._randint(img.shape[-1] - size + 1)
         return img, top, left
@@ -397,20 +387,13 @@ def _models():
     return models
 
 
-def _is_ode(model: nn.Module) -> bool:
-    """An ODE model (``vdsr-ode``/``rdn-ode``): has the right-hand side ``func`` and ``solve``."""
-    return hasattr(model, "func") and hasattr(model, "solve")
-
-
-def _allowed_scales(model: nn.Module) -> list[float] | None:
-    spec = getattr(model, "spec", {}) or {}
-    name = str(spec.get("name", ""))
-    if name == "rdn-fixed":
-        s = spec.get("scale")
-        return [float(s)] if s is not None else None
-    if name == "vdsr-fixed":
-        return [2.0, 3.0, 4.0]
-    return None
+def _model_spec(cfg: dict) -> dict:
+    """The config's model spec; an ODE model trained on the endpoint objective also records the
+    solver it is trained with (``train_solver``), so its checkpoint carries it."""
+    spec = copy.deepcopy(cfg["model"])
+    if _models().is_ode(spec["name"]) and cfg["objective"] == "endpoint":
+        spec.setdefault("train_solver", copy.deepcopy(cfg["train_solver"]))
+    return spec
 
 
 class _Step(nn.Module):
@@ -426,7 +409,7 @@ class _Step(nn.Module):
         x = batch["x"]
         if getattr(model, "input_kind", "upscaled") == "lr":
             return model(x, t, batch["size"])
-        if _is_ode(model):
+        if model.is_ode:
             if cfg["objective"] == "path":
                 return model.func(t, x)  # f(I(t), t) ~ dI/dt, one network pass
             solver = dict(cfg["train_solver"] or {})
@@ -552,11 +535,11 @@ def _validate(model: nn.Module, images: list, cfg: dict, device: torch.device) -
 
     vcfg = cfg["val"]
     scales = [float(s) for s in vcfg["scales"]]
-    allowed = _allowed_scales(model)
+    allowed = model.supported_scales
     if allowed is not None:
-        scales = [s for s in scales if s in allowed] or allowed
-    opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if _is_ode(model) else {}
-    settings = EvalSettings(device=str(device), solve_opts=opts)
+        scales = [s for s in scales if s in allowed] or list(allowed)
+    opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if model.is_ode else None
+    settings = EvalSettings(device=str(device), solver=opts)
     was_training = model.training
     model.eval()
     try:
@@ -666,11 +649,11 @@ def _train(
     torch.manual_seed(seed)
     models = _models()
 
-    model = models.build(copy.deepcopy(cfg["model"])).to(dev)
+    model = models.build(_model_spec(cfg)).to(dev)
     kind = getattr(model, "input_kind", "upscaled")
-    if cfg["objective"] == "path" and kind == "upscaled" and not _is_ode(model):
+    if cfg["objective"] == "path" and kind == "upscaled" and not model.is_ode:
         raise TrainError(f"objective 'path' needs an ODE model; {cfg['model']['name']} is not one")
-    objective = cfg["objective"] if _is_ode(model) else "endpoint"
+    objective = cfg["objective"] if model.is_ode else "endpoint"
     if cfg.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(
@@ -682,7 +665,7 @@ def _train(
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["lr_halve_every"]), gamma=0.5)
 
     images = load_training_images(cfg["data"], data_root)
-    sampler = PatchSampler(images, cfg, kind, objective, seed, rank, _allowed_scales(model))
+    sampler = PatchSampler(images, cfg, kind, objective, seed, rank, model.supported_scales)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     last, final = run_dir / "last.pt", run_dir / "final.pt"

@@ -18,7 +18,9 @@ Rules:
 * Models with ``input_kind == "upscaled"`` (the ODE models, ``bicubic``, ``*+t``) run on tiles:
   the bicubic start image ``I(t0)`` of each tile (plus ``--overlap`` pixels of context) is
   computed directly from the LR image, so memory is bounded by the tile size and the quantised
-  output. Without ``--tile``, outputs up to :data:`AUTO_TILE` pixels a side are one tile.
+  output. The overlap defaults to the exact one (receptive radius x NFE: tiled == untiled);
+  a smaller ``--overlap`` is faster and approximate. Without ``--tile``, tiles are
+  :data:`AUTO_TILE` pixels, or one piece when one window would cover the output anyway.
   Models taking the LR image (``meta-rdn``, ``*-fixed``) run on the whole image.
 * Budgets: outputs above :data:`MAX_PIXELS` need an explicit ``--tile``; above
   :data:`MAX_PIXELS_TILED` (or :data:`MAX_PIXELS_WHOLE` for untileable models) they are refused.
@@ -47,6 +49,9 @@ from PIL import Image
 
 from odesr.data import IMAGE_SUFFIXES, read_image
 from odesr.io import write_bytes_atomic
+from odesr.models import BUNDLED_MODEL, DEFAULT_OVERLAP, load_model
+from odesr.ode import METHODS, SolverSettings, time_grid
+from odesr.tiling import bicubic_window, tile_grid
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -60,17 +65,14 @@ __all__ = [
     "add_arguments",
     "run_from_args",
     "output_shape",
-    "enlarge_rows",
     "upscale_array",
     "UpscaleError",
     "Job",
     "plan_jobs",
     "check_size",
-    "load_model",
     "encode",
 ]
 
-BUNDLED_MODEL = Path(__file__).with_name("weights") / "vdsr-ode-cpu.pt"
 FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -92,7 +94,6 @@ MAX_PIXELS_TILED = 256_000_000  # hard limit with --tile (the quantised output i
 MAX_PIXELS_WHOLE = 8_000_000  # models that cannot be tiled (they take the LR image)
 TRAJECTORY_MAX_PIXELS = 4_000_000  # --trajectory keeps every step's frame in memory
 AUTO_TILE = 1024  # tile side used when --tile is not given
-DEFAULT_OVERLAP = 32
 MIN_SIDE = 2
 GIF_MAX_SIDE = 1024
 JPEG_QUALITY = 95
@@ -127,8 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--tile", help=f"tile side in output pixels (default {AUTO_TILE})")
     parser.add_argument(
         "--overlap",
-        help="context pixels around each tile (default: exact for fixed-step ODE solvers, "
-        f"radius x NFE capped at 256; else {DEFAULT_OVERLAP})",
+        help="context pixels around each tile (default: exact, receptive radius x NFE; "
+        f"{DEFAULT_OVERLAP} for adaptive solvers)",
     )
     parser.add_argument(
         "--format",
@@ -319,92 +320,34 @@ def check_size(
     return H, W
 
 
-# --------------------------------------------------------------------------- model
-
-
-def load_model(checkpoint: str | None, name: str | None, device: str = "cpu") -> torch.nn.Module:
-    """The model from ``--checkpoint``, ``--model`` or the bundled checkpoint, in eval mode."""
-    from odesr import models
-
-    if name is not None:
-        if name not in models.MODELS:
-            raise UpscaleError(f"unknown model {name!r}; choose from {sorted(models.MODELS)}")
-        model = models.build({"name": name})
-        if any(True for _ in model.parameters()):
-            raise UpscaleError(f"model {name!r} needs trained weights: pass --checkpoint PATH")
-        return model.to(device).eval()
-    path = Path(checkpoint) if checkpoint is not None else BUNDLED_MODEL
-    if not path.is_file():
-        if checkpoint is None:
-            raise UpscaleError(
-                f"bundled model {path} is missing; pass --checkpoint PATH or --model bicubic"
-            )
-        raise UpscaleError(f"checkpoint {path}: no such file")
-    if path.stat().st_size == 0:
-        raise UpscaleError(f"checkpoint {path}: empty file")
-    return models.load(path, map_location=device)
-
-
-def _is_ode(model: torch.nn.Module) -> bool:
-    return hasattr(model, "solve") and hasattr(model, "solver_options")
-
-
 # --------------------------------------------------------------------------- inference
-
-
-def enlarge_rows(in_len: int, scale: float, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of the MATLAB bicubic enlargement matrix (scale >= 1, symmetric
-    borders), shape (stop - start, in_len), float64: equal to
-    ``odesr.resize.resize_matrix(in_len, out_len, scale)[start:stop]`` for any out_len >= stop,
-    without building the full matrix."""
-    from odesr.resize import _cubic
-
-    x = np.arange(start + 1, stop + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1.0 - 1.0 / scale)
-    left = np.floor(u - 2.0)
-    taps = 6
-    idx = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
-    w = _cubic(u[:, None] - idx)
-    w = w / w.sum(axis=1, keepdims=True)
-    aux = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
-    src = aux[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
-    mat = np.zeros((stop - start, in_len), dtype=np.float64)
-    rows = np.repeat(np.arange(stop - start), taps)
-    np.add.at(mat, (rows, src.ravel()), w.ravel())
-    return mat
-
-
-def _bicubic_window(
-    lr: torch.Tensor, scale: float, rows: tuple[int, int], cols: tuple[int, int]
-) -> torch.Tensor:
-    """I(t0) = bicubic(lr, scale) restricted to output ``rows`` x ``cols``; lr (C, h, w)."""
-    _, h, w = lr.shape
-    mh = enlarge_rows(h, scale, *rows)
-    mw = enlarge_rows(w, scale, *cols)
-    used_h = np.flatnonzero(mh.any(axis=0))
-    used_w = np.flatnonzero(mw.any(axis=0))
-    r0, r1 = int(used_h[0]), int(used_h[-1]) + 1
-    c0, c1 = int(used_w[0]), int(used_w[-1]) + 1
-    part = lr[:, r0:r1, c0:c1].to(torch.float64)
-    th = torch.from_numpy(mh[:, r0:r1])
-    tw = torch.from_numpy(mw[:, c0:c1])
-    return torch.matmul(torch.matmul(th, part), tw.transpose(0, 1)).to(lr.dtype)
-
-
-def _tiles(length: int, tile: int) -> list[tuple[int, int]]:
-    return [(a, min(a + tile, length)) for a in range(0, length, tile)]
 
 
 @dataclass
 class Restored:
-    """``rgb`` (H, W, 3) float32 numpy in model range; ``alpha`` (H, W) or None; ``frames``
-    list of (H, W, 3) float32 arrays (trajectory) with ``times``; ``nfe`` per pixel."""
+    """``rgb`` (H, W, 3) float32 numpy in model range (None when a sink took it); ``alpha``
+    (H, W) or None; ``frames`` list of (H, W, 3) float32 arrays (trajectory) with ``times``;
+    ``nfe`` per pixel."""
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     alpha: np.ndarray | None
     nfe: int
     frames: list[np.ndarray] | None = None
     times: list[float] | None = None
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    """(1, C, h, w) tensor -> (h, w, C) float32 numpy."""
+    return x[0].float().cpu().permute(1, 2, 0).numpy()
+
+
+def _enlarge_alpha(alpha: np.ndarray, scale: float, size: tuple[int, int]) -> np.ndarray:
+    """MATLAB bicubic enlargement of an alpha plane (h, w) to ``size``, tile by tile."""
+    lr = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))
+    out = np.empty(size, dtype=np.float32)
+    for t in tile_grid(*size, AUTO_TILE):
+        out[t.out] = bicubic_window(lr, scale, size, *t.window).numpy()
+    return out
 
 
 def upscale_array(
@@ -413,87 +356,49 @@ def upscale_array(
     scale: float,
     size: tuple[int, int],
     *,
-    tile: int = AUTO_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    solver: dict[str, Any] | None = None,
+    tile: int | None = AUTO_TILE,
+    overlap: int | None = None,
+    solver: SolverSettings | dict | None = None,
     trajectory: bool = False,
     sink: Callable[[np.ndarray, tuple[slice, slice]], None] | None = None,
     on_tile: Callable[[], None] | None = None,
     device: str = "cpu",
 ) -> Restored:
-    """Super-resolve ``arr`` (h, w, C) float in [0, 1], C in {1, 3, 4}, to ``size`` (H, W).
+    """Super-resolve ``arr`` (h, w, C) float in [0, 1], C in {1, 3, 4}, to ``size`` (H, W) with
+    :meth:`odesr.models.SRModel.super_resolve` (tiles for ``upscaled`` models; ``overlap`` None:
+    exact). Grey is replicated to RGB; alpha is enlarged with MATLAB bicubic, not the network.
 
     Returns float results (not clipped). ``sink`` (if given) receives each finished tile's RGB
     (h', w', 3) float32 with its output slices instead of it being kept in ``Restored.rgb``.
     """
-    solver = dict(solver or {})
-    H, W = size
     channels = arr.shape[2]
     rgb = arr[..., :3] if channels >= 3 else np.repeat(arr[..., :1], 3, axis=2)
-    alpha_in = arr[..., 3] if channels == 4 else None
-    planes = rgb if alpha_in is None else np.concatenate([rgb, alpha_in[..., None]], axis=2)
-    lr = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1))).to(torch.float32)
-    kind = getattr(model, "input_kind", "upscaled")
-    out = None if sink is not None else np.empty((H, W, 3), dtype=np.float32)
-    alpha = np.empty((H, W), dtype=np.float32) if alpha_in is not None else None
-    frames: list[np.ndarray] | None = None
-    times: list[float] | None = None
-    nfe = 0
+    lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).to(torch.float32)
+    out = None if sink is not None else np.empty((*size, 3), dtype=np.float32)
 
-    if kind != "upscaled":
-        from odesr.resize import imresize
-
-        with torch.no_grad():
-            res = model.super_resolve(lr[None, :3].to(device), scale, (H, W))
-        img = res.image[0].float().cpu()
-        if tuple(img.shape[-2:]) != (H, W):
-            raise UpscaleError(
-                f"model {model.spec.get('name')!r} returned {tuple(img.shape[-2:])}, "
-                f"expected {(H, W)} at scale {scale:g}"
-            )
-        tile_rgb = img.permute(1, 2, 0).numpy()
+    def take(part: torch.Tensor, where: tuple[slice, slice]) -> None:
         if sink is not None:
-            sink(tile_rgb, (slice(0, H), slice(0, W)))
+            sink(_hwc(part), where)
         else:
-            out[...] = tile_rgb
-        if alpha is not None:
-            alpha[...] = imresize(lr[3:4].double(), scale=scale, size=(H, W))[0].numpy()
-        if on_tile is not None:
-            on_tile()
-        return Restored(out, alpha, int(res.nfe))
+            out[where] = _hwc(part)
 
-    ode = _is_ode(model)
-    for top, bottom in _tiles(H, tile):
-        a, b = max(top - overlap, 0), min(bottom + overlap, H)
-        for left, right in _tiles(W, tile):
-            c, d = max(left - overlap, 0), min(right + overlap, W)
-            x0 = _bicubic_window(lr, scale, (a, b), (c, d))
-            core = (slice(top - a, bottom - a), slice(left - c, right - c))
-            if alpha is not None:
-                alpha[top:bottom, left:right] = x0[3][core].numpy()
-            x = x0[None, :3].to(device)
-            with torch.no_grad():
-                if ode:
-                    sol = model.solve(x, scale, return_trajectory=trajectory, **solver)
-                    y, traj, nfe = sol.image, sol.trajectory, max(nfe, sol.nfe)
-                    if traj is not None:
-                        if frames is None:
-                            times = [float(t) for t in sol.times]
-                            frames = [np.empty((H, W, 3), np.float32) for _ in times]
-                        for k in range(len(frames)):
-                            part = traj[k, 0].float().cpu().permute(1, 2, 0).numpy()
-                            frames[k][top:bottom, left:right] = part[core]
-                else:
-                    y = model(x, scale, tuple(x.shape[-2:]))
-                    nfe = max(nfe, int(getattr(model, "nfe_per_call", 1)))
-            part = y[0].float().cpu().permute(1, 2, 0).numpy()[core]
-            if sink is not None:
-                sink(part, (slice(top, bottom), slice(left, right)))
-            else:
-                out[top:bottom, left:right] = part
-            if on_tile is not None:
-                on_tile()
-    return Restored(out, alpha, nfe, frames, times)
+    res = model.super_resolve(
+        lr[None].to(device),
+        scale,
+        size,
+        solver=solver,
+        tile=tile if model.input_kind == "upscaled" else None,
+        overlap=overlap,
+        return_trajectory=trajectory,
+        sink=take,
+        on_tile=on_tile,
+    )
+    frames = times = None
+    if res.trajectory is not None:
+        frames = [_hwc(frame) for frame in res.trajectory]
+        times = [float(t) for t in res.times]
+    alpha = _enlarge_alpha(arr[..., 3], scale, size) if channels == 4 else None
+    return Restored(out, alpha, int(res.nfe), frames, times)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -520,15 +425,6 @@ def encode(arr: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Atomic write, then the permissions a plain ``open(path, "wb")`` would give (mkstemp
-    creates 0600 files)."""
-    write_bytes_atomic(path, data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _gif(frames: list[np.ndarray]) -> bytes:
     """Animated GIF (loops; first and last frames held longer), long side <= GIF_MAX_SIDE."""
     images = [Image.fromarray(f) for f in frames]
@@ -549,154 +445,184 @@ def _gif(frames: list[np.ndarray]) -> bytes:
 # --------------------------------------------------------------------------- command
 
 
-def _default_overlap(model: torch.nn.Module, scale: float, solver: dict) -> int:
-    """The overlap that makes tiles exact (receptive radius x NFE) for fixed-step ODE models,
-    capped at 256 px; ``DEFAULT_OVERLAP`` for other models and adaptive solvers."""
-    exact = getattr(model, "safe_overlap", None)
-    if exact is None:
-        return DEFAULT_OVERLAP
+@dataclass
+class Options:
+    """``odesr upscale`` arguments, parsed and checked (before any file is read)."""
+
+    scale: float
+    tile: int | None  # --tile (None: automatic)
+    overlap: int | None  # --overlap (None: exact)
+    solver: dict[str, Any]  # --solver/--steps/--step-size given
+    traj_dir: Path | None
+
+
+def _parse_options(args: argparse.Namespace) -> Options:
+    scale = parse_scale(args.scale)
+    tile = _positive_int(args.tile, "--tile", minimum=8)
+    overlap = _positive_int(args.overlap, "--overlap", minimum=0)
+    steps = _positive_int(args.steps, "--steps")
+    step_size = _positive_float(args.step_size, "--step-size")
+    solver = {"method": args.solver, "steps": steps, "step_size": step_size}
+    if args.solver is not None and args.solver not in METHODS:
+        raise UpscaleError(f"unknown --solver {args.solver!r}; choose from {list(METHODS)}")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UpscaleError(f"--device {args.device}: CUDA is not available on this machine")
+    traj_dir = Path(args.trajectory) if args.trajectory else None
+    return Options(
+        scale, tile, overlap, {k: v for k, v in solver.items() if v is not None}, traj_dir
+    )
+
+
+def _check_trajectory_dir(traj_dir: Path | None) -> None:
+    if traj_dir is None:
+        return
+    if traj_dir.exists() and not traj_dir.is_dir():
+        raise UpscaleError(f"--trajectory {traj_dir}: is a file, not a folder")
+    _check_writable_folder(traj_dir, "trajectory folder")
+
+
+def _check_model(model: torch.nn.Module, opts: Options) -> tuple[SolverSettings | None, list]:
+    """The solver settings and trajectory times the model will use; refuses options that do not
+    apply to it."""
+    name = model.spec.get("name", "model")
+    if not model.is_ode:
+        if opts.solver:
+            raise UpscaleError(
+                f"model {name!r} is not an ODE model: --solver/--steps/--step-size do not apply"
+            )
+        if opts.traj_dir is not None:
+            raise UpscaleError(f"model {name!r} is not an ODE model: it has no trajectory")
+    if opts.tile is not None and model.input_kind != "upscaled":
+        raise UpscaleError(f"model {name!r} takes the LR image and cannot be tiled")
+    if not model.is_ode:
+        return None, []
     try:
-        return min(max(int(exact(scale, **solver)), DEFAULT_OVERLAP), 256)
-    except ValueError:  # adaptive solver: no exact overlap
-        return DEFAULT_OVERLAP
+        settings = model.solver_settings(opts.solver)
+        grid = time_grid(opts.scale, steps=settings.steps, step_size=settings.step_size)
+    except (ValueError, TypeError) as exc:
+        raise UpscaleError(f"bad solver settings {opts.solver}: {exc}") from None
+    return settings, [float(t) for t in grid]
+
+
+def _check_inputs(
+    jobs: Sequence[Job], opts: Options, tileable: bool, times: list, overwrite: bool
+) -> list[tuple[int, int]]:
+    """Output size of every input, checking each one before anything is written."""
+    sizes: list[tuple[int, int]] = []
+    tiled = opts.tile is not None
+    for job in jobs:
+        peek = _peek_size(job.src)
+        if peek is not None:
+            check_size(job.src, *peek, opts.scale, tiled, tileable)
+        arr, _ = read_image(job.src)
+        H, W = check_size(job.src, arr.shape[0], arr.shape[1], opts.scale, tiled, tileable)
+        del arr
+        if opts.traj_dir is not None:
+            if H * W > TRAJECTORY_MAX_PIXELS:
+                raise UpscaleError(
+                    f"{job.src}: --trajectory needs an output of at most "
+                    f"{TRAJECTORY_MAX_PIXELS // 1_000_000} Mpx, this one is {W}x{H}"
+                )
+            for p in _trajectory_paths(opts.traj_dir, job.src.stem, times):
+                if p.exists() and not overwrite:
+                    raise UpscaleError(f"{p} exists (pass --overwrite to replace it)")
+        sizes.append((H, W))
+    return sizes
+
+
+def _auto_tile(
+    model: torch.nn.Module, scale: float, settings: SolverSettings | None, size: tuple[int, int]
+) -> int | None:
+    """Tile side without ``--tile``: one piece when a single window of AUTO_TILE plus the exact
+    overlap on both sides would cover the output anyway, else AUTO_TILE."""
+    overlap = model.exact_overlap(scale, settings) or 0
+    return None if max(size) <= AUTO_TILE + 2 * overlap else AUTO_TILE
+
+
+def _upscale_one(
+    model: torch.nn.Module,
+    job: Job,
+    size: tuple[int, int],
+    opts: Options,
+    settings: SolverSettings | None,
+    args: argparse.Namespace,
+) -> tuple[Restored, np.ndarray, float]:
+    """Read, super-resolve and encode one image; returns the result, the input and seconds."""
+    from tqdm import tqdm
+
+    arr, bits = read_image(job.src)
+    grey = arr.shape[2] == 1
+    out_bits = 16 if bits == 16 and job.fmt in ("PNG", "TIFF") and grey else 8
+    result = np.empty((*size, 1 if grey else 3), np.uint16 if out_bits == 16 else np.uint8)
+
+    def sink(part: np.ndarray, where: tuple[slice, slice]) -> None:
+        result[where] = _to_uint(part.mean(axis=2, keepdims=True) if grey else part, out_bits)
+
+    tileable = model.input_kind == "upscaled"
+    tile = opts.tile if opts.tile is not None else _auto_tile(model, opts.scale, settings, size)
+    n_tiles = len(tile_grid(*size, tile)) if tileable else 1
+    tile_bar = tqdm(
+        total=n_tiles,
+        unit="tile",
+        leave=False,
+        file=sys.stderr,
+        disable=args.no_progress or n_tiles == 1,
+        desc=job.src.name,
+    )
+    start = time.perf_counter()
+    res = upscale_array(
+        model,
+        arr,
+        opts.scale,
+        size,
+        tile=tile,
+        overlap=opts.overlap,
+        solver=settings,
+        trajectory=opts.traj_dir is not None,
+        sink=sink,
+        on_tile=tile_bar.update,
+        device=args.device,
+    )
+    tile_bar.close()
+    seconds = time.perf_counter() - start
+    write_bytes_atomic(
+        job.dst, encode(_with_alpha(result[..., 0] if grey else result, res, job), job.fmt)
+    )
+    if opts.traj_dir is not None and res.frames is not None:
+        _write_trajectory(opts.traj_dir, job.src.stem, res, grey)
+    return res, arr, seconds
+
+
+def _with_alpha(final: np.ndarray, res: Restored, job: Job) -> np.ndarray:
+    """``final`` with the enlarged alpha channel appended where the format keeps one."""
+    if res.alpha is None:
+        return final
+    if job.fmt == "JPEG":
+        print(f"odesr: warning: {job.dst}: JPEG has no alpha; alpha dropped", file=sys.stderr)
+        return final
+    return np.concatenate([final, _to_uint(res.alpha, 8)[..., None]], axis=2)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``odesr upscale`` from parsed arguments; returns the exit status."""
     from tqdm import tqdm
 
-    scale = parse_scale(args.scale)
-    tile_arg = _positive_int(args.tile, "--tile", minimum=8)
-    overlap_arg = _positive_int(args.overlap, "--overlap", minimum=0)
-    steps = _positive_int(args.steps, "--steps")
-    step_size = _positive_float(args.step_size, "--step-size")
-    solver = {"method": args.solver, "steps": steps, "step_size": step_size}
-    solver = {k: v for k, v in solver.items() if v is not None}
-    if args.solver is not None:
-        from odesr.ode import METHODS
-
-        if args.solver not in METHODS:
-            raise UpscaleError(f"unknown --solver {args.solver!r}; choose from {list(METHODS)}")
-
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UpscaleError(f"--device {args.device}: CUDA is not available on this machine")
+    opts = _parse_options(args)
     jobs = plan_jobs(args.inputs, args.out, args.format, args.overwrite)
-    traj_dir = Path(args.trajectory) if args.trajectory else None
-    if traj_dir is not None:
-        if traj_dir.exists() and not traj_dir.is_dir():
-            raise UpscaleError(f"--trajectory {traj_dir}: is a file, not a folder")
-        _check_writable_folder(traj_dir, "trajectory folder")
-
-    model = load_model(args.checkpoint, args.model, args.device)
+    _check_trajectory_dir(opts.traj_dir)
+    model = load_model(args.model or (args.checkpoint and Path(args.checkpoint)), args.device)
     name = model.spec.get("name", "model")
-    ode = _is_ode(model)
-    if solver and not ode:
-        raise UpscaleError(
-            f"model {name!r} is not an ODE model: --solver/--steps/--step-size do not apply"
-        )
-    if traj_dir is not None and not ode:
-        raise UpscaleError(f"model {name!r} is not an ODE model: it has no trajectory")
-    tileable = getattr(model, "input_kind", "upscaled") == "upscaled"
-    if tile_arg is not None and not tileable:
-        raise UpscaleError(f"model {name!r} takes the LR image and cannot be tiled")
-    times: list[float] = []
-    if ode:
-        from odesr.ode import time_grid
-
-        try:
-            opts = model.solver_options(**solver)
-            grid = time_grid(scale, steps=opts["steps"], step_size=opts["step_size"])
-        except (ValueError, TypeError) as exc:
-            raise UpscaleError(f"bad solver settings {solver}: {exc}") from None
-        times = [float(t) for t in grid]
-
-    # validate every input before writing anything
-    sizes: list[tuple[int, int]] = []
-    for job in jobs:
-        peek = _peek_size(job.src)
-        if peek is not None:
-            check_size(job.src, *peek, scale, tile_arg is not None, tileable)
-        arr, _ = read_image(job.src)
-        H, W = check_size(
-            job.src, arr.shape[0], arr.shape[1], scale, tile_arg is not None, tileable
-        )
-        if traj_dir is not None and H * W > TRAJECTORY_MAX_PIXELS:
-            raise UpscaleError(
-                f"{job.src}: --trajectory needs an output of at most "
-                f"{TRAJECTORY_MAX_PIXELS // 1_000_000} Mpx, this one is {W}x{H}"
-            )
-        sizes.append((H, W))
-        del arr
-        if traj_dir is not None:
-            for p in _trajectory_paths(traj_dir, job.src.stem, times):
-                if p.exists() and not args.overwrite:
-                    raise UpscaleError(f"{p} exists (pass --overwrite to replace it)")
-
-    tile = tile_arg if tile_arg is not None else AUTO_TILE
+    settings, times = _check_model(model, opts)
+    tileable = model.input_kind == "upscaled"
+    sizes = _check_inputs(jobs, opts, tileable, times, args.overwrite)
     bar = tqdm(
         total=len(jobs), unit="img", disable=args.no_progress, file=sys.stderr, desc="upscale"
     )
     try:
         for job, (H, W) in zip(jobs, sizes, strict=True):
-            arr, bits = read_image(job.src)
-            channels = arr.shape[2]
-            grey = channels == 1
-            out_bits = 16 if bits == 16 and job.fmt in ("PNG", "TIFF") and grey else 8
-            out_ch = 1 if grey else 3
-            result = np.empty((H, W, out_ch), np.uint16 if out_bits == 16 else np.uint8)
-
-            def sink(
-                part: np.ndarray,
-                where: tuple[slice, slice],
-                result=result,
-                grey=grey,
-                out_bits=out_bits,
-            ) -> None:
-                vals = part.mean(axis=2, keepdims=True) if grey else part
-                result[where] = _to_uint(vals, out_bits)
-
-            n_tiles = len(_tiles(H, tile)) * len(_tiles(W, tile)) if tileable else 1
-            tile_bar = tqdm(
-                total=n_tiles,
-                unit="tile",
-                leave=False,
-                file=sys.stderr,
-                disable=args.no_progress or n_tiles == 1,
-                desc=job.src.name,
-            )
-            overlap = (
-                overlap_arg if overlap_arg is not None else _default_overlap(model, scale, solver)
-            )
-            start = time.perf_counter()
-            res = upscale_array(
-                model,
-                arr,
-                scale,
-                (H, W),
-                tile=tile,
-                overlap=overlap,
-                solver=solver,
-                trajectory=traj_dir is not None,
-                sink=sink,
-                on_tile=tile_bar.update,
-                device=args.device,
-            )
-            tile_bar.close()
-            seconds = time.perf_counter() - start
-            final = result[..., 0] if grey else result
-            if res.alpha is not None:
-                if job.fmt == "JPEG":
-                    print(
-                        f"odesr: warning: {job.dst}: JPEG has no alpha; alpha dropped",
-                        file=sys.stderr,
-                    )
-                else:
-                    final = np.concatenate([result, _to_uint(res.alpha, 8)[..., None]], axis=2)
-            _write(job.dst, encode(final, job.fmt))
-            if traj_dir is not None and res.frames is not None:
-                _write_trajectory(traj_dir, job.src.stem, res, grey)
+            res, arr, seconds = _upscale_one(model, job, (H, W), opts, settings, args)
             bar.write(
-                f"{job.src} {arr.shape[1]}x{arr.shape[0]} -> {W}x{H} (x{scale:g}, {name}, "
+                f"{job.src} {arr.shape[1]}x{arr.shape[0]} -> {W}x{H} (x{opts.scale:g}, {name}, "
                 f"NFE {res.nfe}) in {seconds:.2f} s -> {job.dst}"
             )
             bar.update()
@@ -717,8 +643,8 @@ def _write_trajectory(folder: Path, stem: str, res: Restored, grey: bool) -> Non
     frames8 = [_to_uint(f.mean(axis=2) if grey else f, 8) for f in res.frames]
     *pngs, gif = _trajectory_paths(folder, stem, res.times)
     for p, q in zip(pngs, frames8, strict=True):
-        _write(p, encode(q, "PNG"))
-    _write(gif, _gif(frames8))
+        write_bytes_atomic(p, encode(q, "PNG"))
+    write_bytes_atomic(gif, _gif(frames8))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

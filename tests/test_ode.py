@@ -8,7 +8,21 @@ import pytest
 import torch
 
 from odesr.nets import build_backbone
-from odesr.ode import FIXED_METHODS, ODEFunc, num_steps, safe_overlap, solve, solve_tiled, time_grid
+from odesr.ode import FIXED_METHODS, ODEFunc, num_steps, safe_overlap, solve, time_grid
+from odesr.tiling import run_tiled
+
+
+def solve_tiled(func, y0, t0, *, tile, overlap, return_trajectory=False, **opts):
+    """solve() on tiles of y0 through the one tiler (odesr.tiling.run_tiled)."""
+
+    def restore(x):
+        sol = solve(func, x, t0, return_trajectory=return_trajectory, **opts)
+        return sol.image, sol.nfe, sol.trajectory, sol.times
+
+    def window(rows, cols):
+        return y0[..., rows[0] : rows[1], cols[0] : cols[1]]
+
+    return run_tiled(restore, window, tuple(y0.shape[-2:]), tile, overlap)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,8 +17,9 @@ from PIL import Image
 from odesr import models
 from odesr.cli import main
 from odesr.degrade import quantize
-from odesr.resize import imresize, resize_matrix
-from odesr.upscale import enlarge_rows, output_shape, upscale_array
+from odesr.resize import imresize
+from odesr.tiling import bicubic_window, tile_grid
+from odesr.upscale import output_shape, upscale_array
 
 REPO = Path(__file__).resolve().parents[1]
 SENTINEL = b"pre-existing output, must stay untouched"
@@ -492,12 +493,18 @@ def test_trajectory_pngs_and_gif(img: Path, tmp_path: Path, ckpts, capsys) -> No
     assert np.array_equal(np.asarray(Image.open(pngs[-1])), np.asarray(Image.open(out)))
 
 
-def test_enlarge_rows_equals_resize_matrix() -> None:
-    for n, s in [(7, 2.0), (13, 1.7), (5, 3.3), (20, 4.0)]:
-        out_len = math.ceil(n * s)
-        full = resize_matrix(n, out_len, s).numpy()
-        assert np.array_equal(enlarge_rows(n, s, 0, out_len), full)
-        assert np.array_equal(enlarge_rows(n, s, 3, out_len - 2), full[3 : out_len - 2])
+def test_bicubic_window_is_a_window_of_imresize() -> None:
+    # reference: the whole MATLAB-exact enlargement (odesr.resize, checked against MATLAB's own
+    # outputs in test_resize), cut to each tile's window
+    rng = np.random.default_rng(0)
+    for n, m, s in [(7, 9, 2.0), (13, 6, 1.7), (5, 8, 3.3), (20, 11, 4.0)]:
+        lr = torch.from_numpy(rng.random((3, n, m)))
+        size = (math.ceil(n * s), math.ceil(m * s))
+        full = imresize(lr, scale=s, size=size)
+        for t in tile_grid(*size, tile=5, overlap=3):
+            got = bicubic_window(lr, s, size, *t.window)
+            (a, b), (c, d) = t.window
+            assert torch.allclose(got, full[:, a:b, c:d], atol=1e-12, rtol=0)
 
 
 def test_tiles_with_safe_overlap_equal_one_tile(ckpts) -> None:
@@ -527,9 +534,7 @@ def test_bundled_model_is_the_default(img: Path, tmp_path: Path, capsys) -> None
 
 
 def test_missing_bundled_model_message(img: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    import odesr.upscale as up
-
-    monkeypatch.setattr(up, "BUNDLED_MODEL", tmp_path / "nowhere" / "vdsr-ode-cpu.pt")
+    monkeypatch.setattr(models, "BUNDLED_MODEL", tmp_path / "nowhere" / "vdsr-ode-cpu.pt")
     rc, _, err = _run([str(img), "--scale", "2", "--out", str(tmp_path / "o.png")], capsys)
     _assert_user_error(rc, err, "bundled model")
     assert "--model bicubic" in err
