@@ -509,7 +509,7 @@ def _trajectory_figure(
     from bench import figures
     from bench.checkpoints import checkpoint_dir
     from odesr.data import DataError, list_images, load_image
-    from odesr.models import load
+    from odesr.models import load_model
 
     plan = exp.model_plans(f["model"], profile)[0]
     ckpt = checkpoint_dir(checkpoints_dir, profile, plan) / "final.pt"
@@ -522,7 +522,7 @@ def _trajectory_figure(
     want = f.get("image")
     file = next((p for p in files if p.stem == want), files[0])
     dev = "cpu" if device in (None, "auto") else device
-    model = load(ckpt, map_location=dev)
+    model = load_model(ckpt, dev)
     if not model.is_ode:
         raise _Skip(f"{f['model']} is not an ODE model")
     scale = float(f.get("scale", 4.0))

@@ -36,7 +36,7 @@ import torch.nn as nn
 from odesr.degrade import upscale
 from odesr.io import write_bytes_atomic
 from odesr.nets import build_backbone, preset
-from odesr.ode import ODEFunc, ODESolution, SolverSettings, safe_overlap, solve
+from odesr.ode import DEFAULT_SOLVER, ODEFunc, ODESolution, SolverSettings, safe_overlap, solve
 from odesr.resize import output_size
 from odesr.tiling import Sink, bicubic_window, run_tiled
 
@@ -280,11 +280,11 @@ class ODESR(SRModel):
         self,
         preset: str = "paper",
         net: dict | None = None,
-        method: str = "rk4",
-        steps: int | None = None,
-        step_size: float | None = 0.1,
-        rtol: float = 1e-3,
-        atol: float = 1e-4,
+        method: str = DEFAULT_SOLVER.method,
+        steps: int | None = DEFAULT_SOLVER.steps,
+        step_size: float | None = DEFAULT_SOLVER.step_size,
+        rtol: float = DEFAULT_SOLVER.rtol,
+        atol: float = DEFAULT_SOLVER.atol,
         train_solver: dict | None = None,
         backbone: str | None = None,
     ) -> None:

@@ -287,11 +287,11 @@ def solve(
     y0: torch.Tensor,
     t0: float,
     *,
-    method: str = "rk4",
+    method: str = DEFAULT_SOLVER.method,
     steps: int | None = None,
     step_size: float | None = None,
-    rtol: float = 1e-3,
-    atol: float = 1e-4,
+    rtol: float = DEFAULT_SOLVER.rtol,
+    atol: float = DEFAULT_SOLVER.atol,
     return_trajectory: bool = False,
     checkpoint: bool | str = False,
 ) -> ODESolution:
@@ -312,50 +312,61 @@ def solve(
     if checkpoint not in (False, True, "step", "eval", None):
         raise ValueError(f"checkpoint must be False, True, 'step' or 'eval', got {checkpoint!r}")
     counted = _Counted(func)
-    rhs: Callable = counted
-    if checkpoint == "eval":
-        checkpoint = False
-        if torch.is_grad_enabled():
-
-            def rhs(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-                return _checkpoint(counted, t, y, use_reentrant=False)
-
+    rhs = _checkpointed_rhs(counted) if checkpoint == "eval" else counted
+    per_step = checkpoint in (True, "step")
     grid = time_grid(t0, steps=steps, step_size=step_size, dtype=y0.dtype, device=y0.device)
-    traj: torch.Tensor | None = None
     if len(grid) == 1:
-        image = y0
-        if return_trajectory:
-            traj = y0.unsqueeze(0)
+        states = y0.unsqueeze(0)
     elif method in ADAPTIVE_METHODS:
-        if checkpoint:
+        if per_step:
             raise ValueError("checkpoint=True needs a fixed-step method, not " + method)
-        sol = odeint(rhs, y0, grid, method=method, rtol=rtol, atol=atol)
-        image = sol[-1]
-        traj = sol if return_trajectory else None
-    elif checkpoint or method == "rk4-classic":
-        states = [y0]
-        y = y0
-        for i in range(len(grid) - 1):
-            ta, tb = grid[i], grid[i + 1]
-            if checkpoint and torch.is_grad_enabled():
-                y = _checkpoint(_segment, counted, method, y, ta, tb, use_reentrant=False)
-            else:
-                y = _segment(rhs, method, y, ta, tb)
-            if return_trajectory:
-                states.append(y)
-        image = y
-        traj = torch.stack(states) if return_trajectory else None
+        states = odeint(rhs, y0, grid, method=method, rtol=rtol, atol=atol)
+    elif per_step or method == "rk4-classic":
+        states = _stepwise(counted, rhs, method, y0, grid, per_step, return_trajectory)
     else:
-        sol = odeint(rhs, y0, grid, method=method)
-        image = sol[-1]
-        traj = sol if return_trajectory else None
-    return ODESolution(image=image, nfe=counted.calls, times=grid, trajectory=traj)
+        states = odeint(rhs, y0, grid, method=method)
+    traj = states if return_trajectory else None
+    return ODESolution(image=states[-1], nfe=counted.calls, times=grid, trajectory=traj)
+
+
+def _checkpointed_rhs(counted: _Counted) -> Callable:
+    """``counted`` with every evaluation wrapped in activation checkpointing (while grad is on)."""
+    if not torch.is_grad_enabled():
+        return counted
+
+    def rhs(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _checkpoint(counted, t, y, use_reentrant=False)
+
+    return rhs
+
+
+def _stepwise(
+    counted: _Counted,
+    rhs: Callable,
+    method: str,
+    y0: torch.Tensor,
+    grid: torch.Tensor,
+    per_step: bool,
+    keep_all: bool,
+) -> torch.Tensor:
+    """Step through ``grid`` one segment at a time (``per_step``: each step checkpointed);
+    returns the states, all of them (``keep_all``) or the last one only, stacked."""
+    states = [y0]
+    y = y0
+    for ta, tb in zip(grid[:-1], grid[1:], strict=True):
+        if per_step and torch.is_grad_enabled():
+            y = _checkpoint(_segment, counted, method, y, ta, tb, use_reentrant=False)
+        else:
+            y = _segment(rhs, method, y, ta, tb)
+        if keep_all:
+            states.append(y)
+    return torch.stack(states) if keep_all else y.unsqueeze(0)
 
 
 def safe_overlap(
     receptive_radius: int,
     t0: float,
-    method: str = "rk4",
+    method: str = DEFAULT_SOLVER.method,
     steps: int | None = None,
     step_size: float | None = None,
 ) -> int:

@@ -24,6 +24,7 @@ def solve_tiled(func, y0, t0, *, tile, overlap, return_trajectory=False, **opts)
 
     return run_tiled(restore, window, tuple(y0.shape[-2:]), tile, overlap)
 
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
