@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -97,6 +98,8 @@ def load_plugins() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in MODELS:
             continue
+        if _importing(ep.module):  # it is importing odesr.models: found on the next lookup
+            continue
         try:
             ctor = ep.load()
         except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
@@ -104,6 +107,12 @@ def load_plugins() -> None:
             warnings.warn(message, stacklevel=2)
             continue
         MODELS.setdefault(ep.name, ctor)
+
+
+def _importing(module: str) -> bool:
+    """Whether ``module`` is being imported right now (it imported this module first)."""
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
 
 
 def model_class(name: str) -> Callable[..., nn.Module]:
