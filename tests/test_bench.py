@@ -396,12 +396,8 @@ def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
         "name": "long",
         "models": {
             "m": {
-                "train": {
-                    "smoke": {
-                        "config": "smoke/vdsr+t",
-                        "set": {"max_steps": 100000, "data": ["T91"], "val": {"every": 0}},
-                    }
-                }
+                "config": "vdsr+t",
+                "train": {"max_steps": 100000, "data": ["T91"], "val.every": 0},
             }
         },
         "sweeps": [{"name": "main", "models": ["m"], "datasets": {"Set5": "2"}}],

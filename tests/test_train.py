@@ -254,9 +254,3 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert res["step"] == 5
 
 
-def test_config_files_load() -> None:
-    files = sorted((REPO / "odesr" / "configs").glob("*/*.yaml"))
-    assert len(files) >= 3 * 7
-    for f in files:
-        cfg = tr.load_config(f)
-        assert cfg["model"]["preset"] == f.parent.name
