@@ -181,8 +181,10 @@ def _experiment_file(tmp_path: Path, **change) -> Path:
     [
         ({"modles": {}}, "modles"),
         ({"models": {"bicubic": {"model": {"name": "bicubic"}, "limt": 2}}}, "limt"),
-        ({"sweeps": {"main": {"models": ["bicubic", "nosuch"], "datasets": {"Set5": "2"}}}},
-         "nosuch"),
+        (
+            {"sweeps": {"main": {"models": ["bicubic", "nosuch"], "datasets": {"Set5": "2"}}}},
+            "nosuch",
+        ),
         ({"profiles": {"smoke": {"sweeps.mian.limit": 2}}}, "sweeps.mian"),
         ({"profiles": {"smoke": {"models.bicubic.limt": 2}}}, "limt"),
     ],
