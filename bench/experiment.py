@@ -55,7 +55,14 @@ PROFILES = ("smoke", "cpu", "paper")
 DEFAULT_ODE_SOLVER = {"method": "rk4", "step_size": 0.1}  # odesr.models.ODESR's defaults
 TOP_KEYS = ("name", "title", "seen_scales", "models", "sweeps", "report", "profiles")
 MODEL_KEYS = (
-    "model", "config", "config_per_scale", "train", "solver", "paper", "ensemble", "scales",
+    "model",
+    "config",
+    "config_per_scale",
+    "train",
+    "solver",
+    "paper",
+    "ensemble",
+    "scales",
     "limit",
 )
 SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers")

@@ -252,5 +252,3 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert tr.resume_mismatch(cfg, {**cfg, "max_steps": 9, "log_every": 5}) == []
     res = _run({**cfg, "max_steps": 5}, tmp_path / "r", resume=True)  # extending is fine
     assert res["step"] == 5
-
-
