@@ -26,7 +26,6 @@ line (:class:`ExperimentError`) when the file is loaded, before any work.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import math
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from odesr.config import ConfigError, apply_overrides, read_yaml
+from odesr.config import ConfigError, apply_overrides, read_yaml, weights_hash
 from odesr.evaluate import parse_scales
 
 __all__ = [
@@ -47,7 +46,6 @@ __all__ = [
     "Unit",
     "load_experiment",
     "solver_label",
-    "config_hash",
 ]
 
 EXPERIMENT_DIR = Path(__file__).with_name("experiments")
@@ -70,12 +68,6 @@ SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers"
 
 class ExperimentError(ValueError):
     """A malformed experiment file; the message says where."""
-
-
-def config_hash(cfg: dict) -> str:
-    """Short stable hash of a resolved training config (the checkpoint key)."""
-    text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def solver_label(opts: dict | None) -> str:
@@ -124,7 +116,7 @@ class ModelPlan:
     def key(self) -> str:
         """Identifies the weights (a checkpoint hash, or the untrained model's spec)."""
         if self.train_cfg is not None:
-            return f"{self.train_cfg['model']['name']}-{config_hash(self.train_cfg)}"
+            return f"{self.train_cfg['model']['name']}-{weights_hash(self.train_cfg)}"
         return json.dumps(self.model_spec, sort_keys=True)
 
     @property

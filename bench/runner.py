@@ -157,6 +157,57 @@ def _rel(path: Path | None) -> str:
         return str(path)
 
 
+def _unit_rows(exp: Experiment, unit: Unit, rows: list[dict], common: dict, extra: dict) -> list:
+    """The CSV rows of one evaluated unit: what identifies it + one row per image."""
+    plan = unit.model
+    meta = dict(
+        common,
+        model=plan.id,
+        backbone=_backbone(plan),
+        objective=_objective(plan),
+        train_solver=_train_solver(plan),
+        solver=unit.solver.get("method", "") if unit.solver else "",
+        steps=steps_for(unit.solver, unit.scale) if unit.solver else "",
+        dataset=dataset_label(unit.dataset),
+        seen=exp.seen(plan, unit.scale),
+        weights=plan.key,
+        seed=plan.train_cfg["seed"] if plan.train_cfg is not None else "",
+        sweep=unit.sweep,
+        solver_opts=solver_label(unit.solver),
+        subset=unit.subset,
+        paper=plan.paper or "",
+        **extra,
+    )
+    if meta["steps"] is None:
+        meta["steps"] = ""
+    keep = ("image", "psnr", "ssim", "seconds", "nfe", "protocol")
+    return [dict(meta, scale=float(unit.scale), **{k: r[k] for k in keep}) for r in rows]
+
+
+class _LoadedModel:
+    """The model of the last unit, reloaded only when the weights (or the ensemble) change."""
+
+    def __init__(self, checkpoints_dir, profile, data_root, device, progress, log) -> None:
+        self.args = (checkpoints_dir, profile, data_root, device, progress, log)
+        self.key: tuple | None = None
+        self.model: torch.nn.Module | None = None
+        self.checkpoint: Path | None = None
+        self.params = 0
+
+    def get(self, plan: ModelPlan) -> torch.nn.Module:
+        from odesr.nets import count_params
+
+        if (plan.key, plan.ensemble) != self.key:
+            root, profile, data_root, device, progress, log = self.args
+            self.checkpoint = ensure_checkpoint(
+                plan, root, profile, data_root, device, progress, log
+            )
+            self.model = _load_model(plan, self.checkpoint, device)
+            self.params = count_params(self.model)
+            self.key = (plan.key, plan.ensemble)
+        return self.model
+
+
 def run_experiment(
     experiment: str | os.PathLike | dict | Experiment,
     profile: str,
@@ -176,7 +227,6 @@ def run_experiment(
     ``on_unit`` is called after each unit is written (tests inject a failure there).
     """
     from odesr.evaluate import EvalSettings, evaluate_images
-    from odesr.nets import count_params
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
@@ -199,60 +249,27 @@ def run_experiment(
     common = dict(
         experiment=exp.name,
         profile=profile,
-        git_rev=git_rev(),
+        code_rev=git_rev(),
         torch=torch.__version__,
         device=device_label(device),
     )
-    loaded_key, model, ckpt, params = None, None, None, 0
+    loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log)
     try:
         for unit in todo:
-            plan = unit.model
-            if (plan.key, plan.ensemble) != loaded_key:
-                ckpt = ensure_checkpoint(
-                    plan, checkpoints_dir, profile, data_root, device, progress, log
-                )
-                model = _load_model(plan, ckpt, device)
-                params = count_params(model)
-                loaded_key = (plan.key, plan.ensemble)
+            model = loaded.get(unit.model)
             settings = EvalSettings(device=device, batch_size=batch_size, solve_opts=unit.solver)
             if bar is not None:
-                bar.set_postfix_str(f"{plan.id} {dataset_label(unit.dataset)} x{unit.scale:g}")
+                label = f"{unit.model.id} {dataset_label(unit.dataset)} x{unit.scale:g}"
+                bar.set_postfix_str(label)
             rows = evaluate_images(
                 model, images.get(unit.dataset, unit.limit), [unit.scale], settings
             )
-            meta = dict(
-                common,
-                model=plan.id,
-                backbone=_backbone(plan),
-                objective=_objective(plan),
-                train_solver=_train_solver(plan),
-                solver=unit.solver.get("method", "") if unit.solver else "",
-                steps=steps_for(unit.solver, unit.scale) if unit.solver else "",
-                dataset=dataset_label(unit.dataset),
-                seen=exp.seen(plan, unit.scale),
-                params=params,
-                checkpoint=_rel(ckpt),
-                weights=plan.key,
-                sweep=unit.sweep,
-                solver_opts=solver_label(unit.solver),
-                subset=unit.subset,
-                paper=plan.paper or "",
+            extra = dict(
+                params=loaded.params,
+                checkpoint=_rel(loaded.checkpoint),
+                y_rounding=settings.y_rounding,
             )
-            out = []
-            for r in rows:
-                row = dict(meta)
-                row.update(
-                    image=r["image"],
-                    scale=float(unit.scale),
-                    psnr=r["psnr"],
-                    ssim=r["ssim"],
-                    seconds=r["seconds"],
-                    nfe=r["nfe"],
-                )
-                if row["steps"] is None:
-                    row["steps"] = ""
-                out.append(row)
-            store.put_unit(out)
+            store.put_unit(_unit_rows(exp, unit, rows, common, extra))
             summary.done += 1
             if bar is not None:
                 bar.update(1)

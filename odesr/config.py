@@ -45,12 +45,23 @@ __all__ = [
     "profiles",
     "read_yaml",
     "split_name",
+    "weights_hash",
 ]
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 MODELS_FILE = "models.yaml"
 OPEN_KEYS = frozenset({"model", "train_solver", "val.solver"})  # free-form mappings
 _PROFILE_KEYS = frozenset({"base", "groups", "models"})
+# The weights key hashes what changes the weights: the config (seed included) and the recipe
+# version. Keys that existed when the key was introduced always count; a key added since counts
+# only when its value differs from the one that reproduces the earlier training (LEGACY_VALUES),
+# so adding a setting keeps every existing checkpoint and results row valid.
+V1_KEYS = frozenset(
+    """adam align_grid batch_size channels_last checkpoint_every checkpoint_recompute data
+    log_every lr lr_halve_every max_steps model objective patch_size path preload scales seed
+    train_solver val""".split()
+)
+LEGACY_VALUES: dict[str, Any] = {"recipe": "1"}
 
 
 class ConfigError(ValueError):
@@ -188,6 +199,20 @@ def apply_overrides(doc: dict, overrides: Mapping[str, Any], schema: Mapping | N
             node = node[key]
         node[keys[-1]] = copy.deepcopy(value)
     return out
+
+
+def weights_hash(cfg: Mapping) -> str:
+    """Short stable hash of what a training config trains (the checkpoint key; see V1_KEYS)."""
+    import hashlib
+    import json
+
+    kept = {
+        k: v
+        for k, v in cfg.items()
+        if k in V1_KEYS or k not in LEGACY_VALUES or v != LEGACY_VALUES[k]
+    }
+    text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 # ----------------------------------------------------------------------------- composition

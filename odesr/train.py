@@ -99,6 +99,9 @@ DEFAULTS: dict[str, Any] = {
         "solver": {},
     },
     "seed": 0,
+    # version of the training procedure: bump it when the code trains a config differently (it
+    # enters the checkpoint key, odesr.config.weights_hash)
+    "recipe": "1",
     "log_every": 10,
     "checkpoint_every": 500,
     "checkpoint_recompute": False,

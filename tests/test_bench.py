@@ -28,7 +28,7 @@ from PIL import Image
 from bench.experiment import load_experiment
 from bench.fetch_data import FetchError, fetch
 from bench.report import write_report
-from bench.results import COLUMNS, ResultsFile, row_key
+from bench.results import COLUMNS, ResultsFile, row_key, upgrade_row
 from bench.runner import run_experiment
 from odesr.ensemble import TRANSFORMS, SelfEnsemble, forward_transform, inverse_transform
 from odesr.models import SRResult, build
@@ -116,6 +116,10 @@ def test_runner_resumes_after_kill(tmp_path: Path) -> None:
     assert third.done == 0 and _strip(_rows(tmp_path / "b" / "smoke" / "tiny.csv")) == _strip(full)
     r = resumed[0]
     assert r["seen"] in ("True", "False") and r["nfe"] == "0" and r["subset"] == "all"
+    assert (r["protocol"], r["y_rounding"], r["seed"]) == ("metasr", "matlab", "")
+    assert r["code_rev"] and "git_rev" not in r
+    legacy = upgrade_row({"git_rev": "abc", "psnr": "30"})
+    assert legacy == {"code_rev": "abc", "psnr": "30", "protocol": "metasr", "y_rounding": "matlab"}
 
 
 def test_two_writers_keep_csv_valid(tmp_path: Path) -> None:

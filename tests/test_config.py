@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.experiment import ExperimentError, config_hash, load_experiment
-from odesr.config import ConfigError, apply_overrides, config_names, deep_merge, parse_set
+from bench.experiment import ExperimentError, load_experiment
+from odesr.config import (
+    LEGACY_VALUES,
+    ConfigError,
+    apply_overrides,
+    config_names,
+    deep_merge,
+    parse_set,
+    weights_hash,
+)
 from odesr.train import DEFAULTS, TrainError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,8 +83,19 @@ KEY_VALUES = {
 
 def test_composed_configs_keep_their_hashes() -> None:
     assert sorted(config_names()) == sorted(PINNED_HASHES)
-    got = {name: config_hash(load_config(name)) for name in config_names()}
+    got = {name: weights_hash(load_config(name)) for name in config_names()}
     assert got == PINNED_HASHES
+
+
+def test_weights_hash_follows_what_changes_the_weights() -> None:
+    cfg = load_config("cpu/vdsr-ode")
+    key = weights_hash(cfg)
+    assert cfg["recipe"] == LEGACY_VALUES["recipe"]
+    assert weights_hash({**cfg, "recipe": "2"}) != key  # a new training procedure
+    assert weights_hash({**cfg, "seed": 1}) != key
+    assert weights_hash({**cfg, "lr": 1e-3}) != key
+    # a setting added later, at the value that reproduces the earlier training, changes nothing
+    assert weights_hash({k: v for k, v in cfg.items() if k != "recipe"}) == key
 
 
 @pytest.mark.parametrize("name", sorted(KEY_VALUES))
