@@ -180,7 +180,7 @@ def _unit_rows(exp: Experiment, unit: Unit, rows: list[dict], common: dict, extr
     )
     if meta["steps"] is None:
         meta["steps"] = ""
-    keep = ("image", "psnr", "ssim", "seconds", "nfe", "protocol")
+    keep = ("image", "psnr", "ssim", "seconds", "nfe", "protocol", "y_rounding")
     return [dict(meta, scale=float(unit.scale), **{k: r[k] for k in keep}) for r in rows]
 
 
@@ -207,6 +207,21 @@ class _LoadedModel:
             self.key = (plan.key, plan.ensemble)
         return self.model
 
+    def columns(self) -> dict:
+        return dict(params=self.params, checkpoint=_rel(self.checkpoint))
+
+
+def _evaluate_unit(
+    unit: Unit, loaded: _LoadedModel, images: _ImageCache, device: str, batch_size: int
+) -> list[dict]:
+    """Per-image rows of one unit (its model loaded or trained first)."""
+    from odesr.evaluate import EvalSettings, evaluate_images
+
+    model = loaded.get(unit.model)
+    settings = EvalSettings(device=device, batch_size=batch_size, solve_opts=unit.solver)
+    rows = evaluate_images(model, images.get(unit.dataset, unit.limit), [unit.scale], settings)
+    return [dict(r, y_rounding=settings.y_rounding) for r in rows]
+
 
 def run_experiment(
     experiment: str | os.PathLike | dict | Experiment,
@@ -226,8 +241,6 @@ def run_experiment(
 
     ``on_unit`` is called after each unit is written (tests inject a failure there).
     """
-    from odesr.evaluate import EvalSettings, evaluate_images
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     device = resolve_device(device)
@@ -240,12 +253,6 @@ def run_experiment(
         log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
         return summary
     log(f"bench: {exp.name}/{profile}: {len(todo)} of {len(units)} units to run -> {store.path}")
-    images = _ImageCache(data_root)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(units), initial=summary.skipped, desc=exp.name, unit="unit")
     common = dict(
         experiment=exp.name,
         profile=profile,
@@ -254,22 +261,20 @@ def run_experiment(
         device=device_label(device),
     )
     loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log)
+    images = _ImageCache(data_root)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(units), initial=summary.skipped, desc=exp.name, unit="unit")
     try:
         for unit in todo:
-            model = loaded.get(unit.model)
-            settings = EvalSettings(device=device, batch_size=batch_size, solve_opts=unit.solver)
             if bar is not None:
-                label = f"{unit.model.id} {dataset_label(unit.dataset)} x{unit.scale:g}"
-                bar.set_postfix_str(label)
-            rows = evaluate_images(
-                model, images.get(unit.dataset, unit.limit), [unit.scale], settings
-            )
-            extra = dict(
-                params=loaded.params,
-                checkpoint=_rel(loaded.checkpoint),
-                y_rounding=settings.y_rounding,
-            )
-            store.put_unit(_unit_rows(exp, unit, rows, common, extra))
+                bar.set_postfix_str(
+                    f"{unit.model.id} {dataset_label(unit.dataset)} x{unit.scale:g}"
+                )
+            rows = _evaluate_unit(unit, loaded, images, device, batch_size)
+            store.put_unit(_unit_rows(exp, unit, rows, common, loaded.columns()))
             summary.done += 1
             if bar is not None:
                 bar.update(1)

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 import yaml
 
 from odesr.config import (
+    LEGACY_VALUES,
     ConfigError,
     apply_overrides,
     check_keys,
@@ -447,6 +448,7 @@ RESUMABLE_CHANGES = ("max_steps", "log_every", "checkpoint_every", "val", "check
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
     """Top-level config keys that differ between a checkpoint's config and ``cfg``, ignoring
     :data:`RESUMABLE_CHANGES` (extending ``max_steps`` is a legitimate resume)."""
+    saved = {**LEGACY_VALUES, **saved}  # a checkpoint from before a key existed
     keys = (set(saved) | set(cfg)) - set(RESUMABLE_CHANGES)
     return sorted(k for k in keys if saved.get(k) != cfg.get(k))
 

@@ -24,7 +24,7 @@ from odesr.config import (
     parse_set,
     weights_hash,
 )
-from odesr.train import DEFAULTS, TrainError, load_config
+from odesr.train import DEFAULTS, TrainError, load_config, resume_mismatch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,9 @@ def test_weights_hash_follows_what_changes_the_weights() -> None:
     assert weights_hash({**cfg, "seed": 1}) != key
     assert weights_hash({**cfg, "lr": 1e-3}) != key
     # a setting added later, at the value that reproduces the earlier training, changes nothing
-    assert weights_hash({k: v for k, v in cfg.items() if k != "recipe"}) == key
+    before = {k: v for k, v in cfg.items() if k != "recipe"}
+    assert weights_hash(before) == key
+    assert resume_mismatch(before, cfg) == []  # and a checkpoint from before it resumes
 
 
 @pytest.mark.parametrize("name", sorted(KEY_VALUES))
