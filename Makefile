@@ -32,7 +32,7 @@ clean:
 
 # ---- experiments (bench/): run then report; PROFILE=smoke|cpu|paper (default cpu) ----------
 BENCH_ARGS ?=
-.PHONY: table1 solver-ablation extrapolation demo data regress regress-update
+.PHONY: table1 solver-ablation extrapolation demo data regress regress-update quality
 
 table1 solver-ablation extrapolation: $(VENV)/.installed
 	$(PY) -m bench run $@ --profile $(PROFILE) $(BENCH_ARGS)
@@ -52,3 +52,8 @@ regress: $(VENV)/.installed
 
 regress-update: $(VENV)/.installed
 	$(PY) -m bench.regress --data-root $(ODESR_DATA) --update
+
+# the bundled model on Set5 x2/x4 >= bicubic + margin and within 0.02 dB of
+# bench/baselines/bundled-set5.csv (also run by `make test`)
+quality: $(VENV)/.installed
+	$(PY) -m bench.quality --data-root $(ODESR_DATA)

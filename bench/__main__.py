@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--no-progress", action="store_true")
     rep = sub.add_parser("report", help="tables (md, tex) and figures (png) from the results")
     _common(rep)
+    rep.add_argument(
+        "--paper-tables",
+        default=None,
+        help="the paper's tables CSV (else $ODESR_PAPER_TABLES, else reference/paper_tables.csv "
+        "next to the datasets folder)",
+    )
     sub.add_parser("list", help="list the experiments")
     args = parser.parse_args(argv)
 
@@ -72,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoints_dir=args.checkpoints,
             data_root=args.data_root,
             device=args.device,
+            paper_tables=args.paper_tables,
         )
         for path in written:
             print(path)

@@ -46,8 +46,8 @@ def write_images(root: Path) -> tuple[Path, Path]:
 
 
 def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict:
-    """The demo experiment (same schema as bench/experiments/*.yaml), profile ``demo``."""
-    budget = {
+    """The demo experiment (same schema as bench/experiments/*.yaml), run as profile ``demo``."""
+    budget = {  # overrides of cpu/vdsr-ode ({dotted.key: value})
         "data": [str(train_dir)],
         "max_steps": int(steps),
         "batch_size": 8,
@@ -55,7 +55,7 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
         "lr": 1e-3,
         "lr_halve_every": max(int(steps) // 2, 1),
         "train_solver": {"method": "euler", "step_size": 1.0},
-        "val": {"every": 0},
+        "val.every": 0,
         "checkpoint_every": 50,
         "log_every": 10,
     }
@@ -67,22 +67,22 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
             "bicubic": {"paper": "bicubic", "model": {"name": "bicubic"}},
             "bundled": {  # the shipped cpu-profile vdsr-ODE (T91+BSD200), for comparison
                 "model": {"name": "vdsr-ode", "checkpoint": "bundled"},
-                "solver": {"demo": {"method": "rk4", "step_size": 1.0}},
+                "solver": {"method": "rk4", "step_size": 1.0},
             },
             "vdsr-ode": {
                 "paper": "vdsr (ours)",
-                "train": {"demo": {"config": "cpu/vdsr-ode", "set": budget}},
-                "solver": {"demo": {"method": "euler", "step_size": 1.0}},
+                "config": "cpu/vdsr-ode",
+                "train": budget,
+                "solver": {"method": "euler", "step_size": 1.0},
             },
         },
-        "sweeps": [
-            {
-                "name": "main",
+        "sweeps": {
+            "main": {
                 "models": ["bicubic", "bundled", "vdsr-ode"],
                 "datasets": {str(test_dir): scales},
                 "limit": None,
             }
-        ],
+        },
         "report": {
             "tables": [{"kind": "scales", "sweep": "main", "file": "demo-table", "block": 10}],
             "figures": [{"kind": "psnr_vs_scale", "sweep": "main", "file": "demo-psnr-vs-scale"}],

@@ -2,29 +2,30 @@
 
 An experiment file holds
 
-* ``models``: id -> entry. An entry names the registry model (``model: {name: bicubic}``, no
-  training) or its training config per profile (``train: {smoke: smoke/vdsr-ode, cpu: ...}``; a
-  value is a config name under ``odesr/configs``, a YAML path, or ``{config: NAME, set: {...}}``
-  with overrides), optional ``train_set`` overrides for every profile, ``solver`` (evaluation
-  solver options of ODE models), ``paper`` (the method's label in ``paper_tables.csv``),
-  ``ensemble: x8``, ``scales`` (the only scales the model is evaluated at; may be per profile)
-  or ``train_per_scale``
-  (``{2: {profile: config}, ...}``: one checkpoint per scale, e.g. fixed-scale RDN), ``limit``
-  (image subset override).
-* ``sweeps``: lists of ``{name, models, datasets: {dataset: scales}, solvers, limit, profiles}``;
-  ``profiles: {smoke: {...}}`` replaces sweep keys for that profile (the evaluation subsets).
-  ``solvers`` (a list; list-valued keys expand as a grid) replaces the models' own solver.
+* ``models``: id -> entry. An entry names an untrained registry model (``model: {name:
+  bicubic}``; ``checkpoint: PATH | bundled`` for fixed weights) or a training config:
+  ``config: vdsr-ode`` (a model id under ``odesr/configs`` composed for the run's profile,
+  ``PROFILE/MODEL`` for a fixed profile, or a YAML path relative to the experiment) or
+  ``config_per_scale: {2: rdn-fixed-x2, ...}`` (one checkpoint per scale). Optional: ``train``
+  (``{dotted.key: value}`` overrides of that config), ``solver`` (evaluation solver options of
+  ODE models), ``paper`` (the method's label in the paper tables), ``ensemble: x8``, ``scales``
+  (the only scales the model is evaluated at), ``limit`` (image subset, overrides the sweep's).
+* ``sweeps``: name -> ``{models, datasets: {dataset: scales}, solvers, limit, dataset_limits}``
+  (a list of sweeps with a ``name`` each is read the same way). ``solvers`` (a list; list-valued
+  keys expand as a grid) replaces the models' own solver.
 * ``seen_scales``: scales counted as seen when a model has no training config (bicubic).
 * ``report``: what ``python -m bench report`` draws (see :mod:`bench.report`).
+* ``profiles``: the one override mechanism: ``{profile: {dotted.key: value}}``; for that profile,
+  each value replaces what the key held (``sweeps.main.limit: 2``,
+  ``models.vdsr-ode.solver: {method: euler, step_size: 0.5}``).
 
-Any value may be given per profile as a mapping whose keys are profile names (plus
-``default``): ``{default: 10, cpu: 20}``.
+Unknown keys, sweep models that no entry defines and YAML syntax errors are refused with one
+line (:class:`ExperimentError`) when the file is loaded, before any work.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import os
@@ -32,12 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from odesr.config import ConfigError, apply_overrides, read_yaml, weights_hash
 from odesr.evaluate import parse_scales
 from odesr.models import is_ode
 from odesr.ode import DEFAULT_SOLVER
-from odesr.train import deep_merge
 
 __all__ = [
     "EXPERIMENT_DIR",
@@ -46,44 +45,29 @@ __all__ = [
     "Experiment",
     "ModelPlan",
     "Unit",
-    "by_profile",
     "load_experiment",
     "solver_label",
-    "config_hash",
 ]
 
 EXPERIMENT_DIR = Path(__file__).with_name("experiments")
 PROFILES = ("smoke", "cpu", "paper")
-_MISSING = object()
+TOP_KEYS = ("name", "title", "seen_scales", "models", "sweeps", "report", "profiles")
+MODEL_KEYS = (
+    "model",
+    "config",
+    "config_per_scale",
+    "train",
+    "solver",
+    "paper",
+    "ensemble",
+    "scales",
+    "limit",
+)
+SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers")
 
 
 class ExperimentError(ValueError):
     """A malformed experiment file; the message says where."""
-
-
-def by_profile(value: Any, profile: str, default: Any = None) -> Any:
-    """``value[profile]`` (or ``value['default']``) when ``value`` is a per-profile mapping."""
-    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
-        keys = set(value)
-        if keys <= set(PROFILES) | {"default", "demo"} or "default" in keys:
-            if profile in value:
-                return value[profile]
-            return value.get("default", default)
-    return default if value is None else value
-
-
-def _has_profile_value(value: Any, profile: str) -> bool:
-    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
-        keys = set(value)
-        if keys <= set(PROFILES) | {"default", "demo"} or "default" in keys:
-            return profile in value or "default" in value
-    return value is not None
-
-
-def config_hash(cfg: dict) -> str:
-    """Short stable hash of a resolved training config (the checkpoint key)."""
-    text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def solver_label(opts: dict | None) -> str:
@@ -132,7 +116,7 @@ class ModelPlan:
     def key(self) -> str:
         """Identifies the weights (a checkpoint hash, or the untrained model's spec)."""
         if self.train_cfg is not None:
-            return f"{self.train_cfg['model']['name']}-{config_hash(self.train_cfg)}"
+            return f"{self.train_cfg['model']['name']}-{weights_hash(self.train_cfg)}"
         return json.dumps(self.model_spec, sort_keys=True)
 
     @property
@@ -179,7 +163,7 @@ def dataset_label(dataset: str) -> str:
 @dataclass
 class Experiment:
     name: str
-    raw: dict
+    raw: dict  # as written, ``sweeps`` as a mapping; :meth:`for_profile` applies ``profiles``
     path: Path | None = None
     seen_default: list[float] = field(default_factory=list)
 
@@ -190,77 +174,76 @@ class Experiment:
     def model_ids(self) -> list[str]:
         return list(self.raw.get("models", {}))
 
+    def for_profile(self, profile: str) -> dict:
+        """The experiment with ``profiles[profile]``'s overrides applied (checked)."""
+        base = {k: v for k, v in self.raw.items() if k != "profiles"}
+        over = (self.raw.get("profiles") or {}).get(profile) or {}
+        try:
+            doc = apply_overrides(base, over)
+        except ConfigError as exc:
+            raise ExperimentError(f"{self.name}: profiles.{profile}: {exc}") from None
+        _check_document(doc, f"{self.name} (profile {profile})")
+        return doc
+
     # ------------------------------------------------------------------ models
     def model_plans(self, model_id: str, profile: str) -> list[ModelPlan]:
-        """The plans of one model entry (several for ``train_per_scale``)."""
+        """The plans of one model entry (several for ``config_per_scale``)."""
         try:
-            entry = self.raw["models"][model_id]
+            entry = self.for_profile(profile)["models"][model_id] or {}
         except KeyError:
             raise ExperimentError(f"{self.name}: unknown model {model_id!r}") from None
-        entry = entry or {}
-        ensemble = by_profile(entry.get("ensemble"), profile)
+        ensemble = entry.get("ensemble")
         paper = entry.get("paper")
-        solver = dict(by_profile(entry.get("solver"), profile) or {})
-        only = by_profile(entry.get("scales"), profile)
+        solver = dict(entry.get("solver") or {})
+        only = entry.get("scales")
         only_scales = [_scale_key(s) for s in parse_scales(str(only))] if only else None
-        if "model" in entry:
-            spec = dict(entry["model"])
-            return [ModelPlan(model_id, entry, None, spec, ensemble, paper, solver, only_scales)]
-        if "train_per_scale" in entry:
-            plans = []
-            for scale, per in entry["train_per_scale"].items():
-                cfg = self._train_config(model_id, per, entry, profile)
-                plans.append(
-                    ModelPlan(
-                        model_id, entry, cfg, None, ensemble, paper, solver, [_scale_key(scale)]
-                    )
-                )
-            return plans
-        if "train" not in entry:
-            raise ExperimentError(f"{self.name}: model {model_id!r} needs 'model' or 'train'")
-        cfg = self._train_config(model_id, entry["train"], entry, profile)
-        return [ModelPlan(model_id, entry, cfg, None, ensemble, paper, solver, only_scales)]
 
-    def _train_config(self, model_id: str, train: Any, entry: dict, profile: str) -> dict:
+        def plan(cfg: dict | None, spec: dict | None, scales: list[float] | None) -> ModelPlan:
+            return ModelPlan(model_id, entry, cfg, spec, ensemble, paper, solver, scales)
+
+        if "model" in entry:
+            return [plan(None, dict(entry["model"]), only_scales)]
+        if "config_per_scale" in entry:
+            return [
+                plan(self._train_config(model_id, ref, entry, profile), None, [_scale_key(scale)])
+                for scale, ref in entry["config_per_scale"].items()
+            ]
+        if "config" not in entry:
+            raise ExperimentError(
+                f"{self.name}: model {model_id!r} needs 'model', 'config' or 'config_per_scale'"
+            )
+        cfg = self._train_config(model_id, entry["config"], entry, profile)
+        return [plan(cfg, None, only_scales)]
+
+    def _train_config(self, model_id: str, ref: Any, entry: dict, profile: str) -> dict:
+        """``ref`` (MODEL for the run's profile, PROFILE/MODEL, or a YAML path) + ``train``."""
         from odesr.train import TrainError, load_config
 
-        ref = by_profile(train, profile, _MISSING)
-        if ref is _MISSING or ref is None:
-            raise ExperimentError(
-                f"{self.name}: model {model_id!r} has no training config for profile {profile!r}"
-            )
-        overrides: dict = {}
-        if isinstance(ref, dict):
-            overrides = copy.deepcopy(ref.get("set") or {})
-            ref = ref.get("config")
-        common = by_profile(entry.get("train_set"), profile) or {}
-        merged = deep_merge(common, overrides)
-        source: Any = ref
-        if isinstance(ref, str) and not Path(ref).is_file() and self.path is not None:
-            local = self.path.parent / ref
-            if local.is_file():
-                source = str(local)
+        source = str(ref)
+        local = self.path.parent / source if self.path is not None else None
+        if Path(source).is_file():
+            pass
+        elif local is not None and local.is_file():
+            source = str(local)
+        elif "/" not in source:
+            source = f"{profile}/{source}"
         try:
-            return load_config(source, merged)
+            return load_config(source, dict(entry.get("train") or {}))
         except TrainError as exc:
             raise ExperimentError(f"{self.name}: model {model_id!r}: {exc}") from None
 
     # ------------------------------------------------------------------ sweeps
     def sweeps(self, profile: str) -> list[dict]:
-        out = []
-        for sweep in self.raw.get("sweeps", []):
-            s = {k: v for k, v in sweep.items() if k != "profiles"}
-            over = (sweep.get("profiles") or {}).get(profile) or {}
-            s.update(copy.deepcopy(over))
-            out.append(s)
-        return out
+        """The sweeps for ``profile``, each with its ``name``."""
+        sweeps = self.for_profile(profile).get("sweeps") or {}
+        return [{**copy.deepcopy(sweep), "name": name} for name, sweep in sweeps.items()]
 
     def units(self, profile: str, models: list[str] | None = None) -> list[Unit]:
         """Every unit of the experiment for ``profile`` in run order (model-major)."""
         units: list[Unit] = []
         plans_cache: dict[str, list[ModelPlan]] = {}
         for sweep in self.sweeps(profile):
-            name = str(sweep.get("name", "main"))
+            name = str(sweep["name"])
             datasets = sweep.get("datasets") or {}
             if not datasets:
                 raise ExperimentError(f"{self.name}: sweep {name!r} has no datasets")
@@ -272,7 +255,7 @@ class Experiment:
                 for plan in plans_cache[model_id]:
                     for solver in self._solvers(sweep, plan):
                         for dataset, scales in datasets.items():
-                            limit = self._limit(sweep, plan, dataset, profile)
+                            limit = self._limit(sweep, plan, dataset)
                             for scale in parse_scales(str(scales)):
                                 if plan.only_scales and _scale_key(scale) not in plan.only_scales:
                                     continue
@@ -284,12 +267,11 @@ class Experiment:
         return units
 
     @staticmethod
-    def _limit(sweep: dict, plan: ModelPlan, dataset: str, profile: str) -> int | None:
-        """Image subset: the model's ``limit`` for this profile, else the sweep's
-        ``dataset_limits[dataset]``, else the sweep's ``limit`` (None = every image)."""
-        mlimit = plan.entry.get("limit")
-        if mlimit is not None and _has_profile_value(mlimit, profile):
-            return by_profile(mlimit, profile)
+    def _limit(sweep: dict, plan: ModelPlan, dataset: str) -> int | None:
+        """Image subset: the model's ``limit`` when it has one (null = every image), else the
+        sweep's ``dataset_limits[dataset]``, else the sweep's ``limit`` (None = every image)."""
+        if "limit" in plan.entry:
+            return plan.entry["limit"]
         per = sweep.get("dataset_limits") or {}
         if dataset in per:
             return per[dataset]
@@ -314,6 +296,34 @@ class Experiment:
         return _scale_key(scale) in set(seen)
 
 
+def _unknown(keys: Any, known: tuple[str, ...], where: str) -> None:
+    extra = [k for k in keys if k not in known]
+    if extra:
+        raise ExperimentError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(known)})")
+
+
+def _check_document(doc: dict, where: str) -> None:
+    """Refuse unknown keys and sweep models without an entry (one line naming them)."""
+    _unknown(doc, TOP_KEYS, where)
+    models = doc.get("models")
+    if not isinstance(models, dict) or not doc.get("sweeps"):
+        raise ExperimentError(f"{where}: needs 'models' and 'sweeps'")
+    for model_id, entry in models.items():
+        if not isinstance(entry or {}, dict):
+            raise ExperimentError(f"{where}: models.{model_id}: expected a mapping")
+        _unknown(entry or {}, MODEL_KEYS, f"{where}: models.{model_id}")
+    for name, sweep in doc["sweeps"].items():
+        if not isinstance(sweep, dict):
+            raise ExperimentError(f"{where}: sweeps.{name}: expected a mapping")
+        _unknown(sweep, SWEEP_KEYS, f"{where}: sweeps.{name}")
+        for model_id in sweep.get("models", []):
+            if model_id not in models:
+                raise ExperimentError(
+                    f"{where}: sweeps.{name}: unknown model {model_id!r} "
+                    f"(defined: {', '.join(models)})"
+                )
+
+
 def _is_ode_plan(plan: ModelPlan) -> bool:
     name = (plan.train_cfg or {}).get("model", {}).get("name") or (plan.model_spec or {}).get(
         "name", ""
@@ -332,20 +342,45 @@ def experiment_path(name: str | os.PathLike) -> Path:
     raise ExperimentError(f"experiment {str(name)!r} not found; known: {', '.join(known)}")
 
 
+def _sweep_mapping(sweeps: Any, where: str) -> dict:
+    """``sweeps`` as ``{name: sweep}`` (a list of sweeps with ``name`` keys is accepted)."""
+    if isinstance(sweeps, list):
+        out = {}
+        for sweep in sweeps:
+            if not isinstance(sweep, dict):
+                raise ExperimentError(f"{where}: sweeps: expected mappings, got {sweep!r}")
+            sweep = dict(sweep)
+            out[str(sweep.pop("name", "main"))] = sweep
+        return out
+    return dict(sweeps or {})
+
+
 def load_experiment(source: str | os.PathLike | dict) -> Experiment:
-    """An experiment from a name (``table1``), a YAML path, or an already parsed dict."""
+    """An experiment from a name (``table1``), a YAML path, or an already parsed dict.
+
+    Every profile named in ``profiles`` (and the file as written) is checked here, so a typo
+    fails before any planning or work."""
     if isinstance(source, dict):
         raw, path = copy.deepcopy(source), None
     else:
         path = experiment_path(source)
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw.get("models"), dict) or not raw.get("sweeps"):
-        raise ExperimentError(f"{path or 'experiment'}: needs 'models' and 'sweeps'")
+        try:
+            raw = read_yaml(path)
+        except ConfigError as exc:
+            raise ExperimentError(str(exc)) from None
+    where = str(path or raw.get("name") or "experiment")
+    raw["sweeps"] = _sweep_mapping(raw.get("sweeps"), where)
     name = str(raw.get("name") or (path.stem if path else "experiment"))
     seen = raw.get("seen_scales")
     seen_default = [_scale_key(s) for s in parse_scales(str(seen))] if seen else []
-    return Experiment(name, raw, path, seen_default)
+    exp = Experiment(name, raw, path, seen_default)
+    _check_document({k: v for k, v in raw.items() if k != "profiles"}, where)
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise ExperimentError(f"{where}: profiles: expected {{profile: {{dotted.key: value}}}}")
+    for profile in profiles:
+        exp.for_profile(profile)
+    return exp
 
 
 def training_budget(cfg: dict | None) -> str:

@@ -29,6 +29,7 @@ from odesr.io import write_text_atomic
 __all__ = [
     "load_results",
     "summarize",
+    "paper_tables_path",
     "paper_values",
     "scales_table",
     "solvers_table",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 PAPER_CSV = "paper_tables.csv"
+PAPER_TABLES_ENV = "ODESR_PAPER_TABLES"
 NUMERIC = ("scale", "psnr", "ssim", "seconds", "nfe", "params")
 
 
@@ -336,6 +338,128 @@ def _sweep_models(exp: Experiment, profile: str, sweep: str) -> list[str]:
     return []
 
 
+def paper_tables_path(
+    data_root: str | os.PathLike | None = None, override: str | os.PathLike | None = None
+) -> Path:
+    """Where the paper's tables are read from (the one place): ``override``, else
+    ``$ODESR_PAPER_TABLES``, else ``reference/paper_tables.csv`` next to the datasets folder
+    (``--data-root``, else ``$ODESR_DATA``, else ``./data``; by default ``../shared/reference``)."""
+    if override:
+        return Path(override)
+    if os.environ.get(PAPER_TABLES_ENV):
+        return Path(os.environ[PAPER_TABLES_ENV])
+    root = Path(data_root or os.environ.get("ODESR_DATA") or "data").resolve()
+    return root.parent / "reference" / PAPER_CSV
+
+
+def _paper_reference(spec: dict, path: Path) -> pd.DataFrame:
+    """The paper tables; a report whose tables promise a paper comparison fails without them."""
+    promised = [t.get("file", t["kind"]) for t in spec.get("tables", []) if t.get("paper_table")]
+    if promised and not path.is_file():
+        raise FileNotFoundError(
+            f"paper tables not found at {path} (needed by {', '.join(promised)}): pass "
+            f"--paper-tables FILE or set {PAPER_TABLES_ENV}"
+        )
+    return paper_values(path)
+
+
+def _scales_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]]:
+    models = t.get("models") or _sweep_models(exp, profile, t.get("sweep", "main"))
+    datasets = [t["dataset"]] if t.get("dataset") else sorted(s["dataset"].unique())
+    md, tex = [], []
+    for dataset in datasets:
+        sd = s[s["dataset"] == dataset]
+        what = f"{exp.title}: {dataset}, ours vs paper (Δ = ours - paper)"
+        cap = caption(exp, profile, what, sd, models)
+        md.append(f"### {dataset}\n\n{cap}\n")
+        blocks = scales_table(
+            sd, ref, models, dataset, t.get("paper_table"), int(t.get("block", 10))
+        )
+        for i, (header, rows) in enumerate(blocks):
+            md.append(_md_table(header, rows))
+            tex.append(_tex_table(header, rows, cap if i == 0 else None, f"{base}-{dataset}-{i}"))
+    return md, tex
+
+
+def _solvers_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]]:
+    models_map = dict(t["models"])
+    what = (
+        f"{exp.title}: Euler vs RK4 (each model evaluated with its training solver; "
+        "Δ = ours - paper)"
+    )
+    cap = caption(exp, profile, what, s, list(models_map.values()))
+    header, rows = solvers_table(s, ref, models_map, t.get("paper_table"))
+    return [cap + "\n", _md_table(header, rows)], [_tex_table(header, rows, cap, base)]
+
+
+def _gains_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]]:
+    models = list(t["models"])
+    reference = str(t.get("reference", "bicubic-subset"))
+    dataset = str(t["dataset"])
+    sd = s[s["dataset"] == dataset]
+    scales = [float(x) for x in parse_scales(str(t.get("scales", "2,3,4")))]
+    what = (
+        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images "
+        "(paper's gain over its bicubic row in brackets)"
+    )
+    cap = caption(exp, profile, what, sd, [reference, *models])
+    wins = [pair_wins(sd, dataset, a, b) for a, b in t.get("pairs", [])]
+    header, rows = gains_table(sd, ref, models, dataset, reference, t.get("paper_table"), scales)
+    tail = "".join(f"\n- {w}" for w in wins)
+    md = [cap + "\n", _md_table(header, rows) + tail + ("\n" if tail else "")]
+    tex_cap = cap + (" " + "; ".join(wins) + "." if wins else "")
+    return md, [_tex_table(header, rows, tex_cap, base)]
+
+
+_TABLE_KINDS = {"scales": _scales_section, "solvers": _solvers_section, "gains": _gains_section}
+
+
+def _write_table(exp, profile, t, summary, ref, out_dir: Path) -> tuple[list[Path], str]:
+    """One table as ``.md`` and ``.tex``; returns the paths and its index section."""
+    sweep = t.get("sweep", "main")
+    base = t.get("file", f"{exp.name}-{sweep}")
+    if t["kind"] not in _TABLE_KINDS:
+        raise ValueError(f"unknown table kind {t['kind']!r}")
+    s = summary[summary["sweep"] == sweep]
+    md, tex = _TABLE_KINDS[t["kind"]](exp, profile, t, s, ref, base)
+    paths = []
+    for ext, parts in (("md", md), ("tex", tex)):
+        path = out_dir / f"{base}.{ext}"
+        write_text_atomic(path, "\n".join(parts))
+        paths.append(path)
+    return paths, f"## Table `{base}`\n\n" + "\n".join(md)
+
+
+def _index_sections(path: Path) -> dict[str, str]:
+    """The ``## Figure `name``` sections of an existing report index, by figure name."""
+    if not path.is_file():
+        return {}
+    sections: dict[str, str] = {}
+    for chunk in path.read_text(encoding="utf-8").split("\n## ")[1:]:
+        title = chunk.split("\n", 1)[0]
+        if title.startswith("Figure `"):
+            sections[title.split("`")[1]] = "## " + chunk.rstrip("\n") + "\n"
+    return sections
+
+
+def _write_figure(
+    exp, profile, f, summary, out_dir, previous, opts, log
+) -> tuple[Path | None, str]:
+    """One figure; when it cannot be drawn here (no checkpoint, no data) an existing PNG and its
+    index section are kept as they are, never replaced by a note."""
+    base = f.get("file", f"{exp.name}-{f['kind']}")
+    path = out_dir / f"{base}.png"
+    try:
+        cap = _figure(exp, profile, f, summary, path, *opts)
+    except _Skip as exc:
+        if path.is_file() and base in previous:
+            log(f"bench report: kept {path.name} as it is (cannot redraw it here: {exc})")
+            return None, previous[base]
+        log(f"bench report: skipped {path.name}: {exc}")
+        return None, f"## Figure `{base}`\n\nskipped: {exc}\n"
+    return path, f"## Figure `{base}`\n\n![{base}]({path.name})\n\n{cap}\n"
+
+
 def write_report(
     experiment: str | os.PathLike | dict | Experiment,
     profile: str,
@@ -344,8 +468,11 @@ def write_report(
     data_root: str | None = None,
     device: str | None = "cpu",
     log=None,
+    paper_tables: str | os.PathLike | None = None,
 ) -> list[Path]:
-    """Write the experiment's tables and figures; returns the written paths."""
+    """Write the experiment's tables and figures; returns the written paths.
+
+    Paper values come from :func:`paper_tables_path` (``paper_tables`` overrides it)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     csv_path = results_path(results_dir, profile, exp.name)
@@ -354,101 +481,28 @@ def write_report(
             f"no results at {csv_path}: run `python -m bench run {exp.name} "
             f"--profile {profile}` first"
         )
+    spec = exp.for_profile(profile).get("report") or {}
+    ref = _paper_reference(spec, paper_tables_path(data_root, paper_tables))
     out_dir = csv_path.parent
     summary = summarize(current_rows(load_results(csv_path), exp, profile))
-    ref = paper_values(Path(results_dir) / PAPER_CSV)
-    spec = exp.raw.get("report") or {}
-    written: list[Path] = []
+    index_path = out_dir / f"{exp.name}-report.md"
     index = [
         f"# {exp.title} — profile `{profile}`\n",
         f"Results: `{csv_path}` ({len(summary)} unit means).\n",
     ]
-
+    written: list[Path] = []
     for t in spec.get("tables", []):
-        sweep = t.get("sweep", "main")
-        s = summary[summary["sweep"] == sweep]
-        base = t.get("file", f"{exp.name}-{sweep}")
-        if t["kind"] == "scales":
-            models = t.get("models") or _sweep_models(exp, profile, sweep)
-            datasets = [t["dataset"]] if t.get("dataset") else sorted(s["dataset"].unique())
-            md, tex = [], []
-            for dataset in datasets:
-                sd = s[s["dataset"] == dataset]
-                cap = caption(
-                    exp,
-                    profile,
-                    f"{exp.title}: {dataset}, ours vs paper (Δ = ours - paper)",
-                    sd,
-                    models,
-                )
-                md.append(f"### {dataset}\n\n{cap}\n")
-                for i, (header, rows) in enumerate(
-                    scales_table(
-                        sd, ref, models, dataset, t.get("paper_table"), int(t.get("block", 10))
-                    )
-                ):
-                    md.append(_md_table(header, rows))
-                    tex.append(
-                        _tex_table(header, rows, cap if i == 0 else None, f"{base}-{dataset}-{i}")
-                    )
-        elif t["kind"] == "solvers":
-            models_map = dict(t["models"])
-            cap = caption(
-                exp,
-                profile,
-                f"{exp.title}: Euler vs RK4 (each model evaluated with "
-                "its training solver; Δ = ours - paper)",
-                s,
-                list(models_map.values()),
-            )
-            header, rows = solvers_table(s, ref, models_map, t.get("paper_table"))
-            md = [cap + "\n", _md_table(header, rows)]
-            tex = [_tex_table(header, rows, cap, base)]
-        elif t["kind"] == "gains":
-            models = list(t["models"])
-            reference = str(t.get("reference", "bicubic-subset"))
-            dataset = str(t["dataset"])
-            sd = s[s["dataset"] == dataset]
-            scales = [float(x) for x in parse_scales(str(t.get("scales", "2,3,4")))]
-            cap = caption(
-                exp,
-                profile,
-                f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images "
-                "(paper's gain over its bicubic row in brackets)",
-                sd,
-                [reference, *models],
-            )
-            wins = [pair_wins(sd, dataset, a, b) for a, b in t.get("pairs", [])]
-            header, rows = gains_table(
-                sd, ref, models, dataset, reference, t.get("paper_table"), scales
-            )
-            tail = "".join(f"\n- {w}" for w in wins)
-            md = [cap + "\n", _md_table(header, rows) + tail + ("\n" if tail else "")]
-            tex = [
-                _tex_table(header, rows, cap + (" " + "; ".join(wins) + "." if wins else ""), base)
-            ]
-        else:
-            raise ValueError(f"unknown table kind {t['kind']!r}")
-        for ext, parts in (("md", md), ("tex", tex)):
-            path = out_dir / f"{base}.{ext}"
-            write_text_atomic(path, "\n".join(parts))
-            written.append(path)
-        index.append(f"## Table `{base}`\n\n" + "\n".join(md))
-
+        paths, section = _write_table(exp, profile, t, summary, ref, out_dir)
+        written += paths
+        index.append(section)
+    previous = _index_sections(index_path)
+    opts = (checkpoints_dir, data_root, device)
     for f in spec.get("figures", []):
-        base = f.get("file", f"{exp.name}-{f['kind']}")
-        path = out_dir / f"{base}.png"
-        try:
-            cap = _figure(exp, profile, f, summary, path, checkpoints_dir, data_root, device)
-        except _Skip as exc:
-            log(f"bench report: skipped {path.name}: {exc}")
-            index.append(f"## Figure `{base}`\n\nskipped: {exc}\n")
-            continue
-        written.append(path)
-        index.append(f"## Figure `{base}`\n\n![{base}]({path.name})\n\n{cap}\n")
-    idx = out_dir / f"{exp.name}-report.md"
-    write_text_atomic(idx, "\n".join(index))
-    written.append(idx)
+        path, section = _write_figure(exp, profile, f, summary, out_dir, previous, opts, log)
+        written += [path] if path is not None else []
+        index.append(section)
+    write_text_atomic(index_path, "\n".join(index))
+    written.append(index_path)
     return written
 
 

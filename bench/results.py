@@ -18,7 +18,7 @@ from filelock import FileLock
 
 from odesr.io import write_csv_atomic
 
-__all__ = ["COLUMNS", "KEY_COLUMNS", "ResultsFile", "unit_key", "row_key"]
+__all__ = ["COLUMNS", "KEY_COLUMNS", "ResultsFile", "unit_key", "row_key", "upgrade_row"]
 
 COLUMNS = [
     "experiment",
@@ -40,17 +40,22 @@ COLUMNS = [
     "params",
     "checkpoint",
     "weights",
-    "git_rev",
+    "seed",
+    "code_rev",
     "torch",
     "device",
+    "protocol",
+    "y_rounding",
     # beyond the brief's list: what makes a unit unique and documents the subset
     "sweep",
     "solver_opts",
     "subset",
     "paper",
 ]
-# ``weights``: the model's key (training-config hash, or its spec when untrained), so rows made
-# with other weights do not count as done after a config change
+# ``weights``: the model's key (odesr.config.weights_hash of its training config, or its spec when
+# untrained), so rows made with other weights do not count as done after a config change.
+# ``seed``: the training seed ('' untrained); ``code_rev``: git revision that evaluated the row;
+# ``protocol``, ``y_rounding``: the evaluation conventions (odesr.evaluate.EvalSettings).
 KEY_COLUMNS = ("sweep", "model", "weights", "solver_opts", "dataset", "scale", "subset")
 
 
@@ -58,6 +63,16 @@ def _norm(col: str, value: object) -> object:
     if col == "scale":
         return round(float(value), 6)
     return str(value)
+
+
+def upgrade_row(row: dict) -> dict:
+    """A row of an older results file in today's columns: ``git_rev`` is now ``code_rev``; rows
+    from before ``protocol``/``y_rounding`` were recorded were all made with the defaults."""
+    if "git_rev" in row:
+        row.setdefault("code_rev", row.pop("git_rev"))
+    row.setdefault("protocol", "metasr")
+    row.setdefault("y_rounding", "matlab")
+    return row
 
 
 def unit_key(row: dict) -> tuple:
@@ -90,7 +105,7 @@ class ResultsFile:
             rows = list(csv.DictReader(fh))
         seen: dict[tuple, dict] = {}
         for r in rows:
-            seen[row_key(r)] = r
+            seen[row_key(r)] = upgrade_row(r)
         return list(seen.values())
 
     def done_units(self) -> set[tuple]:

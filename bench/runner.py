@@ -30,6 +30,7 @@ from bench.experiment import (
 )
 from bench.results import ResultsFile
 from odesr.models import BUNDLED_MODEL, build, is_ode, load_model
+from odesr.ode import SolverSettings
 
 __all__ = ["RunSummary", "run_experiment", "results_path", "resolve_device", "git_rev"]
 
@@ -153,6 +154,82 @@ def _rel(path: Path | None) -> str:
         return str(path)
 
 
+def _unit_rows(
+    exp: Experiment,
+    unit: Unit,
+    rows: list[dict],
+    common: dict,
+    extra: dict,
+    solver: SolverSettings | None,
+) -> list:
+    """The CSV rows of one evaluated unit: what identifies it + one row per image.
+    ``solver``: the settings the model actually solved with (None for non-ODE models)."""
+    plan = unit.model
+    meta = dict(
+        common,
+        model=plan.id,
+        backbone=_backbone(plan),
+        objective=_objective(plan),
+        train_solver=_train_solver(plan),
+        solver=solver.method if solver else "",
+        steps=solver.num_steps(unit.scale) if solver else "",
+        dataset=dataset_label(unit.dataset),
+        seen=exp.seen(plan, unit.scale),
+        weights=plan.key,
+        seed=plan.train_cfg["seed"] if plan.train_cfg is not None else "",
+        sweep=unit.sweep,
+        solver_opts=solver_label(unit.solver),
+        subset=unit.subset,
+        paper=plan.paper or "",
+        **extra,
+    )
+    if meta["steps"] is None:
+        meta["steps"] = ""  # adaptive solvers have no fixed step count
+    keep = ("image", "psnr", "ssim", "seconds", "nfe", "protocol", "y_rounding")
+    return [dict(meta, scale=float(unit.scale), **{k: r[k] for k in keep}) for r in rows]
+
+
+class _LoadedModel:
+    """The model of the last unit, reloaded only when the weights (or the ensemble) change."""
+
+    def __init__(self, checkpoints_dir, profile, data_root, device, progress, log) -> None:
+        self.args = (checkpoints_dir, profile, data_root, device, progress, log)
+        self.key: tuple | None = None
+        self.model: torch.nn.Module | None = None
+        self.checkpoint: Path | None = None
+        self.params = 0
+
+    def get(self, plan: ModelPlan) -> torch.nn.Module:
+        from odesr.nets import count_params
+
+        if (plan.key, plan.ensemble) != self.key:
+            root, profile, data_root, device, progress, log = self.args
+            self.checkpoint = ensure_checkpoint(
+                plan, root, profile, data_root, device, progress, log
+            )
+            self.model = _load_model(plan, self.checkpoint, device)
+            self.params = count_params(self.model)
+            self.key = (plan.key, plan.ensemble)
+        return self.model
+
+    def columns(self) -> dict:
+        return dict(params=self.params, checkpoint=_rel(self.checkpoint))
+
+
+def _evaluate_unit(
+    unit: Unit, loaded: _LoadedModel, images: _ImageCache, device: str, batch_size: int
+) -> tuple[list[dict], SolverSettings | None]:
+    """Per-image rows of one unit (its model loaded or trained first) and the solver settings
+    the model used (None for non-ODE models)."""
+    from odesr.evaluate import EvalSettings, evaluate_images
+
+    model = loaded.get(unit.model)
+    settings = EvalSettings(device=device, batch_size=batch_size, solver=unit.solver or None)
+    solver = model.solver_settings(unit.solver) if model.is_ode else None
+    rows = evaluate_images(model, images.get(unit.dataset, unit.limit), [unit.scale], settings)
+    return [dict(r, y_rounding=settings.y_rounding) for r in rows], solver
+
+
 def run_experiment(
     experiment: str | os.PathLike | dict | Experiment,
     profile: str,
@@ -171,9 +248,6 @@ def run_experiment(
 
     ``on_unit`` is called after each unit is written (tests inject a failure there).
     """
-    from odesr.evaluate import EvalSettings, evaluate_images
-    from odesr.nets import count_params
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     device = resolve_device(device)
@@ -186,72 +260,28 @@ def run_experiment(
         log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
         return summary
     log(f"bench: {exp.name}/{profile}: {len(todo)} of {len(units)} units to run -> {store.path}")
+    common = dict(
+        experiment=exp.name,
+        profile=profile,
+        code_rev=git_rev(),
+        torch=torch.__version__,
+        device=device_label(device),
+    )
+    loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log)
     images = _ImageCache(data_root)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(units), initial=summary.skipped, desc=exp.name, unit="unit")
-    common = dict(
-        experiment=exp.name,
-        profile=profile,
-        git_rev=git_rev(),
-        torch=torch.__version__,
-        device=device_label(device),
-    )
-    loaded_key, model, ckpt, params = None, None, None, 0
     try:
         for unit in todo:
-            plan = unit.model
-            if (plan.key, plan.ensemble) != loaded_key:
-                ckpt = ensure_checkpoint(
-                    plan, checkpoints_dir, profile, data_root, device, progress, log
-                )
-                model = _load_model(plan, ckpt, device)
-                params = count_params(model)
-                loaded_key = (plan.key, plan.ensemble)
-            settings = EvalSettings(
-                device=device, batch_size=batch_size, solver=unit.solver or None
-            )
-            solver = model.solver_settings(unit.solver) if model.is_ode else None
             if bar is not None:
-                bar.set_postfix_str(f"{plan.id} {dataset_label(unit.dataset)} x{unit.scale:g}")
-            rows = evaluate_images(
-                model, images.get(unit.dataset, unit.limit), [unit.scale], settings
-            )
-            meta = dict(
-                common,
-                model=plan.id,
-                backbone=_backbone(plan),
-                objective=_objective(plan),
-                train_solver=_train_solver(plan),
-                solver=solver.method if solver else "",
-                steps=solver.num_steps(unit.scale) if solver else "",
-                dataset=dataset_label(unit.dataset),
-                seen=exp.seen(plan, unit.scale),
-                params=params,
-                checkpoint=_rel(ckpt),
-                weights=plan.key,
-                sweep=unit.sweep,
-                solver_opts=solver_label(unit.solver),
-                subset=unit.subset,
-                paper=plan.paper or "",
-            )
-            out = []
-            for r in rows:
-                row = dict(meta)
-                row.update(
-                    image=r["image"],
-                    scale=float(unit.scale),
-                    psnr=r["psnr"],
-                    ssim=r["ssim"],
-                    seconds=r["seconds"],
-                    nfe=r["nfe"],
+                bar.set_postfix_str(
+                    f"{unit.model.id} {dataset_label(unit.dataset)} x{unit.scale:g}"
                 )
-                if row["steps"] is None:
-                    row["steps"] = ""
-                out.append(row)
-            store.put_unit(out)
+            rows, solver = _evaluate_unit(unit, loaded, images, device, batch_size)
+            store.put_unit(_unit_rows(exp, unit, rows, common, loaded.columns(), solver))
             summary.done += 1
             if bar is not None:
                 bar.update(1)

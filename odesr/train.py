@@ -1,8 +1,8 @@
 """Training (paper sections 3.3 and 4.1) with exact resume, DDP and simulation-free path training.
 
-One run = one YAML config (``odesr/configs/{profile}/{model}.yaml``) + a run directory holding
-``last.pt`` (latest checkpoint, atomic), ``final.pt`` (at ``max_steps``), ``config.yaml`` and
-``metrics.jsonl`` (one JSON record per log / validation event).
+One run = one config (``PROFILE/MODEL`` composed from ``odesr/configs``, or a YAML file) + a run
+directory holding ``last.pt`` (latest checkpoint, atomic), ``final.pt`` (at ``max_steps``),
+``config.yaml`` and ``metrics.jsonl`` (one JSON record per log / validation event).
 
 Batches: one scale per batch, drawn from ``scales`` by a generator shared by all ranks; patch
 positions, rotations and flips come from a per-rank generator. HR images are preloaded once.
@@ -44,6 +44,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from odesr.config import (
+    LEGACY_VALUES,
+    ConfigError,
+    apply_overrides,
+    check_keys,
+    compose,
+    config_names,
+    deep_merge,
+    parse_set,
+    read_yaml,
+    split_name,
+)
 from odesr.degrade import path_pad, path_point, quantize
 from odesr.ensemble import forward_transform
 from odesr.resize import imresize
@@ -65,7 +77,6 @@ __all__ = [
 ]
 
 DEFAULT_SCALES = [round(1.1 + 0.1 * k, 1) for k in range(30)]  # 1.1 .. 4.0 (paper 4.1)
-CONFIG_DIR = Path(__file__).with_name("configs")
 
 DEFAULTS: dict[str, Any] = {
     "model": None,  # registry spec for odesr.models.build
@@ -90,6 +101,9 @@ DEFAULTS: dict[str, Any] = {
         "solver": {},
     },
     "seed": 0,
+    # version of the training procedure: bump it when the code trains a config differently (it
+    # enters the checkpoint key, odesr.config.weights_hash)
+    "recipe": "1",
     "log_every": 10,
     "checkpoint_every": 500,
     "checkpoint_recompute": False,
@@ -111,58 +125,41 @@ class NonFiniteLoss(TrainError):
 # ----------------------------------------------------------------------------- configuration
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    """``base`` updated recursively with ``over`` (dicts merged, the rest replaced); a copy."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def config_path(name: str | os.PathLike) -> Path:
-    """A config file: an existing path, or ``profile/model`` under ``odesr/configs``."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for cand in (CONFIG_DIR / f"{name}.yaml", CONFIG_DIR / str(name)):
-        if cand.is_file():
-            return cand
-    raise TrainError(f"config {str(name)!r} not found (a YAML file or e.g. 'cpu/vdsr-ode')")
-
-
-def _set_dotted(cfg: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = cfg
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise TrainError(f"--set {dotted}: {k!r} is not a mapping")
-    node[keys[-1]] = value
-
-
 def load_config(
     source: str | os.PathLike | dict, overrides: Sequence[str] | dict | None = None
 ) -> dict:
-    """Defaults <- YAML file (or dict) <- overrides (``["a.b=value", ...]``, YAML values)."""
-    if isinstance(source, dict):
-        raw = source
-    else:
-        with open(config_path(source), encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    cfg = deep_merge(DEFAULTS, raw)
-    if isinstance(overrides, dict):
-        cfg = deep_merge(cfg, overrides)
-    else:
-        for item in overrides or ():
-            if "=" not in item:
-                raise TrainError(f"--set {item!r}: expected KEY=VALUE")
-            key, text = item.split("=", 1)
-            _set_dotted(cfg, key.strip(), yaml.safe_load(text))
+    """``DEFAULTS`` <- a composed ``PROFILE/MODEL``, a YAML file or a dict <- overrides.
+
+    Overrides are ``["a.b=value", ...]`` (YAML values) or ``{"a.b": value}``; each replaces what
+    its key held (:mod:`odesr.config`). Unknown keys, badly typed values and YAML syntax errors
+    raise :class:`TrainError` naming the key, value or file."""
+    try:
+        composed = None if isinstance(source, dict) else split_name(source)
+        if composed is not None:
+            cfg = compose(*composed, DEFAULTS)
+        else:
+            where = "config" if isinstance(source, dict) else str(source)
+            raw = source if isinstance(source, dict) else read_yaml(config_path(source))
+            cfg = deep_merge(DEFAULTS, check_keys(raw, DEFAULTS, f"{where}: "))
+        if overrides is not None and not isinstance(overrides, dict):
+            overrides = parse_set(overrides)
+        cfg = apply_overrides(cfg, overrides or {}, DEFAULTS)
+        cfg = deep_merge(DEFAULTS, check_keys(cfg, DEFAULTS, "--set " if overrides else ""))
+    except ConfigError as exc:
+        raise TrainError(str(exc)) from None
     _check_config(cfg)
     return cfg
+
+
+def config_path(name: str | os.PathLike) -> Path:
+    """A config file given by path (composed ``PROFILE/MODEL`` names have none)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    raise TrainError(
+        f"config {str(name)!r} not found (a YAML file or PROFILE/MODEL, one of: "
+        f"{', '.join(config_names())})"
+    )
 
 
 def _check_config(cfg: dict) -> None:
@@ -434,6 +431,7 @@ RESUMABLE_CHANGES = ("max_steps", "log_every", "checkpoint_every", "val", "check
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
     """Top-level config keys that differ between a checkpoint's config and ``cfg``, ignoring
     :data:`RESUMABLE_CHANGES` (extending ``max_steps`` is a legitimate resume)."""
+    saved = {**LEGACY_VALUES, **saved}  # a checkpoint from before a key existed
     keys = (set(saved) | set(cfg)) - set(RESUMABLE_CHANGES)
     return sorted(k for k in keys if saved.get(k) != cfg.get(k))
 
@@ -832,12 +830,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _default_out(config: str) -> Path:
-    path = config_path(config).resolve()
-    try:
-        rel = path.relative_to(CONFIG_DIR.resolve()).with_suffix("")
-    except ValueError:
-        rel = Path(path.stem)
-    return Path("runs") / rel
+    composed = split_name(config)
+    return Path("runs", *composed) if composed else Path("runs") / Path(config).stem
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import http.server
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from PIL import Image
 from bench.experiment import load_experiment
 from bench.fetch_data import FetchError, fetch
 from bench.report import write_report
-from bench.results import COLUMNS, ResultsFile, row_key
+from bench.results import COLUMNS, ResultsFile, row_key, upgrade_row
 from bench.runner import run_experiment
 from odesr.ensemble import TRANSFORMS, SelfEnsemble, forward_transform, inverse_transform
 from odesr.models import SRResult, build
@@ -115,6 +116,10 @@ def test_runner_resumes_after_kill(tmp_path: Path) -> None:
     assert third.done == 0 and _strip(_rows(tmp_path / "b" / "smoke" / "tiny.csv")) == _strip(full)
     r = resumed[0]
     assert r["seen"] in ("True", "False") and r["nfe"] == "0" and r["subset"] == "all"
+    assert (r["protocol"], r["y_rounding"], r["seed"]) == ("metasr", "matlab", "")
+    assert r["code_rev"] and "git_rev" not in r
+    legacy = upgrade_row({"git_rev": "abc", "psnr": "30"})
+    assert legacy == {"code_rev": "abc", "psnr": "30", "protocol": "metasr", "y_rounding": "matlab"}
 
 
 def test_two_writers_keep_csv_valid(tmp_path: Path) -> None:
@@ -194,10 +199,13 @@ def test_report_on_tiny_csv(tmp_path: Path) -> None:
         progress=False,
         log=lambda m: None,
     )
-    (tmp_path / "res" / "paper_tables.csv").write_text(
-        "table,dataset,method,solver,scale,psnr\ntable1,imgs,bicubic,,2.0,30.0\n"
-    )
-    written = write_report(exp, "smoke", results_dir=tmp_path / "res", log=lambda m: None)
+    paper = tmp_path / "reference" / "paper_tables.csv"
+    kw = dict(results_dir=tmp_path / "res", log=lambda m: None, paper_tables=paper)
+    with pytest.raises(FileNotFoundError, match="paper tables not found"):
+        write_report(exp, "smoke", **kw)  # the tables promise a paper comparison
+    paper.parent.mkdir()
+    paper.write_text("table,dataset,method,solver,scale,psnr\ntable1,imgs,bicubic,,2.0,30.0\n")
+    written = write_report(exp, "smoke", **kw)
     names = {p.name for p in written}
     assert {"tiny-table.md", "tiny-table.tex", "tiny-fig.png", "tiny-report.md"} <= names
     md = (tmp_path / "res" / "smoke" / "tiny-table.md").read_text()
@@ -206,6 +214,25 @@ def test_report_on_tiny_csv(tmp_path: Path) -> None:
     tex = (tmp_path / "res" / "smoke" / "tiny-table.tex").read_text()
     assert r"\begin{tabular}" in tex and r"\caption{" in tex and r"$\Delta$" in tex
     assert (tmp_path / "res" / "smoke" / "tiny-fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_on_a_fresh_clone_rewrites_nothing(
+    tmp_path: Path, monkeypatch, data_root, reference
+) -> None:
+    """`make table1` without checkpoints: nothing to run, and the report reproduces every
+    committed file byte for byte (figures that need a checkpoint are kept, not replaced)."""
+    committed = REPO / "results" / "cpu"
+    (tmp_path / "results").mkdir()
+    shutil.copytree(committed, tmp_path / "results" / "cpu")
+    monkeypatch.chdir(tmp_path)
+    kw = dict(checkpoints_dir=tmp_path / "no-checkpoints", data_root=str(data_root))
+    summary = run_experiment("table1", "cpu", progress=False, log=lambda m: None, **kw)
+    assert summary.done == 0 and summary.skipped == summary.planned > 0
+    paper = reference / "paper_tables.csv"
+    written = write_report("table1", "cpu", log=lambda m: None, paper_tables=paper, **kw)
+    assert len(written) == 6  # 2 tables x (md, tex), the PSNR-vs-scale figure, the index
+    for path in sorted((tmp_path / "results" / "cpu").iterdir()):
+        assert path.read_bytes() == (committed / path.name).read_bytes(), path.name
 
 
 def test_experiment_files_resolve() -> None:
@@ -396,12 +423,8 @@ def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
         "name": "long",
         "models": {
             "m": {
-                "train": {
-                    "smoke": {
-                        "config": "smoke/vdsr+t",
-                        "set": {"max_steps": 100000, "data": ["T91"], "val": {"every": 0}},
-                    }
-                }
+                "config": "vdsr+t",
+                "train": {"max_steps": 100000, "data": ["T91"], "val.every": 0},
             }
         },
         "sweeps": [{"name": "main", "models": ["m"], "datasets": {"Set5": "2"}}],

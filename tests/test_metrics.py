@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from skimage.color import rgb2ycbcr
 from skimage.metrics import structural_similarity
 
 from odesr.metrics import psnr, rgb_to_y, score, shave_for, ssim
@@ -17,16 +18,46 @@ def _pair(seed: int = 0, shape=(2, 3, 40, 52)):
     return sr, hr
 
 
+def _y_skimage(x: torch.Tensor, rounding: str) -> np.ndarray:
+    """Independent luma: skimage's rgb2ycbcr (ITU-R BT.601, [16, 235]); MATLAB rounds uint8
+    output half up."""
+    y = rgb2ycbcr(x.permute(0, 2, 3, 1).numpy())[..., 0]
+    return np.floor(y + 0.5) if rounding == "matlab" else y
+
+
+def test_y_matches_matlab_by_hand_and_skimage():
+    # MATLAB rgb2ycbcr(uint8(...)) by hand: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255
+    # (10, 200, 30): 16 + (654.81 + 25710.6 + 748.98) / 255 = 122.33 -> 122
+    pixels = [
+        (255, 0, 0, 81),
+        (0, 255, 0, 145),
+        (0, 0, 255, 41),
+        (255, 255, 255, 235),
+        (0, 0, 0, 16),
+        (10, 200, 30, 122),
+    ]
+    rgb = torch.tensor([p[:3] for p in pixels], dtype=torch.float64).T.reshape(1, 3, 1, -1) / 255
+    want = [16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255 for r, g, b, _ in pixels]
+    got = rgb_to_y(rgb, "float")[0, 0, 0].tolist()
+    assert got == pytest.approx(want, abs=1e-12)
+    assert rgb_to_y(rgb, "matlab")[0, 0, 0].tolist() == [p[3] for p in pixels]
+    x = torch.rand(2, 3, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    for rounding in ("float", "matlab"):
+        np.testing.assert_allclose(
+            rgb_to_y(x, rounding)[:, 0].numpy(), _y_skimage(x, rounding), rtol=0, atol=1e-10
+        )
+
+
 @pytest.mark.parametrize("rounding", ["matlab", "float"])
 def test_ssim_matches_skimage(rounding):
     sr, hr = _pair()
     ours = ssim(sr, hr, crop_border=3, y_rounding=rounding)
-    ysr = rgb_to_y(torch.floor(sr * 255 + 0.5) / 255, rounding)[..., 3:-3, 3:-3]
-    yhr = rgb_to_y(hr, rounding)[..., 3:-3, 3:-3]
+    ysr = _y_skimage(torch.floor(sr * 255 + 0.5) / 255, rounding)[..., 3:-3, 3:-3]
+    yhr = _y_skimage(hr, rounding)[..., 3:-3, 3:-3]
     for i in range(sr.shape[0]):
         ref = structural_similarity(
-            ysr[i, 0].numpy(),
-            yhr[i, 0].numpy(),
+            ysr[i],
+            yhr[i],
             gaussian_weights=True,
             sigma=1.5,
             use_sample_covariance=False,
@@ -38,8 +69,8 @@ def test_ssim_matches_skimage(rounding):
 def test_psnr_by_hand_and_identical_is_inf():
     sr, hr = _pair(1)
     q = torch.floor(sr * 255 + 0.5) / 255
-    y1, y2 = rgb_to_y(q), rgb_to_y(hr)
-    mse = ((y1 - y2)[..., 2:-2, 2:-2] ** 2).mean(dim=(1, 2, 3))
+    y1, y2 = torch.from_numpy(_y_skimage(q, "matlab")), torch.from_numpy(_y_skimage(hr, "matlab"))
+    mse = ((y1 - y2)[..., 2:-2, 2:-2] ** 2).mean(dim=(1, 2))
     torch.testing.assert_close(psnr(sr, hr, crop_border=2), 10 * torch.log10(255**2 / mse))
     assert math.isinf(float(psnr(hr, hr)[0]))
     assert float(ssim(hr, hr)[0]) == pytest.approx(1.0)

@@ -34,7 +34,8 @@ def _golden_inputs(golden) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-4), (torch.float32, 1e-5)])
+# measured: float64 7.8e-14 absolute, float32 1.9e-7 relative to the value range
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 def test_matches_matlab_golden(golden, dtype, tol):
     inputs = _golden_inputs(golden)
     files = sorted((golden / "matlab_imresize").glob("*.npy"))

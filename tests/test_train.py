@@ -252,11 +252,3 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert tr.resume_mismatch(cfg, {**cfg, "max_steps": 9, "log_every": 5}) == []
     res = _run({**cfg, "max_steps": 5}, tmp_path / "r", resume=True)  # extending is fine
     assert res["step"] == 5
-
-
-def test_config_files_load() -> None:
-    files = sorted((REPO / "odesr" / "configs").glob("*/*.yaml"))
-    assert len(files) >= 3 * 7
-    for f in files:
-        cfg = tr.load_config(f)
-        assert cfg["model"]["preset"] == f.parent.name

@@ -1,0 +1,250 @@
+"""Composed configs (odesr/configs), strict keys and the one override mechanism.
+
+The pinned hashes were computed from the 33 per-file configs at main e2dbe8c (before the
+composition) and checked equal key by key; they are also the checkpoint keys in the committed
+results (e.g. ``rdn-ode-cd56f86bdf`` in results/cpu/table1.csv), so a change here means retraining.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.experiment import ExperimentError, load_experiment
+from odesr.config import (
+    LEGACY_VALUES,
+    ConfigError,
+    apply_overrides,
+    config_names,
+    deep_merge,
+    parse_set,
+    weights_hash,
+)
+from odesr.train import DEFAULTS, TrainError, load_config, resume_mismatch
+
+REPO = Path(__file__).resolve().parents[1]
+
+PINNED_HASHES = {
+    "cpu/meta-rdn": "7716f9f270",
+    "cpu/rdn+t": "ee3583236d",
+    "cpu/rdn-fixed-x2": "dab8c95e54",
+    "cpu/rdn-fixed-x3": "d09f30851e",
+    "cpu/rdn-fixed-x4": "663e7bef70",
+    "cpu/rdn-ode": "cd56f86bdf",
+    "cpu/rdn-ode-path": "b945fc76f8",
+    "cpu/vdsr+t": "8dc5aad001",
+    "cpu/vdsr-fixed": "115ee2aca7",
+    "cpu/vdsr-ode": "25537c6ed5",
+    "cpu/vdsr-ode-path": "16e804d031",
+    "paper/meta-rdn": "4bec901d5b",
+    "paper/rdn+t": "c0f7ba5b89",
+    "paper/rdn-fixed-x2": "2859aff7d9",
+    "paper/rdn-fixed-x3": "d60c7a037f",
+    "paper/rdn-fixed-x4": "13dc9c73d8",
+    "paper/rdn-ode": "d1a21d3c99",
+    "paper/rdn-ode-path": "955d67c238",
+    "paper/vdsr+t": "0c21a31bea",
+    "paper/vdsr-fixed": "71307ea22b",
+    "paper/vdsr-ode": "20a3d20cd4",
+    "paper/vdsr-ode-path": "c854527c0b",
+    "smoke/meta-rdn": "1fb345d99e",
+    "smoke/rdn+t": "e5cac2d249",
+    "smoke/rdn-fixed-x2": "8ac1393e65",
+    "smoke/rdn-fixed-x3": "3f22965d63",
+    "smoke/rdn-fixed-x4": "d57c744191",
+    "smoke/rdn-ode": "112c6147ce",
+    "smoke/rdn-ode-path": "cb48e3d194",
+    "smoke/vdsr+t": "35e2e01d0a",
+    "smoke/vdsr-fixed": "047b143633",
+    "smoke/vdsr-ode": "175ab37aab",
+    "smoke/vdsr-ode-path": "b7af5e9ec8",
+}
+
+# the values that matter, as the paper (section 4.1) and the cpu/smoke budgets state them
+# name: (patch_size, batch_size, max_steps, lr, lr_halve_every, train_solver or None, recompute)
+KEY_VALUES = {
+    "paper/vdsr-ode": (200, 16, 600000, 1e-4, 100000, ("rk4", 0.1), True),
+    "paper/rdn-ode": (130, 8, 600000, 1e-4, 100000, ("rk4", 0.1), True),
+    "paper/rdn-ode-path": (130, 8, 600000, 1e-4, 100000, ("rk4", 0.1), False),
+    "paper/rdn-fixed-x3": (144, 16, 600000, 1e-4, 100000, None, False),
+    "paper/vdsr+t": (200, 16, 600000, 1e-4, 100000, None, False),
+    "cpu/vdsr-ode": (48, 8, 2000, 2e-4, 700, ("rk4", 1.0), False),
+    "cpu/rdn-ode": (48, 8, 1000, 2e-4, 350, ("rk4", 1.0), False),
+    "cpu/rdn-fixed-x4": (96, 8, 1000, 2e-4, 350, None, False),
+    "cpu/vdsr-fixed": (48, 8, 2000, 2e-4, 700, None, False),
+    "smoke/vdsr-ode": (24, 4, 20, 1e-3, 10, ("euler", 0.5), False),
+    "smoke/meta-rdn": (24, 4, 20, 1e-3, 10, None, False),
+}
+
+
+def test_composed_configs_keep_their_hashes() -> None:
+    assert sorted(config_names()) == sorted(PINNED_HASHES)
+    got = {name: weights_hash(load_config(name)) for name in config_names()}
+    assert got == PINNED_HASHES
+
+
+def test_weights_hash_follows_what_changes_the_weights() -> None:
+    cfg = load_config("cpu/vdsr-ode")
+    key = weights_hash(cfg)
+    assert cfg["recipe"] == LEGACY_VALUES["recipe"]
+    assert weights_hash({**cfg, "recipe": "2"}) != key  # a new training procedure
+    assert weights_hash({**cfg, "seed": 1}) != key
+    assert weights_hash({**cfg, "lr": 1e-3}) != key
+    # a setting added later, at the value that reproduces the earlier training, changes nothing
+    before = {k: v for k, v in cfg.items() if k != "recipe"}
+    assert weights_hash(before) == key
+    assert resume_mismatch(before, cfg) == []  # and a checkpoint from before it resumes
+
+
+@pytest.mark.parametrize("name", sorted(KEY_VALUES))
+def test_composed_config_key_values(name: str) -> None:
+    cfg = load_config(name)
+    profile, model = name.split("/")
+    patch, batch, steps, lr, halve, solver, recompute = KEY_VALUES[name]
+    assert cfg["model"]["preset"] == profile
+    assert (cfg["patch_size"], cfg["batch_size"], cfg["max_steps"]) == (patch, batch, steps)
+    assert (cfg["lr"], cfg["lr_halve_every"], cfg["checkpoint_recompute"]) == (lr, halve, recompute)
+    if solver is not None:
+        assert (cfg["train_solver"]["method"], cfg["train_solver"]["step_size"]) == solver
+        assert cfg["objective"] == ("path" if model.endswith("-path") else "endpoint")
+    if profile == "paper":
+        assert cfg["data"] == ["DIV2K"] and cfg["val"]["n_images"] == 5
+    if model.startswith("rdn-fixed-x"):
+        scale = float(model[-1])
+        assert cfg["scales"] == [scale] and cfg["model"]["scale"] == int(scale)
+    elif "fixed" not in model and profile != "smoke":
+        assert cfg["scales"] == [round(1.1 + 0.1 * k, 1) for k in range(30)]
+
+
+def test_deep_merge_and_overrides() -> None:
+    base = {"a": {"b": 1, "c": 2}, "d": [1]}
+    assert deep_merge(base, {"a": {"b": 5}, "d": [2]}) == {"a": {"b": 5, "c": 2}, "d": [2]}
+    assert base == {"a": {"b": 1, "c": 2}, "d": [1]}  # a copy
+    # an override replaces the whole value at its key, mappings included
+    assert apply_overrides(base, {"a": {"b": 7}}) == {"a": {"b": 7}, "d": [1]}
+    assert apply_overrides(base, {"a.c": 9})["a"] == {"b": 1, "c": 9}
+    with pytest.raises(ConfigError, match="unknown key 'x'"):
+        apply_overrides(base, {"x.y": 1})  # without a schema the parent must exist
+    assert parse_set(["lr=1e-3", "val.every=5"]) == {"lr": "1e-3", "val.every": 5}
+
+
+def test_overrides_are_checked() -> None:
+    cfg = load_config("smoke/vdsr-ode", ["lr=1e-3", "val.every=5", "train_solver.steps=2"])
+    assert cfg["lr"] == 1e-3 and cfg["val"]["every"] == 5 and cfg["val"]["n_images"] == 1
+    assert cfg["train_solver"] == {"method": "euler", "step_size": 0.5, "steps": 2}
+    # replacing a mapping keeps DEFAULTS for the keys it leaves out
+    assert load_config("smoke/vdsr-ode", {"val": {"every": 3}})["val"] == {
+        **DEFAULTS["val"],
+        "every": 3,
+    }
+    for bad, name in (
+        (["nosuch.key=3"], "nosuch"),
+        (["val.evrey=3"], "val.evrey"),
+        (["lr=abc"], "lr"),
+        (["max_steps=1.5"], "max_steps"),
+        (["val=3"], "val"),
+    ):
+        with pytest.raises(TrainError, match=name):
+            load_config("smoke/vdsr-ode", bad)
+    with pytest.raises(TrainError, match="unknown key 'lr_halve'"):
+        load_config({"model": {"name": "vdsr-ode"}, "lr_halve": 3})
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def _one_line_exit_2(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_train_cli_refuses_bad_configs(tmp_path: Path) -> None:
+    out = str(tmp_path / "run")
+    proc = _cli("-m", "odesr.train", "smoke/vdsr-ode", "--set", "lr=abc", "--out", out)
+    _one_line_exit_2(proc, "lr", "abc")
+    proc = _cli("-m", "odesr.train", "smoke/vdsr-ode", "--set", "nosuch.key=3", "--out", out)
+    _one_line_exit_2(proc, "nosuch")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: {name: vdsr-ode\nlr: [1,\n")
+    _one_line_exit_2(_cli("-m", "odesr.train", str(broken), "--out", out), "broken.yaml", "YAML")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model: {name: vdsr-ode}\nbatchsize: 3\n")
+    _one_line_exit_2(_cli("-m", "odesr.train", str(typo), "--out", out), "batchsize")
+    _one_line_exit_2(_cli("-m", "odesr.train", "smoke/nosuch", "--out", out), "'nosuch'")
+    assert not (tmp_path / "run").exists()
+
+
+def _experiment_file(tmp_path: Path, **change) -> Path:
+    doc = {
+        "name": "tiny",
+        "models": {"bicubic": {"model": {"name": "bicubic"}}},
+        "sweeps": {"main": {"models": ["bicubic"], "datasets": {"Set5": "2"}}},
+    }
+    doc.update(change)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"modles": {}}, "modles"),
+        ({"models": {"bicubic": {"model": {"name": "bicubic"}, "limt": 2}}}, "limt"),
+        (
+            {"sweeps": {"main": {"models": ["bicubic", "nosuch"], "datasets": {"Set5": "2"}}}},
+            "nosuch",
+        ),
+        ({"profiles": {"smoke": {"sweeps.mian.limit": 2}}}, "sweeps.mian"),
+        ({"profiles": {"smoke": {"models.bicubic.limt": 2}}}, "limt"),
+    ],
+)
+def test_experiment_refuses_unknown_keys(tmp_path: Path, change: dict, needle: str) -> None:
+    path = _experiment_file(tmp_path, **change)
+    with pytest.raises(ExperimentError, match=needle):
+        load_experiment(path)
+
+
+def test_bench_cli_refuses_bad_experiments(tmp_path: Path) -> None:
+    res = str(tmp_path / "res")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nmodels: {bicubic: {model: {name: bicubic}\n")
+    proc = _cli("-m", "bench", "run", str(broken), "--profile", "smoke", "--results", res)
+    _one_line_exit_2(proc, "broken.yaml", "YAML syntax error")
+    unknown = _experiment_file(
+        tmp_path, sweeps={"main": {"models": ["bicubic", "nosuch"], "datasets": {"Set5": "2"}}}
+    )
+    proc = _cli("-m", "bench", "run", str(unknown), "--profile", "smoke", "--results", res)
+    _one_line_exit_2(proc, "unknown model 'nosuch'")
+    bad_train = _experiment_file(
+        tmp_path,
+        models={"m": {"config": "vdsr-ode", "train": {"lr": "abc"}}},
+        sweeps={"main": {"models": ["m"], "datasets": {"Set5": "2"}}},
+    )
+    proc = _cli("-m", "bench", "run", str(bad_train), "--profile", "smoke", "--results", res)
+    _one_line_exit_2(proc, "'m'", "lr")
+    assert not (tmp_path / "res").exists()
+
+
+def test_repo_experiments_resolve_for_every_profile() -> None:
+    for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke"):
+        exp = load_experiment(name)
+        for profile in ("smoke", "cpu", "paper"):
+            assert exp.units(profile), (name, profile)
+    sa = load_experiment("solver-ablation")
+    euler = next(u for u in sa.units("cpu") if u.model.id == "vdsr-ode-euler")
+    assert euler.model.train_cfg["train_solver"] == {"method": "euler", "step_size": 0.25}
+    assert euler.solver == {"method": "euler", "step_size": 0.25}
+    t2 = [u for u in sa.units("smoke") if u.sweep == "table2"]
+    assert {u.dataset for u in t2} == {"Set5"} and {u.limit for u in t2} == {2}
