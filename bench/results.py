@@ -4,19 +4,25 @@ Writes hold an exclusive lock (:mod:`filelock`) on ``<csv>.lock`` while they re-
 replace the unit's rows (so a re-run never duplicates) and rewrite the whole file atomically
 (:func:`odesr.io.write_csv_atomic`). Readers never see a half-written file; two sweeps writing the
 same file at once serialise on the lock and keep each other's rows.
+
+A damaged file (a line cut mid-line or with the wrong field count, a scale that is not a number:
+only outside damage, since our writes are atomic) is detected on read and repaired under the
+lock: it is moved aside to ``<csv>.damaged[-N]`` with a one-line notice on stderr, and only the
+rows that parse are kept, minus every row of the units next to a damaged line (that unit may have
+lost rows), so those units count as missing and are re-evaluated by the next run.
 """
 
 from __future__ import annotations
 
-import csv
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
 
-from odesr.io import write_csv_atomic
+from odesr.io import CSVRows, read_csv_rows, write_csv_atomic
 
 __all__ = ["COLUMNS", "KEY_COLUMNS", "ResultsFile", "unit_key", "row_key", "upgrade_row"]
 
@@ -98,15 +104,54 @@ class ResultsFile:
             yield
 
     def read(self) -> list[dict]:
-        """All rows (strings), de-duplicated by (unit, image) keeping the last."""
+        """All rows (strings), de-duplicated by (unit, image) keeping the last. A damaged file
+        is repaired first (under the lock; see the module docstring)."""
+        found = self._parse()
+        if found.damaged:
+            with self.locked():
+                found = self._repair()
+        return self._dedupe(found.rows)
+
+    def _parse(self) -> CSVRows:
         if not self.path.exists():
-            return []
-        with open(self.path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            return CSVRows()
+        return read_csv_rows(self.path, required=(*KEY_COLUMNS, "image"), numeric=("scale",))
+
+    @staticmethod
+    def _dedupe(rows: list[dict]) -> list[dict]:
         seen: dict[tuple, dict] = {}
         for r in rows:
             seen[row_key(r)] = upgrade_row(r)
         return list(seen.values())
+
+    def _repair(self) -> CSVRows:
+        """(Lock held.) Re-read; if still damaged, move the file aside, keep the rows of units
+        not next to a damaged line, rewrite it and say so on one line."""
+        found = self._parse()
+        if not found.damaged:
+            return found
+        suspect = set()
+        for line, _ in found.damaged:
+            before = [i for i, n in enumerate(found.lines) if n < line]
+            after = [i for i, n in enumerate(found.lines) if n > line]
+            for i in before[-1:] + after[:1]:
+                suspect.add(unit_key(found.rows[i]))
+        kept = [r for r in found.rows if unit_key(r) not in suspect]
+        aside = self.path.with_name(self.path.name + ".damaged")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.damaged-{n}")
+        os.replace(self.path, aside)
+        write_csv_atomic(self.path, kept, COLUMNS)
+        line, why = found.damaged[0]
+        more = f" (and {len(found.damaged) - 1} more)" if len(found.damaged) > 1 else ""
+        print(
+            f"bench: {self.path} line {line}: damaged ({why}){more}; moved it to {aside}, kept "
+            f"{len(kept)} rows of whole units, the other units will be re-evaluated",
+            file=sys.stderr,
+        )
+        return CSVRows(rows=kept)
 
     def done_units(self) -> set[tuple]:
         return {unit_key(r) for r in self.read()}
@@ -118,5 +163,5 @@ class ResultsFile:
             return
         keys = {unit_key(r) for r in rows}
         with self.locked():
-            kept = [r for r in self.read() if unit_key(r) not in keys]
+            kept = [r for r in self._dedupe(self._repair().rows) if unit_key(r) not in keys]
             write_csv_atomic(self.path, kept + rows, COLUMNS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main", "UserError"]
 
@@ -73,15 +74,23 @@ EVAL_COLUMNS = [
 ]
 
 
-def _check_eval_args(args: argparse.Namespace) -> None:
-    import torch
+def _check_eval_args(args: argparse.Namespace) -> Path:
+    """Checks before anything is loaded; returns the ``--out`` path."""
+    from odesr import validate
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.tile is not None and args.tile < 1:
+        raise UserError(f"--tile must be >= 1, got {args.tile}")
+    validate.device(args.device)
+    validate.tolerance(args.rtol, "--rtol")
+    validate.tolerance(args.atol, "--atol")
+    out = validate.output_file(args.out)
+    if out.is_file() and out.stat().st_size and not out.read_bytes()[:6] == b"model,":
+        raise UserError(f"--out {out}: exists and is not an odesr eval CSV; not replacing it")
+    return out
 
 
 def _eval_solver(model, args: argparse.Namespace):
@@ -105,21 +114,38 @@ def _eval_solver(model, args: argparse.Namespace):
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from filelock import FileLock, Timeout
 
+    from odesr.evaluate import parse_scales
+
+    scales = parse_scales(args.scales)
+    out = _check_eval_args(args)
+    lock = out.with_name(out.name + ".lock")
+    try:
+        with FileLock(lock, timeout=0):
+            return _eval_locked(args, scales)
+    except Timeout:
+        raise UserError(
+            f"--out {out}: another odesr eval is writing it (lock {lock}); wait for it or "
+            "choose another --out"
+        ) from None
+
+
+def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
+    """``odesr eval`` once ``--out`` is locked by this process (one writer per CSV)."""
     import torch
 
     from odesr.degrade import DEFAULT_PROTOCOL
-    from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales, summarize
+    from odesr.evaluate import EvalSettings, evaluate_dataset, summarize
     from odesr.io import write_csv_atomic
     from odesr.models import load_model
-    from odesr.ode import NO_SOLVER_COLUMNS
+    from odesr.ode import NO_SOLVER_COLUMNS, time_grid
 
-    scales = parse_scales(args.scales)
-    _check_eval_args(args)
     model = load_model(args.model or Path(args.checkpoint), args.device)
     label = args.model or model.spec.get("name", "model")
     solver = _eval_solver(model, args)
+    if solver is not None:  # bounded step count, refused before any work
+        time_grid(max(scales), steps=solver.steps, step_size=solver.step_size)
     settings = EvalSettings(
         protocol=args.protocol or DEFAULT_PROTOCOL,
         y_rounding=args.y_rounding,

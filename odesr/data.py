@@ -11,12 +11,13 @@ its own channel (the convention of the MATLAB scripts behind the published table
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "KNOWN_DATASETS",
@@ -32,6 +33,9 @@ __all__ = [
 
 KNOWN_DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109", "DIV2K", "T91", "BSD200")
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+
+
+_warned_frames: set[Path] = set()  # multi-frame files already warned about (once per process)
 
 
 class DataError(ValueError):
@@ -97,7 +101,14 @@ def list_images(
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Decode a file to ``(array H x W x C float64 in [0, 1], bit_depth)``, C in {1, 3, 4}.
 
-    Raises :class:`DataError` naming the file when it is missing, empty, truncated or not an image.
+    EXIF orientation is applied (the array is the image as displayed). Transparency given as a
+    palette or ``tRNS`` colour comes back as an alpha channel (C = 4). 32-bit float grey
+    (Pillow mode ``F``, e.g. float TIFF) must hold finite values in [0, 1] and is returned as is
+    with bit_depth 16 (its precision is kept in 16-bit outputs); other ranges are refused. Only
+    the first frame of a multi-frame file (GIF, APNG, WebP, TIFF pages) is used, with a one-line
+    warning on stderr (once per file and process). Raises :class:`DataError` naming the file
+    when it is missing, empty, truncated, too large to decode safely (Pillow's
+    decompression-bomb limit) or not an image.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,18 +117,41 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise DataError(f"{path}: empty file")
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
             img.load()
+            if frames > 1 and path not in _warned_frames:
+                _warned_frames.add(path)
+                print(
+                    f"odesr: warning: {path}: {frames} frames; only the first is used",
+                    file=sys.stderr,
+                )
+            img = ImageOps.exif_transpose(img)
             mode = img.mode
+            if mode == "F":
+                arr = np.asarray(img, dtype=np.float64)[..., None]
+                lo, hi = float(arr.min()), float(arr.max())
+                if not (np.isfinite(arr).all() and lo >= 0 and hi <= 1):
+                    raise DataError(
+                        f"{path}: float image with values in [{lo:g}, {hi:g}]; only finite "
+                        "values in [0, 1] are supported (rescale it first)"
+                    )
+                return arr, 16
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, dtype=np.float64)[..., None] / 65535.0
                 return np.clip(arr, 0, 1), 16
+            if "transparency" in img.info and mode in ("P", "L", "RGB"):
+                mode = "RGBA"
             if mode in ("L", "1"):
                 arr = np.asarray(img.convert("L"), dtype=np.float64)[..., None]
             elif mode in ("RGBA", "LA", "PA"):
                 arr = np.asarray(img.convert("RGBA"), dtype=np.float64)
             else:
                 arr = np.asarray(img.convert("RGB"), dtype=np.float64)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
         reason = (
             "truncated or corrupt image"
             if "truncated" in str(exc).lower()

@@ -20,14 +20,26 @@ from odesr.data import LoadedImage, list_images, load_image
 from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize
 from odesr.metrics import score
 from odesr.ode import SolverSettings
+from odesr.validate import tiles_affordable
 
-__all__ = ["parse_scales", "EvalSettings", "evaluate_images", "evaluate_dataset", "summarize"]
+MAX_SCALES = 1000  # scales per evaluation (a 0.001 grid over 1..2 is 1000)
+
+__all__ = [
+    "MAX_SCALES",
+    "parse_scales",
+    "EvalSettings",
+    "evaluate_images",
+    "evaluate_dataset",
+    "summarize",
+]
 
 
 def parse_scales(text: str) -> list[float]:
     """``"1.1:4.0:0.1"`` (inclusive stop), ``"2,3,4"`` or a mix ``"1.5,2:3:0.5"`` -> scales.
 
-    Values are rounded to 6 decimals so 1.1 + 0.1 * k lands on the decimal grid.
+    Values are rounded to 6 decimals so 1.1 + 0.1 * k lands on the decimal grid; repeats are
+    dropped (first occurrence kept, order kept). At most :data:`MAX_SCALES` scales, each finite
+    and > 1 (a range is sized before it is expanded, so ``2:1e12:1`` is refused at once).
     """
     scales: list[float] = []
     for part in str(text).split(","):
@@ -40,22 +52,32 @@ def parse_scales(text: str) -> list[float]:
                 if len(bits) != 3:
                     raise ValueError
                 start, stop, step = (float(b) for b in bits)
-                if not (step > 0 and stop >= start):
+                if not (all(map(math.isfinite, (start, stop, step))) and step > 0):
                     raise ValueError
-                n = int(math.floor((stop - start) / step + 1e-6))
+                if stop < start:
+                    raise ValueError
+                n = math.floor((stop - start) / step + 1e-6)
+                if len(scales) + n + 1 > MAX_SCALES:
+                    raise ValueError(
+                        f"bad --scales {part!r}: {n + 1} scales; at most {MAX_SCALES} are allowed"
+                    )
                 scales.extend(round(start + k * step, 6) for k in range(n + 1))
             else:
                 scales.append(round(float(part), 6))
-        except ValueError:
+        except ValueError as exc:
+            if str(exc).startswith("bad --scales"):
+                raise
             raise ValueError(
                 f"bad --scales {part!r}: use start:stop:step (inclusive) or a comma list"
             ) from None
+        if len(scales) > MAX_SCALES:
+            raise ValueError(f"bad --scales: more than {MAX_SCALES} scales")
     if not scales:
         raise ValueError(f"bad --scales {text!r}: no scale given")
     for s in scales:
         if not (math.isfinite(s) and s > 1):
             raise ValueError(f"bad scale {s!r}: scales must be finite and > 1")
-    return scales
+    return list(dict.fromkeys(scales))
 
 
 @dataclass
@@ -103,6 +125,16 @@ def _score_group(
     return p.tolist(), s.tolist()
 
 
+def _tile_overlap(model: torch.nn.Module, scale: float, settings: EvalSettings) -> int | None:
+    """The overlap ``super_resolve`` puts around each tile (None: no tiles)."""
+    if settings.tile is None or getattr(model, "input_kind", None) != "upscaled":
+        return None
+    from odesr.models import DEFAULT_OVERLAP
+
+    exact = model.exact_overlap(scale, model.solver_settings(settings.solver or None))
+    return DEFAULT_OVERLAP if exact is None else exact
+
+
 def evaluate_images(
     model: torch.nn.Module,
     images: Sequence[LoadedImage],
@@ -114,14 +146,19 @@ def evaluate_images(
     settings = settings or EvalSettings()
     device = torch.device(settings.device)
     groups = _group(images, settings.batch_size)
+    scales = list(scales)
+    for scale in scales:  # fail before any work, with the file's name: too small, tiles too costly
+        overlap = _tile_overlap(model, scale, settings)
+        for m in images:
+            try:
+                case = protocol_case(m.rgb.shape[-2], m.rgb.shape[-1], scale, settings.protocol)
+                if overlap is not None:
+                    tiles_affordable(case.sr_size, settings.tile, overlap, "--tile")
+            except ValueError as exc:
+                raise ValueError(f"{m.path}: {exc}") from None
     rows: list[dict] = []
     for scale in scales:
         for members in groups:
-            for m in members:  # fail early, with the file's name, on images too small
-                try:
-                    protocol_case(m.rgb.shape[-2], m.rgb.shape[-1], scale, settings.protocol)
-                except ValueError as exc:
-                    raise ValueError(f"{m.path}: {exc}") from None
             hr64 = torch.stack([m.rgb for m in members]).to(device, torch.float64)
             _, lr, case = make_case(hr64.to(settings.dtype), scale, settings.protocol)
             hr_ref = hr64[..., : case.sr_size[0], : case.sr_size[1]]
@@ -133,6 +170,11 @@ def evaluate_images(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = (time.perf_counter() - start) / len(members)
+            if not bool(torch.isfinite(result.image).all()):
+                raise ValueError(
+                    f"{members[0].path}: the model output holds NaN/inf at scale {scale:g}; "
+                    "no results written"
+                )
             sr = result.image.to(torch.float64)
             p, s = _score_group(sr, hr_ref, members, scale, settings)
             for m, pv, sv in zip(members, p, s, strict=True):

@@ -420,8 +420,8 @@ def load_checkpoint(
     """Rebuild the model stored at ``path`` (from its spec) and return ``(model, extra)``.
 
     Raises ValueError naming the file when it is unreadable, not an odesr checkpoint, its weights
-    do not fit its spec, or (``expected_kind`` given: model name(s) or input kind) the model is of
-    another kind. The model is returned in eval mode.
+    hold NaN/inf or do not fit its spec, or (``expected_kind`` given: model name(s) or input
+    kind) the model is of another kind. The model is returned in eval mode.
     """
     path = Path(path)
     try:
@@ -437,6 +437,9 @@ def load_checkpoint(
         or not isinstance(payload.get("state_dict"), dict)
     ):
         raise ValueError(f"{path}: not an odesr checkpoint (missing format/spec/state_dict)")
+    from odesr.validate import finite_weights
+
+    finite_weights(payload["state_dict"], str(path))
     try:
         model = build(payload["spec"])
     except (ValueError, TypeError) as exc:

@@ -47,11 +47,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from odesr import validate
 from odesr.data import IMAGE_SUFFIXES, read_image
 from odesr.io import write_bytes_atomic
 from odesr.models import BUNDLED_MODEL, DEFAULT_OVERLAP, load_model
 from odesr.ode import METHODS, SolverSettings, time_grid
 from odesr.tiling import bicubic_window, tile_grid
+from odesr.validate import writable_folder
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -216,19 +218,6 @@ def _collect_inputs(items: Sequence[str]) -> tuple[list[Path], bool]:
     return files, had_folder
 
 
-def _check_writable_folder(folder: Path, what: str) -> None:
-    """Fail early (before any work) when ``folder`` cannot be created or written."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UpscaleError(f"cannot write {what} {folder}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UpscaleError(f"cannot write {what} {folder}: {probe} is not writable")
-
-
 def plan_jobs(
     inputs: Sequence[str], out: str, folder_format: str = "png", overwrite: bool = False
 ) -> list[Job]:
@@ -257,7 +246,7 @@ def plan_jobs(
                 raise UpscaleError(f"{f} and {seen[dst]} would both be written to {dst}")
             seen[dst] = f
             jobs.append(Job(f, dst, FORMATS[suffix]))
-        _check_writable_folder(out_path, "output folder")
+        writable_folder(out_path, "output folder")
     else:
         fmt = FORMATS.get(out_path.suffix.lower())
         if fmt is None:
@@ -266,9 +255,7 @@ def plan_jobs(
                 f"{', '.join(sorted(FORMATS))}"
             )
         jobs.append(Job(files[0], out_path, fmt))
-        _check_writable_folder(
-            out_path.parent if str(out_path.parent) else Path("."), "output folder"
-        )
+        writable_folder(out_path.parent if str(out_path.parent) else Path("."), "output folder")
     for job in jobs:
         if job.dst.is_dir():
             raise UpscaleError(f"{job.dst}: output path is a folder")
@@ -465,8 +452,7 @@ def _parse_options(args: argparse.Namespace) -> Options:
     solver = {"method": args.solver, "steps": steps, "step_size": step_size}
     if args.solver is not None and args.solver not in METHODS:
         raise UpscaleError(f"unknown --solver {args.solver!r}; choose from {list(METHODS)}")
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UpscaleError(f"--device {args.device}: CUDA is not available on this machine")
+    validate.device(args.device)
     traj_dir = Path(args.trajectory) if args.trajectory else None
     return Options(
         scale, tile, overlap, {k: v for k, v in solver.items() if v is not None}, traj_dir
@@ -478,7 +464,7 @@ def _check_trajectory_dir(traj_dir: Path | None) -> None:
         return
     if traj_dir.exists() and not traj_dir.is_dir():
         raise UpscaleError(f"--trajectory {traj_dir}: is a file, not a folder")
-    _check_writable_folder(traj_dir, "trajectory folder")
+    writable_folder(traj_dir, "trajectory folder")
 
 
 def _check_model(model: torch.nn.Module, opts: Options) -> tuple[SolverSettings | None, list]:
@@ -505,9 +491,15 @@ def _check_model(model: torch.nn.Module, opts: Options) -> tuple[SolverSettings 
 
 
 def _check_inputs(
-    jobs: Sequence[Job], opts: Options, tileable: bool, times: list, overwrite: bool
+    jobs: Sequence[Job],
+    opts: Options,
+    tileable: bool,
+    times: list,
+    overwrite: bool,
+    overlap: int | None = None,
 ) -> list[tuple[int, int]]:
-    """Output size of every input, checking each one before anything is written."""
+    """Output size of every input, checking each one before anything is written (``overlap``:
+    the context around each explicit ``--tile``, whose cost is bounded)."""
     sizes: list[tuple[int, int]] = []
     tiled = opts.tile is not None
     for job in jobs:
@@ -517,6 +509,8 @@ def _check_inputs(
         arr, _ = read_image(job.src)
         H, W = check_size(job.src, arr.shape[0], arr.shape[1], opts.scale, tiled, tileable)
         del arr
+        if tileable and opts.tile is not None:
+            validate.tiles_affordable((H, W), opts.tile, overlap or 0, "--tile", "--overlap")
         if opts.traj_dir is not None:
             if H * W > TRAJECTORY_MAX_PIXELS:
                 raise UpscaleError(
@@ -556,6 +550,8 @@ def _upscale_one(
     result = np.empty((*size, 1 if grey else 3), np.uint16 if out_bits == 16 else np.uint8)
 
     def sink(part: np.ndarray, where: tuple[slice, slice]) -> None:
+        if not np.isfinite(part).all():
+            raise UpscaleError(f"{job.src}: the model output holds NaN/inf; nothing written for it")
         result[where] = _to_uint(part.mean(axis=2, keepdims=True) if grey else part, out_bits)
 
     tileable = model.input_kind == "upscaled"
@@ -585,11 +581,10 @@ def _upscale_one(
     )
     tile_bar.close()
     seconds = time.perf_counter() - start
-    write_bytes_atomic(
-        job.dst, encode(_with_alpha(result[..., 0] if grey else result, res, job), job.fmt)
-    )
+    final = _with_alpha(result[..., 0] if grey else result, res, job)
+    _write(job.dst, encode(final, job.fmt), args.overwrite)
     if opts.traj_dir is not None and res.frames is not None:
-        _write_trajectory(opts.traj_dir, job.src.stem, res, grey)
+        _write_trajectory(opts.traj_dir, job.src.stem, res, grey, args.overwrite)
     return res, arr, seconds
 
 
@@ -614,7 +609,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     name = model.spec.get("name", "model")
     settings, times = _check_model(model, opts)
     tileable = model.input_kind == "upscaled"
-    sizes = _check_inputs(jobs, opts, tileable, times, args.overwrite)
+    overlap = opts.overlap
+    if overlap is None and tileable and opts.tile is not None:
+        exact = model.exact_overlap(opts.scale, settings)
+        overlap = DEFAULT_OVERLAP if exact is None else exact
+    sizes = _check_inputs(jobs, opts, tileable, times, args.overwrite, overlap)
     bar = tqdm(
         total=len(jobs), unit="img", disable=args.no_progress, file=sys.stderr, desc="upscale"
     )
@@ -637,14 +636,25 @@ def _trajectory_paths(folder: Path, stem: str, times: Sequence[float]) -> list[P
     return [*pngs, folder / f"{stem}.gif"]
 
 
-def _write_trajectory(folder: Path, stem: str, res: Restored, grey: bool) -> None:
+def _write(path: Path, data: bytes, overwrite: bool) -> None:
+    """Atomic write; without ``overwrite`` an output that appeared since planning (another run)
+    is never replaced (enforced by the write itself, not only checked before)."""
+    try:
+        write_bytes_atomic(path, data, overwrite=overwrite)
+    except FileExistsError:
+        raise UpscaleError(f"{path} exists (pass --overwrite to replace it)") from None
+
+
+def _write_trajectory(
+    folder: Path, stem: str, res: Restored, grey: bool, overwrite: bool = True
+) -> None:
     """Write the trajectory frames (8-bit PNGs) and the animated GIF."""
     assert res.frames is not None and res.times is not None
     frames8 = [_to_uint(f.mean(axis=2) if grey else f, 8) for f in res.frames]
     *pngs, gif = _trajectory_paths(folder, stem, res.times)
     for p, q in zip(pngs, frames8, strict=True):
-        write_bytes_atomic(p, encode(q, "PNG"))
-    write_bytes_atomic(gif, _gif(frames8))
+        _write(p, encode(q, "PNG"), overwrite)
+    _write(gif, _gif(frames8), overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
