@@ -24,7 +24,7 @@ import pandas as pd
 from bench.experiment import Experiment, load_experiment, training_budget
 from bench.runner import results_path
 from odesr.evaluate import parse_scales
-from odesr.io import write_text_atomic
+from odesr.io import read_csv_rows, write_text_atomic
 
 __all__ = [
     "load_results",
@@ -42,6 +42,16 @@ NUMERIC = ("scale", "psnr", "ssim", "seconds", "nfe", "params")
 
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
+    """The results CSV as a frame; a damaged file (see :mod:`bench.results`) is refused."""
+    damaged = read_csv_rows(path, numeric=("scale",)).damaged
+    if damaged:
+        from odesr.data import DataError
+
+        line, why = damaged[0]
+        raise DataError(
+            f"{path} line {line}: damaged ({why}); `python -m bench run` repairs it (moves it "
+            "aside and re-evaluates what is missing)"
+        )
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     for col in NUMERIC:
         if col in df:

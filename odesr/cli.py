@@ -6,7 +6,9 @@ User errors (bad files, values, names) print one line ``odesr: error: ...`` and 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -200,20 +202,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised so that ``finally`` blocks run (temporary files are removed)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from odesr.data import DataError
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("odesr: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("odesr: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except (UserError, DataError, ValueError, FileNotFoundError, PermissionError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         print(f"odesr: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
