@@ -1,0 +1,524 @@
+"""Hostile inputs, faults and concurrent runs (issue 12): every bad case gets one stderr line and
+exit 2 with nothing written, odd images come out right, results files and temporaries survive
+kills and damage. Tiny images, the bicubic model or the bundled small checkpoint: each test runs
+in a few seconds."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.report import load_results
+from bench.results import ResultsFile, row_key
+from bench.runner import run_experiment
+from odesr import evaluate as evaluate_mod
+from odesr import upscale as upscale_mod
+from odesr.cli import main
+from odesr.data import DataError, read_image
+from odesr.evaluate import MAX_SCALES, parse_scales
+from odesr.io import file_lock, read_csv_rows, write_bytes_atomic
+from odesr.ode import MAX_STEPS, time_grid
+from odesr.upscale import BUNDLED_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+SENTINEL = b"pre-existing output, must stay untouched"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pattern(h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture()
+def img(tmp_path: Path) -> Path:
+    path = tmp_path / "in.png"
+    Image.fromarray(_pattern()).save(path)
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    """A one-image dataset folder big enough for the metasr protocol at x2..x4."""
+    d = tmp_path / "set"
+    d.mkdir()
+    Image.fromarray(_pattern(48, 48)).save(d / "a.png")
+    return d
+
+
+def _bomb_png(path: Path, side: int = 20000) -> Path:
+    """A PNG whose header claims side x side pixels (> 2x Pillow's limit) with a tiny body."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (side + 1))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+def _one_line_2(rc: int, err: str, needle: str) -> None:
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and needle in err, err
+
+
+def _eval(folder: Path, out: Path, *extra: str) -> list[str]:
+    return ["eval", "--no-progress", "--dataset", str(folder), "--out", str(out), *extra]
+
+
+def _up(src: Path, out: Path, *extra: str) -> list[str]:
+    return ["upscale", "--no-progress", str(src), "--scale", "2", "--out", str(out), *extra]
+
+
+@pytest.fixture()
+def no_eval(monkeypatch):
+    """Fail the test if evaluation starts (checks must come first)."""
+
+    def refuse(*a, **k):
+        raise AssertionError("evaluation started before the arguments were checked")
+
+    monkeypatch.setattr(evaluate_mod, "evaluate_dataset", refuse)
+
+
+# ------------------------------------------------------------------ devices, bounds, outputs
+
+
+@pytest.mark.parametrize("device", ["foo", "mps", "cuda:99", ""])
+def test_bad_device_upscale_and_eval(device, img, folder, tmp_path, capsys, no_eval) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = "cuda:4096"
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(img, out, "--device", device), capsys)
+    _one_line_2(rc, err, "--device")
+    assert not out.exists()
+    rc, err = _run(
+        _eval(folder, tmp_path / "e.csv", "--model", "bicubic", "--device", device), capsys
+    )
+    _one_line_2(rc, err, "--device")
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_bad_device_train_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "smoke/vdsr-ode", "--device", "mps"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert "--device" in err.strip().splitlines()[-1]
+
+
+def test_decompression_bomb_in_eval_folder(folder, tmp_path, capsys) -> None:
+    bomb = _bomb_png(folder / "b.png")
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, str(bomb))
+    assert "too large" in err and not (tmp_path / "e.csv").exists()
+    with pytest.raises(DataError, match="too large"):
+        read_image(bomb)
+
+
+def test_eval_out_is_a_folder_refused_before_evaluating(folder, tmp_path, capsys, no_eval) -> None:
+    (tmp_path / "r.csv").mkdir()
+    rc, err = _run(_eval(folder, tmp_path / "r.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "is a folder")
+
+
+def test_eval_out_unwritable_refused_before_evaluating(folder, tmp_path, capsys, no_eval) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    rc, err = _run(_eval(folder, tmp_path / "file" / "r.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "not a folder")
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--step-size", "1e-9"], f"the limit is {MAX_STEPS}"),
+        (["--steps", "1000000000"], f"the limit is {MAX_STEPS}"),
+        (["--solver", "dopri5", "--rtol", "-1"], "--rtol"),
+        (["--solver", "dopri5", "--atol=-1e-3"], "--atol"),
+        (["--solver", "dopri5", "--atol", "nan"], "--atol"),
+        (["--tile", "8"], "overlap"),
+        (["--scales", "2:1e12:1"], f"at most {MAX_SCALES}"),
+        (["--scales", "2:inf:1"], "--scales"),
+        (["--solver", "nope"], "nope"),
+    ],
+)
+def test_eval_bounds_checked_first(folder, tmp_path, capsys, no_eval, extra, needle) -> None:
+    argv = _eval(folder, tmp_path / "e.csv", "--checkpoint", str(BUNDLED_MODEL), *extra)
+    start = time.perf_counter()
+    rc, err = _run(argv, capsys)
+    _one_line_2(rc, err, needle)
+    assert time.perf_counter() - start < 20  # refused, not run (generous: shared machine)
+    assert not (tmp_path / "e.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--step-size", "1e-9"], f"the limit is {MAX_STEPS}"),
+        (["--step-size", "5e-324"], "too small"),
+        (["--steps", "5000"], f"the limit is {MAX_STEPS}"),
+        (["--tile", "8"], "overlap"),
+        (["--tile", "16", "--overlap", "40"], "overlap"),
+    ],
+)
+def test_upscale_bounds_checked_first(img, tmp_path, capsys, extra, needle) -> None:
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(img, out, *extra), capsys)
+    _one_line_2(rc, err, needle)
+    assert not out.exists()
+
+
+def test_small_tile_with_small_overlap_still_works(img, tmp_path, capsys) -> None:
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(img, out, "--model", "bicubic", "--tile", "16", "--overlap", "8"), capsys)
+    assert rc == 0, err
+    ref = _run(_up(img, tmp_path / "ref.png", "--model", "bicubic"), capsys)
+    assert ref[0] == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(tmp_path / "ref.png")))
+
+
+def test_bounds_in_library() -> None:
+    assert len(time_grid(4.0, step_size=3 / MAX_STEPS)) == MAX_STEPS + 1
+    with pytest.raises(ValueError, match="limit"):
+        time_grid(4.0, step_size=3 / (MAX_STEPS + 1))
+    assert parse_scales("2,2,3,2:3:0.5") == [2.0, 3.0, 2.5]  # repeats dropped, order kept
+    assert len(parse_scales(f"1.001:{1 + MAX_SCALES / 1000}:0.001")) == MAX_SCALES
+    with pytest.raises(ValueError, match="at most"):
+        parse_scales(f"1.001:{1.001 + MAX_SCALES / 1000}:0.001")
+
+
+def test_duplicate_scales_give_one_row_each(folder, tmp_path, capsys) -> None:
+    out = tmp_path / "e.csv"
+    rc, err = _run(_eval(folder, out, "--model", "bicubic", "--scales", "2,2,2.0,3,2:3:1"), capsys)
+    assert rc == 0, err
+    with open(out, newline="") as fh:
+        scales = [r["scale"] for r in csv.DictReader(fh)]
+    assert scales == ["2.0", "3.0"]
+
+
+# ------------------------------------------------------------------ images
+
+
+def test_palette_transparency_kept_as_alpha(tmp_path, capsys) -> None:
+    idx = np.zeros((16, 20), np.uint8)
+    idx[:, 10:] = 1  # left half: index 0 (transparent), right half: index 1 (opaque)
+    pal = Image.fromarray(idx, mode="P")
+    pal.putpalette([200, 10, 10, 10, 200, 10] + [0] * 762)
+    src = tmp_path / "pal.png"
+    pal.save(src, transparency=0)
+    arr, _ = read_image(src)
+    assert arr.shape == (16, 20, 4) and set(np.unique(arr[..., 3])) == {0.0, 1.0}
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(src, out, "--model", "bicubic"), capsys)
+    assert rc == 0, err
+    res = Image.open(out)
+    assert res.mode == "RGBA" and res.size == (40, 32)
+    alpha = np.asarray(res)[..., 3]
+    assert (alpha[:, :16] == 0).all() and (alpha[:, 24:] == 255).all()
+
+
+def test_exif_orientation_applied(tmp_path, capsys) -> None:
+    stored = _pattern(20, 24)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = stored rotated 90 degrees clockwise
+    src = tmp_path / "rot.jpg"
+    Image.fromarray(stored).save(src, exif=exif.tobytes(), quality=95)
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(stored).save(plain, quality=95)
+    decoded = np.asarray(Image.open(plain))
+    arr, _ = read_image(src)
+    assert arr.shape == (24, 20, 3)
+    assert np.array_equal((arr * 255).round().astype(np.uint8), np.rot90(decoded, k=-1))
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(src, out, "--model", "bicubic"), capsys)
+    assert rc == 0, err
+    assert Image.open(out).size == (40, 48)  # (width, height) of the displayed image, x2
+
+
+def test_float_tiff_in_unit_range_kept(tmp_path, capsys) -> None:
+    src = tmp_path / "f.tif"
+    Image.fromarray(np.full((12, 14), 0.25, np.float32), mode="F").save(src)
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(src, out, "--model", "bicubic"), capsys)
+    assert rc == 0, err
+    res = np.asarray(Image.open(out))
+    assert res.dtype == np.uint16 and res.shape == (24, 28)
+    assert np.all(res == round(0.25 * 65535))  # a constant image stays constant under bicubic
+
+
+@pytest.mark.parametrize("value", [255.0, -0.5, float("nan")])
+def test_float_tiff_out_of_range_refused(tmp_path, capsys, value) -> None:
+    src = tmp_path / "f.tif"
+    arr = np.full((12, 14), 0.5, np.float32)
+    arr[3, 4] = value
+    Image.fromarray(arr, mode="F").save(src)
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(src, out, "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "float image")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_multi_frame_one_warning(tmp_path, capsys, suffix) -> None:
+    frames = [Image.fromarray(np.roll(_pattern(), k, axis=1)) for k in range(3)]
+    src = tmp_path / f"anim{suffix}"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100)
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(src, out, "--model", "bicubic"), capsys)
+    assert rc == 0 and out.exists()
+    assert err.splitlines() == [f"odesr: warning: {src}: 3 frames; only the first is used"]
+
+
+# ------------------------------------------------------------------ non-finite weights/outputs
+
+
+def _edit_bundled(tmp_path: Path, value: float) -> Path:
+    payload = torch.load(BUNDLED_MODEL, weights_only=True)
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], value)
+    path = tmp_path / f"edited-{value}.pt"
+    torch.save(payload, path)
+    return path
+
+
+def test_nan_weights_refused_at_load(img, folder, tmp_path, capsys) -> None:
+    ckpt = _edit_bundled(tmp_path, float("nan"))
+    out = tmp_path / "o.png"
+    out.write_bytes(SENTINEL)
+    rc, err = _run(_up(img, out, "--checkpoint", str(ckpt), "--overwrite"), capsys)
+    _one_line_2(rc, err, "NaN/inf")
+    assert str(ckpt) in err and out.read_bytes() == SENTINEL
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--checkpoint", str(ckpt)), capsys)
+    _one_line_2(rc, err, "NaN/inf")
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_non_finite_output_refused_before_writing(img, folder, tmp_path, capsys) -> None:
+    ckpt = _edit_bundled(tmp_path, 1e30)  # finite weights whose output overflows to inf/NaN
+    out = tmp_path / "o.png"
+    rc, err = _run(_up(img, out, "--checkpoint", str(ckpt)), capsys)
+    _one_line_2(rc, err, "NaN/inf")
+    assert not out.exists()
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--checkpoint", str(ckpt)), capsys)
+    _one_line_2(rc, err, "NaN/inf")
+    assert not (tmp_path / "e.csv").exists()
+
+
+# ------------------------------------------------------------------ writes: overwrite, locks, kills
+
+
+def test_overwrite_refusal_enforced_at_write_time(img, tmp_path, capsys, monkeypatch) -> None:
+    """Another run creates the output after this one checked: it is not replaced."""
+    out = tmp_path / "o.png"
+    real = upscale_mod.encode
+
+    def racing_encode(arr, fmt):
+        out.write_bytes(SENTINEL)  # the other writer wins the race
+        return real(arr, fmt)
+
+    monkeypatch.setattr(upscale_mod, "encode", racing_encode)
+    rc, err = _run(_up(img, out, "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "exists")
+    assert out.read_bytes() == SENTINEL
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_write_without_overwrite_is_exclusive(tmp_path) -> None:
+    path = tmp_path / "x.bin"
+    write_bytes_atomic(path, b"first", overwrite=False)
+    with pytest.raises(FileExistsError):
+        write_bytes_atomic(path, b"second", overwrite=False)
+    assert path.read_bytes() == b"first"
+    write_bytes_atomic(path, b"third")
+    assert path.read_bytes() == b"third"
+
+
+def test_second_eval_writer_refused(folder, tmp_path, capsys) -> None:
+    """A running ``odesr eval`` holds ``OUT.lock``; a second one on the same --out is refused
+    before it evaluates, and leaves the file alone."""
+    out = tmp_path / "e.csv"
+    out.write_bytes(SENTINEL)
+    with file_lock(tmp_path / "e.csv.lock"):  # the first writer, mid-run (flock: per open file)
+        rc, err = _run(_eval(folder, out, "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "another odesr eval")
+    assert out.read_bytes() == SENTINEL
+    # once the lock is free, eval runs and replaces the file
+    rc = main(_eval(folder, out, "--model", "bicubic", "--scales", "2"))
+    assert rc == 0 and out.read_bytes().startswith(b"model,")
+
+
+_SLOW_WRITE = """
+import os, sys, time
+import odesr.io
+def slow_fsync(fd):
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = slow_fsync
+from odesr.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+_SLOW_WRITE_IO = """
+import os, sys, time
+import odesr.io
+def slow_fsync(fd):
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = slow_fsync
+odesr.io.write_bytes_atomic(sys.argv[1], b"x" * 2_000_000)
+"""
+
+
+def _start_slow_writer(argv: list[str], script: str = _SLOW_WRITE) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the temporary is written
+    assert line.strip() == "writing", proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_sigterm_during_write_leaves_no_temporary(img, tmp_path) -> None:
+    out_dir = tmp_path / "out"
+    proc = _start_slow_writer(_up(img, out_dir / "o.png", "--model", "bicubic"))
+    assert len(_temps(out_dir)) == 1
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
+    assert _temps(out_dir) == [] and not (out_dir / "o.png").exists()
+
+
+def test_sigkill_temporary_removed_by_next_run(img, tmp_path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = _start_slow_writer([str(out_dir / "o.png")], _SLOW_WRITE_IO)  # a 2 MB write
+    proc.kill()
+    proc.communicate(timeout=60)
+    stale = _temps(out_dir)
+    assert len(stale) == 1 and stale[0].startswith(".o.png.")
+    assert not (out_dir / "o.png").exists()
+    # a later run (here: another output in the same folder) removes it and writes normally
+    rc = main(_up(img, out_dir / "p.png", "--model", "bicubic"))
+    assert rc == 0 and _temps(out_dir) == [] and Image.open(out_dir / "p.png").size == (48, 40)
+
+
+def test_live_writers_temporaries_are_kept(tmp_path) -> None:
+    live = tmp_path / f".x.png.{os.getppid()}.abc.tmp"  # a running process's temporary
+    live.write_bytes(b"partial")
+    write_bytes_atomic(tmp_path / "y.png", b"data")
+    assert live.exists()
+
+
+# ------------------------------------------------------------------ damaged results CSVs
+
+
+def _tiny_experiment(data: Path) -> dict:
+    return {
+        "name": "tiny",
+        "seen_scales": "2",
+        "models": {"bicubic": {"paper": "bicubic", "model": {"name": "bicubic"}}},
+        "sweeps": [
+            {"name": "main", "models": ["bicubic"], "datasets": {str(data): "2,3,4"}, "limit": None}
+        ],
+        "report": {"tables": [], "figures": []},
+    }
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "before-scale"])
+def test_damaged_results_csv_repaired_and_reevaluated(tmp_path, capsys, cut) -> None:
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(_pattern(40, 44, seed=i)).save(data / f"im{i}.png")
+    kw = dict(device="cpu", checkpoints_dir=tmp_path / "ck", progress=False, log=lambda m: None)
+    first = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    path = first.results
+    whole = path.read_text()
+    good = {row_key(r): (r["psnr"], r["ssim"]) for r in ResultsFile(path).read()}
+    assert len(good) == 6
+    lines = whole.splitlines(keepends=True)
+    last = lines[-1]
+    if cut == "mid-line":
+        damaged = "".join(lines[:-1]) + last[: len(last) - 12]  # cut inside the last field(s)
+    else:
+        header = lines[0].rstrip("\n").split(",")
+        fields = last.split(",")
+        damaged = "".join(lines[:-1]) + ",".join(fields[: header.index("scale")])
+    path.write_text(damaged)
+    with pytest.raises(DataError, match=f"{path.name} line {len(lines)}: damaged"):
+        load_results(path)
+    capsys.readouterr()
+    again = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    notice = capsys.readouterr().err.strip().splitlines()
+    assert len(notice) == 1 and f"line {len(lines)}: damaged" in notice[0], notice
+    assert again.done >= 1  # the cut unit is re-evaluated
+    aside = path.with_name(path.name + ".damaged")
+    assert aside.read_text() == damaged
+    found = read_csv_rows(path, numeric=("scale",))
+    assert found.damaged == [] and len(found.rows) == 6
+    assert {row_key(r): (r["psnr"], r["ssim"]) for r in found.rows} == good
+
+
+def test_damaged_line_in_the_middle_drops_neighbour_units(tmp_path, capsys) -> None:
+    store = ResultsFile(tmp_path / "r.csv")
+    rows = [
+        dict(
+            sweep="s",
+            model="m",
+            weights="w",
+            solver_opts="-",
+            dataset="d",
+            scale=sc,
+            subset="all",
+            image=f"i{k}",
+            psnr=30.0,
+        )
+        for sc in (2.0, 3.0, 4.0)
+        for k in range(2)
+    ]
+    for sc in (2.0, 3.0, 4.0):
+        store.put_unit([r for r in rows if r["scale"] == sc])
+    lines = store.path.read_text().splitlines(keepends=True)
+    lines[3] = "garbage,row\n"  # line 4: the first row of the x3 unit
+    store.path.write_text("".join(lines))
+    kept = store.read()
+    assert "line 4: damaged" in capsys.readouterr().err
+    assert sorted({float(r["scale"]) for r in kept}) == [4.0]  # x2 and x3 touch the bad line
