@@ -11,8 +11,16 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["main", "UserError"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line too (``odesr eval: error: ... (see odesr eval -h)``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 class UserError(Exception):
@@ -192,7 +200,7 @@ def _add_optional(sub: argparse._SubParsersAction, name: str, module: str, help_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="odesr", description="Super-resolution by solving an IVP (Park & Kim) - harness"
     )
     sub = parser.add_subparsers(dest="command", required=True)
