@@ -43,6 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("list", help="list the experiments")
     args = parser.parse_args(argv)
+    if getattr(args, "device", "auto") not in ("auto", "", None):
+        from odesr.validate import device
+
+        try:
+            device(args.device)
+        except ValueError as exc:  # before any training or evaluation starts
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
 
     try:
         if args.cmd == "list":

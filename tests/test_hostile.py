@@ -128,6 +128,15 @@ def test_bad_device_upscale_and_eval(device, img, folder, tmp_path, capsys, no_e
     assert not (tmp_path / "e.csv").exists()
 
 
+def test_bad_device_bench_run(tmp_path, capsys) -> None:
+    from bench.__main__ import main as bench_main
+
+    argv = ["run", "ci-smoke", "--profile", "smoke", "--device", "mps"]
+    rc = bench_main([*argv, "--results", str(tmp_path / "r"), "--checkpoints", str(tmp_path)])
+    _one_line_2(rc, capsys.readouterr().err.strip(), "--device mps")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_device_train_is_a_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["train", "smoke/vdsr-ode", "--device", "mps"])
