@@ -160,6 +160,14 @@ def test_eval_out_is_a_folder_refused_before_evaluating(folder, tmp_path, capsys
     _one_line_2(rc, err, "is a folder")
 
 
+def test_eval_out_other_file_not_replaced(folder, tmp_path, capsys, no_eval) -> None:
+    other = tmp_path / "model.pt"
+    other.write_bytes(SENTINEL)
+    rc, err = _run(_eval(folder, other, "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "not an odesr eval CSV")
+    assert other.read_bytes() == SENTINEL
+
+
 def test_eval_out_unwritable_refused_before_evaluating(folder, tmp_path, capsys, no_eval) -> None:
     (tmp_path / "file").write_bytes(b"x")
     rc, err = _run(_eval(folder, tmp_path / "file" / "r.csv", "--model", "bicubic"), capsys)
@@ -375,11 +383,12 @@ def test_second_eval_writer_refused(folder, tmp_path, capsys) -> None:
     """A running ``odesr eval`` holds ``OUT.lock``; a second one on the same --out is refused
     before it evaluates, and leaves the file alone."""
     out = tmp_path / "e.csv"
-    out.write_bytes(SENTINEL)
+    earlier = b"model,dataset,image,scale\nbicubic,set,a,2.0\n"  # the first writer's rows
+    out.write_bytes(earlier)
     with file_lock(tmp_path / "e.csv.lock"):  # the first writer, mid-run (flock: per open file)
         rc, err = _run(_eval(folder, out, "--model", "bicubic"), capsys)
     _one_line_2(rc, err, "another odesr eval")
-    assert out.read_bytes() == SENTINEL
+    assert out.read_bytes() == earlier
     # once the lock is free, eval runs and replaces the file
     rc = main(_eval(folder, out, "--model", "bicubic", "--scales", "2"))
     assert rc == 0 and out.read_bytes().startswith(b"model,")
