@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 
 from bench.report import load_results
@@ -28,7 +29,7 @@ from odesr import upscale as upscale_mod
 from odesr.cli import main
 from odesr.data import DataError, read_image
 from odesr.evaluate import MAX_SCALES, parse_scales
-from odesr.io import file_lock, read_csv_rows, write_bytes_atomic
+from odesr.io import read_csv_rows, write_bytes_atomic
 from odesr.ode import MAX_STEPS, time_grid
 from odesr.upscale import BUNDLED_MODEL
 
@@ -182,7 +183,6 @@ def test_eval_out_unwritable_refused_before_evaluating(folder, tmp_path, capsys,
         (["--solver", "dopri5", "--rtol", "-1"], "--rtol"),
         (["--solver", "dopri5", "--atol=-1e-3"], "--atol"),
         (["--solver", "dopri5", "--atol", "nan"], "--atol"),
-        (["--tile", "8"], "overlap"),
         (["--scales", "2:1e12:1"], f"at most {MAX_SCALES}"),
         (["--scales", "2:inf:1"], "--scales"),
         (["--solver", "nope"], "nope"),
@@ -197,6 +197,19 @@ def test_eval_bounds_checked_first(folder, tmp_path, capsys, no_eval, extra, nee
     assert not (tmp_path / "e.csv").exists()
 
 
+def test_eval_costly_tiles_refused_before_solving(folder, tmp_path, capsys, monkeypatch) -> None:
+    """The tile check runs on the loaded images' sizes, before the model is called."""
+
+    def refuse(*a, **k):
+        raise AssertionError("the model ran before the tiles were checked")
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", refuse)
+    argv = _eval(folder, tmp_path / "e.csv", "--checkpoint", str(BUNDLED_MODEL), "--tile", "8")
+    rc, err = _run(argv, capsys)
+    _one_line_2(rc, err, "--tile 8 with")
+    assert "a.png" in err and not (tmp_path / "e.csv").exists()
+
+
 @pytest.mark.parametrize(
     "extra,needle",
     [
@@ -204,7 +217,7 @@ def test_eval_bounds_checked_first(folder, tmp_path, capsys, no_eval, extra, nee
         (["--step-size", "5e-324"], "too small"),
         (["--steps", "5000"], f"the limit is {MAX_STEPS}"),
         (["--tile", "8"], "overlap"),
-        (["--tile", "16", "--overlap", "40"], "overlap"),
+        (["--tile", "8", "--overlap", "40"], "overlap"),
     ],
 )
 def test_upscale_bounds_checked_first(img, tmp_path, capsys, extra, needle) -> None:
@@ -385,7 +398,7 @@ def test_second_eval_writer_refused(folder, tmp_path, capsys) -> None:
     out = tmp_path / "e.csv"
     earlier = b"model,dataset,image,scale\nbicubic,set,a,2.0\n"  # the first writer's rows
     out.write_bytes(earlier)
-    with file_lock(tmp_path / "e.csv.lock"):  # the first writer, mid-run (flock: per open file)
+    with FileLock(tmp_path / "e.csv.lock"):  # the first writer, mid-run (a lock per open file)
         rc, err = _run(_eval(folder, out, "--model", "bicubic"), capsys)
     _one_line_2(rc, err, "another odesr eval")
     assert out.read_bytes() == earlier
