@@ -6,7 +6,7 @@
   (``overwrite=False``: the refusal is enforced at write time, not only checked before).
 * A writer killed with SIGKILL leaves its temporary behind; the next write into that folder
   removes temporaries of this naming pattern whose process is gone (same host).
-* Locks: :mod:`filelock` (``<file>.lock``), see :mod:`bench.results` and ``odesr eval``.
+* Locks: :mod:`filelock` (``<file>.lock``) around results CSVs and ``odesr eval --out``.
 * :func:`read_csv_rows` returns the rows of a CSV and the lines that do not parse (wrong field
   count, a last line cut mid-line, a missing column), so no damaged row is ever used.
 """
