@@ -151,8 +151,8 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     from odesr.models import load_model
     from odesr.ode import NO_SOLVER_COLUMNS, time_grid
 
-    model = load_model(args.model or Path(args.checkpoint), args.device)
-    label = args.model or model.spec.get("name", "model")
+    model = load_model(args.model if args.model is not None else Path(args.checkpoint), args.device)
+    label = args.model if args.model is not None else model.spec.get("name", "model")
     solver = _eval_solver(model, args)
     if solver is not None:  # bounded step count, refused before any work
         time_grid(max(scales), steps=solver.steps, step_size=solver.step_size)

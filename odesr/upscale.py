@@ -598,6 +598,14 @@ def _with_alpha(final: np.ndarray, res: Restored, job: Job) -> np.ndarray:
     return np.concatenate([final, _to_uint(res.alpha, 8)[..., None]], axis=2)
 
 
+def _model_choice(args: argparse.Namespace) -> str | Path | None:
+    """``--model`` (even an empty name, which is refused), else ``--checkpoint``, else None
+    (the bundled model)."""
+    if args.model is not None:
+        return args.model
+    return Path(args.checkpoint) if args.checkpoint is not None else None
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``odesr upscale`` from parsed arguments; returns the exit status."""
     from tqdm import tqdm
@@ -605,7 +613,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     opts = _parse_options(args)
     jobs = plan_jobs(args.inputs, args.out, args.format, args.overwrite)
     _check_trajectory_dir(opts.traj_dir)
-    model = load_model(args.model or (args.checkpoint and Path(args.checkpoint)), args.device)
+    model = load_model(_model_choice(args), args.device)
     name = model.spec.get("name", "model")
     settings, times = _check_model(model, opts)
     tileable = model.input_kind == "upscaled"

@@ -2,7 +2,7 @@
 0 or 2, never prints a traceback, and a refusal is one line. The expensive parts (evaluation,
 the network pass, training) are replaced by cheap stand-ins, so parsing, validation, image
 reading, model loading and output writing are what runs. ``ODESR_FUZZ_LOG=path`` keeps a line
-per argument set; ``ODESR_FUZZ_EXAMPLES=N`` sets how many run (default 150)."""
+per argument set; ``ODESR_FUZZ_EXAMPLES=N`` sets how many run (default 300)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ NUMBERS = [
 ]  # fmt: skip
 DEVICES = ["cpu", "cuda", "cuda:0", "cuda:-1", "mps", "foo", "", "cpu:0", "meta", "CPU", "xla"]
 SOLVERS = ["euler", "midpoint", "rk4", "rk4-classic", "dopri5", "nope", "", "RK4"]
-EXAMPLES = int(os.environ.get("ODESR_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("ODESR_FUZZ_EXAMPLES", "300"))
 
 
 @pytest.fixture(scope="module")

@@ -129,6 +129,15 @@ def test_bad_device_upscale_and_eval(device, img, folder, tmp_path, capsys, no_e
     assert not (tmp_path / "e.csv").exists()
 
 
+def test_empty_model_name_refused_not_defaulted(img, folder, tmp_path, capsys) -> None:
+    """Found by the fuzzer: ``--model ''`` crashed eval and made upscale use the bundled model."""
+    rc, err = _run(_up(img, tmp_path / "o.png", "--model", ""), capsys)
+    _one_line_2(rc, err, "unknown model ''")
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--model", ""), capsys)
+    _one_line_2(rc, err, "unknown model ''")
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "e.csv").exists()
+
+
 def test_bad_device_bench_run(tmp_path, capsys) -> None:
     from bench.__main__ import main as bench_main
 
