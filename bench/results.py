@@ -136,7 +136,7 @@ class ResultsFile:
             after = [i for i, n in enumerate(found.lines) if n > line]
             for i in before[-1:] + after[:1]:
                 suspect.add(unit_key(found.rows[i]))
-        kept = [r for r in found.rows if unit_key(r) not in suspect]
+        kept = [upgrade_row(r) for r in found.rows if unit_key(r) not in suspect]
         aside = self.path.with_name(self.path.name + ".damaged")
         n = 1
         while aside.exists():

@@ -46,6 +46,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     (d / "empty.png").write_bytes(b"")
     Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(d / "f.tif")
     (d / "out").mkdir()
+    (d / "bad.yaml").write_text("model: {name: vdsr-ode\nlr: [1, 2\n")
     return {
         "img": str(d / "img.png"),
         "set": str(d / "set"),
@@ -57,6 +58,7 @@ def world(tmp_path_factory) -> dict[str, str]:
         "out_png": str(d / "out" / "o.png"),
         "out_csv": str(d / "out" / "e.csv"),
         "under_file": str(d / "img.png" / "x.csv"),
+        "yaml_bad": str(d / "bad.yaml"),
         "ckpt": str(shutil.copy(BUNDLED_MODEL, d / "model.pt")),  # a copy: --out may name it
     }
 
@@ -133,8 +135,8 @@ def _argv(draw, world: dict[str, str]) -> list[str]:
             "--device": st.sampled_from(["auto", *DEVICES]), "--max-steps": num, "--seed": num,
             "--out": paths,
         }  # fmt: skip
-        # config *contents* (YAML errors, non-mapping files) are A2's issue-11 work; not fuzzed
-        argv.append(draw(st.sampled_from(["smoke/vdsr-ode", "nope/x", ""])))
+        configs = ["smoke/vdsr-ode", "nope/x", "", world["text"], world["yaml_bad"]]
+        argv.append(draw(st.sampled_from(configs)))
         argv.append("--no-progress")
     else:
         options = {"--help": st.just(None), "--version": st.just(None)}
