@@ -96,9 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:  # data/config problems from odesr carry readable messages
         from odesr.data import DataError
+        from odesr.models import ModelError
         from odesr.train import TrainError
 
-        if isinstance(exc, DataError | TrainError | FileNotFoundError):
+        if isinstance(exc, DataError | TrainError | ModelError | FileNotFoundError):
             print(f"bench: {exc}", file=sys.stderr)
             return 2
         raise

@@ -171,7 +171,9 @@ def evaluate_images(
                 torch.cuda.synchronize()
             seconds = (time.perf_counter() - start) / len(members)
             if not bool(torch.isfinite(result.image).all()):
-                raise ValueError(
+                from odesr.models import ModelError
+
+                raise ModelError(
                     f"{members[0].path}: the model output holds NaN/inf at scale {scale:g}; "
                     "no results written"
                 )

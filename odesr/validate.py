@@ -118,11 +118,13 @@ def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
 
 
 def finite_weights(state_dict: dict, source: str) -> None:
-    """Refuse weights holding NaN or inf (they can only produce NaN images)."""
+    """Refuse weights holding NaN or inf (they can only produce NaN images): ModelError."""
     for name, value in state_dict.items():
         if (
             isinstance(value, torch.Tensor)
             and value.is_floating_point()
             and not bool(torch.isfinite(value).all())
         ):
-            raise ValueError(f"{source}: weights hold NaN/inf values (first in {name!r})")
+            from odesr.models import ModelError
+
+            raise ModelError(f"{source}: weights hold NaN/inf values (first in {name!r})")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from filelock import FileLock
 from PIL import Image
 
@@ -359,6 +360,28 @@ def test_nan_weights_refused_at_load(img, folder, tmp_path, capsys) -> None:
     rc, err = _run(_eval(folder, tmp_path / "e.csv", "--checkpoint", str(ckpt)), capsys)
     _one_line_2(rc, err, "NaN/inf")
     assert not (tmp_path / "e.csv").exists()
+
+
+def test_bench_run_with_nan_checkpoint_one_line(tmp_path, capsys) -> None:
+    from bench.__main__ import main as bench_main
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(_pattern(40, 44)).save(data / "a.png")
+    exp = _tiny_experiment(data)
+    exp["models"] = {
+        "m": {
+            "model": {"name": "vdsr-ode", "checkpoint": str(_edit_bundled(tmp_path, float("nan")))}
+        }
+    }
+    exp["sweeps"][0]["models"] = ["m"]
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    argv = ["run", str(path), "--profile", "smoke", "--device", "cpu", "--no-progress"]
+    rc = bench_main([*argv, "--results", str(tmp_path / "r"), "--checkpoints", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "NaN/inf" in err[-1] and "Traceback" not in "\n".join(err)
+    assert not list((tmp_path / "r").rglob("*.csv"))
 
 
 def test_non_finite_output_refused_before_writing(img, folder, tmp_path, capsys) -> None:
