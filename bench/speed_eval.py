@@ -1,11 +1,14 @@
-"""Speed benchmark of the evaluation path (run: ``python -m bench.speed_eval``; ``make bench``).
+"""Speed benchmark of the evaluation path (run: ``python -m bench.speed_eval``).
 
-Prints, on this machine:
-1. the cached-matrix resize (down by 1/s and back up, 481x321 RGB) against a plain reference
+Prints, on this machine, with the load average at the start of each measurement:
+1. the banded resize (down by 1/s and back up, 481x321 RGB) against a plain reference
    implementation that loops over output pixels (same MATLAB kernel), and their ratio;
-2. the wall time of the full B100 x 30-scale bicubic evaluation (PSNR + SSIM, 3,000 pairs).
+2. the wall time of the full B100 x 30-scale bicubic evaluation (PSNR + SSIM, 3,000 pairs) as a
+   whole process (``odesr eval --model bicubic``, start-up and image loading included), against
+   the peer pipeline (:mod:`bench.peer`: MATLAB-port imresize + scikit-image metrics) timed in
+   the same run on every ``--peer-every``-th image at the same scales, scaled to all pairs.
 
-A benchmark, not a test: the numbers depend on the machine and its load.
+A benchmark, not a test: the numbers depend on the machine and its load; compare the ratios.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
-from odesr.evaluate import EvalSettings, evaluate_dataset, parse_scales
-from odesr.models import build
+from odesr.data import list_images
+from odesr.evaluate import parse_scales
 from odesr.resize import imresize
 
 
@@ -73,11 +79,60 @@ def best_of(fn, repeat: int = 1) -> float:
     return best
 
 
+def load() -> str:
+    """The 1-minute load average, for the record next to each timing."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def bicubic_vs_peer(data_root: str | None, scales_text: str, peer_every: int) -> dict:
+    """Whole-process bicubic B100 evaluation vs the peer pipeline; returns the numbers."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.peer import peer_pair
+
+    scales = parse_scales(scales_text)
+    files = list_images("B100", data_root)
+    pairs = len(files) * len(scales)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "odesr.cli", "eval", "--model", "bicubic"]
+        cmd += ["--dataset", "B100", "--scales", scales_text, "--no-progress"]
+        cmd += ["--out", os.path.join(tmp, "b100.csv")]
+        if data_root:
+            cmd += ["--data-root", str(data_root)]
+        before = load()
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        ours = time.perf_counter() - start
+    print(
+        f"B100 bicubic, {len(scales)} scales, {pairs} pairs (PSNR+SSIM), whole process "
+        f"`odesr eval`: {ours:.1f} s wall ({before}; {os.cpu_count()} cores)"
+    )
+    sample = files[:: max(peer_every, 1)]
+    before = load()
+    start = time.perf_counter()
+    for f in sample:
+        hr = np.asarray(Image.open(f).convert("RGB"))
+        for scale in scales:
+            peer_pair(hr, scale)
+    per_pair = (time.perf_counter() - start) / (len(sample) * len(scales))
+    peer = per_pair * pairs
+    print(
+        f"peer (MATLAB-port imresize + skimage), {len(sample)} images x {len(scales)} scales: "
+        f"{per_pair * 1e3:.1f} ms per pair -> {peer:.0f} s for {pairs} pairs ({before}); "
+        f"ratio {peer / ours:.1f}x"
+    )
+    return {"ours_s": ours, "peer_s": peer, "ratio": peer / ours}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=os.environ.get("ODESR_DATA"))
     parser.add_argument("--scales", default="1.1:4.0:0.1")
     parser.add_argument("--skip-dataset", action="store_true")
+    parser.add_argument(
+        "--peer-every", type=int, default=10, help="time the peer on every N-th image (1: all)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -96,19 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.skip_dataset:
-        scales = parse_scales(args.scales)
-        model = build({"name": "bicubic"})
-        start = time.perf_counter()
-        with torch.no_grad():
-            rows = evaluate_dataset(
-                model, "B100", scales, args.data_root, EvalSettings(), progress=False
-            )
-        total = time.perf_counter() - start
-        print(
-            f"B100 bicubic eval, {len(scales)} scales, {len(rows)} image-scale pairs "
-            f"(PSNR+SSIM): {total:.1f} s wall ({total / len(rows) * 1e3:.1f} ms per pair), "
-            f"{os.cpu_count()} cores, torch {torch.__version__}"
-        )
+        bicubic_vs_peer(args.data_root, args.scales, args.peer_every)
     return 0
 
 

@@ -4,12 +4,21 @@ One row per (model, dataset, image, scale). The protocol (``odesr.degrade.PROTOC
 crop, the LR size and the size at which SR is compared; PSNR/SSIM follow ``odesr.metrics``
 (Y channel, shave ceil(scale), SR quantised to 8 bits; grey images on their own channel).
 Images of equal size are evaluated as one batch per scale.
+
+The HR side of the metrics (luma, local means) is prepared once per image and reused across
+scales and calls (in this process only; :func:`odesr.metrics.prepare_reference`), in
+``EvalSettings.metric_dtype`` (float32 by default: the fast path, tested against float64).
+Bicubic runs image by image (every scale of an image while it is hot) and, on the CPU, spread
+over worker processes (``EvalSettings.workers``).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,8 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from odesr.data import LoadedImage, list_images, load_image
-from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize
-from odesr.metrics import score
+from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize, upscale
+from odesr.metrics import Reference, prepare_reference, score
 from odesr.ode import SolverSettings
 from odesr.validate import tiles_affordable
 
@@ -90,9 +99,11 @@ class EvalSettings:
     y_rounding: str = "matlab"
     batch_size: int = 16
     device: str = "cpu"
-    dtype: torch.dtype = torch.float32  # of the resize and the model; metrics run in float64
+    dtype: torch.dtype = torch.float32  # of the resize and the model
     solver: SolverSettings | dict | None = None
     tile: int | None = None
+    metric_dtype: torch.dtype = torch.float32  # float64: the reference path (slower)
+    workers: int | None = None  # bicubic on the CPU: processes (None: one per core)
 
 
 def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:
@@ -106,23 +117,52 @@ def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedIm
     return groups
 
 
-def _score_group(
-    sr: torch.Tensor, hr: torch.Tensor, members: Sequence[LoadedImage], scale: float, settings
-) -> tuple[list[float], list[float]]:
-    """PSNR/SSIM per member: RGB files on Y, grey files on their own channel."""
-    grey = torch.tensor([m.channels == 1 for m in members])
-    p = torch.empty(len(members), dtype=torch.float64)
-    s = torch.empty(len(members), dtype=torch.float64)
-    for mask, on_y in ((~grey, True), (grey, False)):
-        if not mask.any():
-            continue
-        idx = mask.nonzero().flatten()
-        a, b = sr[idx], hr[idx]
-        if not on_y:  # the networks see grey replicated to RGB: score one channel
-            a, b = quantize(a).mean(dim=1, keepdim=True), b[:, :1]
-        pv, sv = score(a, b, scale, test_y_channel=on_y, y_rounding=settings.y_rounding)
-        p[idx], s[idx] = pv.cpu(), sv.cpu()
-    return p.tolist(), s.tolist()
+# id(image tensor) -> (weak reference to it, settings key, Reference); in-process only.
+_REFERENCES: dict[int, tuple[weakref.ref, tuple, Reference]] = {}
+_REFERENCE_BYTES = 1 << 30  # drop the oldest prepared references beyond this
+
+
+def _reference(image: LoadedImage, settings: EvalSettings) -> Reference:
+    """The image's prepared HR side (luma / grey channel), cached while the tensor lives."""
+    key = (settings.y_rounding, settings.metric_dtype, str(settings.device))
+    hit = _REFERENCES.get(id(image.rgb))
+    if hit is not None and hit[0]() is image.rgb and hit[1] == key:
+        return hit[2]
+    grey = image.channels == 1
+    hr = image.rgb[:1] if grey else image.rgb
+    ref = prepare_reference(
+        hr.to(settings.device), not grey, settings.y_rounding, settings.metric_dtype
+    )
+    _REFERENCES[id(image.rgb)] = (weakref.ref(image.rgb), key, ref)
+    total = 0
+    for k in reversed(list(_REFERENCES)):  # newest first; evict stale and the oldest
+        entry = _REFERENCES[k]
+        total += entry[2].nbytes
+        if entry[0]() is None or total > _REFERENCE_BYTES:
+            del _REFERENCES[k]
+    return ref
+
+
+def _score_member(
+    sr: torch.Tensor, image: LoadedImage, scale: float, settings: EvalSettings
+) -> tuple[float, float]:
+    """PSNR/SSIM of one SR image (1, 3, h, w): RGB files on Y, grey files on their own channel."""
+    if image.channels == 1:  # the networks see grey replicated to RGB: score one channel
+        sr = quantize(sr).mean(dim=1, keepdim=True)
+    p, s = score(sr, None, scale, reference=_reference(image, settings))
+    return float(p[0]), float(s[0])
+
+
+def _row(image: LoadedImage, scale: float, p: float, s: float, seconds: float, nfe: int, settings):
+    return dict(
+        image=image.name,
+        scale=scale,
+        psnr=p,
+        ssim=s,
+        seconds=seconds,
+        nfe=nfe,
+        protocol=settings.protocol,
+    )
 
 
 def _tile_overlap(model: torch.nn.Module, scale: float, settings: EvalSettings) -> int | None:
@@ -142,7 +182,8 @@ def evaluate_images(
     settings: EvalSettings | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Rows ``{image, scale, psnr, ssim, seconds, nfe, protocol}`` for every image and scale."""
+    """Rows ``{image, scale, psnr, ssim, seconds, nfe, protocol}`` for every image and scale
+    (scale-major; within a scale, images of equal size together, in the given order)."""
     settings = settings or EvalSettings()
     device = torch.device(settings.device)
     groups = _group(images, settings.batch_size)
@@ -156,12 +197,13 @@ def evaluate_images(
                     tiles_affordable(case.sr_size, settings.tile, overlap, "--tile")
             except ValueError as exc:
                 raise ValueError(f"{m.path}: {exc}") from None
+    if getattr(model, "spec", {}).get("name") == "bicubic":
+        return _evaluate_bicubic(images, scales, settings, on_batch)
     rows: list[dict] = []
     for scale in scales:
         for members in groups:
-            hr64 = torch.stack([m.rgb for m in members]).to(device, torch.float64)
-            _, lr, case = make_case(hr64.to(settings.dtype), scale, settings.protocol)
-            hr_ref = hr64[..., : case.sr_size[0], : case.sr_size[1]]
+            hr = torch.stack([m.rgb for m in members]).to(device, settings.dtype)
+            _, lr, case = make_case(hr, scale, settings.protocol)
             start = time.perf_counter()
             with torch.no_grad():
                 result = model.super_resolve(
@@ -177,23 +219,70 @@ def evaluate_images(
                     f"{members[0].path}: the model output holds NaN/inf at scale {scale:g}; "
                     "no results written"
                 )
-            sr = result.image.to(torch.float64)
-            p, s = _score_group(sr, hr_ref, members, scale, settings)
-            for m, pv, sv in zip(members, p, s, strict=True):
-                rows.append(
-                    dict(
-                        image=m.name,
-                        scale=scale,
-                        psnr=pv,
-                        ssim=sv,
-                        seconds=seconds,
-                        nfe=int(result.nfe),
-                        protocol=settings.protocol,
-                    )
-                )
+            for i, m in enumerate(members):
+                p, s = _score_member(result.image[i : i + 1], m, scale, settings)
+                rows.append(_row(m, scale, p, s, seconds, int(result.nfe), settings))
             if on_batch is not None:
                 on_batch(len(members))
     return rows
+
+
+def _bicubic_rows(
+    images: Sequence[LoadedImage], which: Sequence[int], scales: Sequence[float], settings
+) -> list[tuple[int, dict]]:
+    """Bicubic on every scale of ``images[i]`` for ``i`` in ``which``, one image at a time (its
+    prepared HR side stays hot); rows keyed by their scale-major position."""
+    out = []
+    for i in which:
+        image = images[i]
+        hr = image.rgb[None].to(settings.device, settings.dtype)
+        for k, scale in enumerate(scales):
+            _, lr, case = make_case(hr, scale, settings.protocol)
+            start = time.perf_counter()
+            sr = upscale(lr, scale, case.sr_size)
+            seconds = time.perf_counter() - start
+            p, s = _score_member(sr, image, scale, settings)
+            out.append((k * len(images) + i, _row(image, scale, p, s, seconds, 0, settings)))
+    return out
+
+
+_JOB: tuple = ()  # (images, scales, settings) of the running bicubic pool, inherited by fork
+
+
+def _bicubic_chunk(which: list[int]) -> list[tuple[int, dict]]:
+    torch.set_num_threads(1)
+    return _bicubic_rows(*_JOB[:1], which, *_JOB[1:])
+
+
+def _evaluate_bicubic(
+    images: Sequence[LoadedImage],
+    scales: Sequence[float],
+    settings: EvalSettings,
+    on_batch: Callable[[int], None] | None,
+) -> list[dict]:
+    """Bicubic rows in :func:`evaluate_images`' order, computed image by image; on the CPU
+    spread over forked worker processes (one thread each) when there are several cores."""
+    global _JOB
+    workers = min(settings.workers or os.cpu_count() or 1, len(images))
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    chunks = [list(range(i, min(i + 4, len(images)))) for i in range(0, len(images), 4)]
+    keyed: list[tuple[int, dict]] = []
+    if workers < 2 or not forkable or torch.device(settings.device).type != "cpu":
+        for which in chunks:
+            keyed += _bicubic_rows(images, which, scales, settings)
+            if on_batch is not None:
+                on_batch(len(which) * len(scales))
+    else:
+        _JOB = (images, scales, settings)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for part in pool.imap_unordered(_bicubic_chunk, chunks):
+                    keyed += part
+                    if on_batch is not None:
+                        on_batch(len(part))
+        finally:
+            _JOB = ()
+    return [row for _, row in sorted(keyed, key=lambda item: item[0])]
 
 
 def evaluate_dataset(

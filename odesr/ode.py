@@ -30,7 +30,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
-from torchdiffeq import odeint
 
 from odesr.nets import with_t_plane
 
@@ -58,6 +57,14 @@ FIXED_METHODS: dict[str, int] = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-class
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5",)
 METHODS: tuple[str, ...] = (*FIXED_METHODS, *ADAPTIVE_METHODS)
 _TORCHDIFFEQ_FIXED = ("euler", "midpoint", "rk4")
+
+
+def odeint(*args, **kwargs) -> torch.Tensor:
+    """``torchdiffeq.odeint``, imported on first use (it pulls in scipy: seconds of start-up
+    that a bicubic-only evaluation does not need)."""
+    from torchdiffeq import odeint as torchdiffeq_odeint
+
+    return torchdiffeq_odeint(*args, **kwargs)
 
 
 class ODEFunc(nn.Module):

@@ -17,8 +17,11 @@ Conventions (MATLAB ``imresize(x, ..., 'bicubic')``):
 
 Values are not rounded or clipped: quantise the result yourself when emulating ``uint8`` MATLAB
 output (see :func:`odesr.degrade.quantize`). Weights are computed once per
-``(in, out, scale, antialias)`` in float64 and applied as two matrix products, so the function is
-differentiable and runs on any device and batch shape ``(..., H, W)``.
+``(in, out, scale, antialias, border)`` in float64 and applied along each axis as a banded
+product: blocks of output rows times the input span they reach (:func:`band_blocks`), so the
+zeros of the matrix are mostly skipped. Differentiable; any device and batch shape ``(..., H, W)``.
+The result is laid out in memory as (H, batch..., W) (not contiguous unless the batch is one
+plane): feeding it back into :func:`imresize` then needs no copy.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["BORDERS", "imresize", "resize_matrix", "output_size"]
+__all__ = ["BORDERS", "imresize", "resize_matrix", "band_blocks", "output_size"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -46,10 +49,14 @@ BORDERS = ("symmetric", "replicate")
 
 
 @lru_cache(maxsize=512)
-def _matrix_np(
+def _weights_np(
     in_len: int, out_len: int, scale: float, antialias: bool, border: str = "symmetric"
-) -> np.ndarray:
-    """Dense (out_len, in_len) float64 weight matrix, MATLAB ``contributions`` semantics."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero weights ``(rows, cols, values)`` of the (out_len, in_len) resize matrix.
+
+    MATLAB ``contributions`` semantics, float64; sorted by row then column, taps that the border
+    rule maps onto the same source pixel summed (in tap order), exact zeros dropped.
+    """
     kernel_width = 4.0
     if scale < 1 and antialias:
         width = kernel_width / scale
@@ -73,10 +80,29 @@ def _matrix_np(
         src = np.clip(idx.astype(np.int64) - 1, 0, in_len - 1)
     else:
         raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
-    mat = np.zeros((out_len, in_len), dtype=np.float64)
     rows = np.repeat(np.arange(out_len), taps)
-    np.add.at(mat, (rows, src.ravel()), w.ravel())
-    mat.setflags(write=False)
+    cols, vals = src.ravel(), w.ravel()
+    order = np.lexsort((cols, rows))  # stable: equal (row, col) keep their tap order
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    summed = np.zeros(int(first.sum()), dtype=np.float64)
+    np.add.at(summed, np.cumsum(first) - 1, vals)
+    rows, cols = rows[first], cols[first]
+    keep = summed != 0
+    out = (rows[keep], cols[keep], summed[keep])
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _matrix_np(
+    in_len: int, out_len: int, scale: float, antialias: bool, border: str = "symmetric"
+) -> np.ndarray:
+    """Dense (out_len, in_len) float64 weight matrix, MATLAB ``contributions`` semantics."""
+    rows, cols, vals = _weights_np(in_len, out_len, scale, antialias, border)
+    mat = np.zeros((out_len, in_len), dtype=np.float64)
+    mat[rows, cols] = vals
     return mat
 
 
@@ -85,7 +111,7 @@ def output_size(in_len: int, scale: float) -> int:
     return int(math.ceil(in_len * scale))
 
 
-_TORCH_CACHE: dict[tuple, torch.Tensor] = {}
+_TORCH_CACHE: dict[tuple, object] = {}
 
 
 def resize_matrix(
@@ -97,16 +123,61 @@ def resize_matrix(
     device: torch.device | str = "cpu",
     border: str = "symmetric",
 ) -> torch.Tensor:
-    """The (out_len, in_len) matrix ``M`` such that ``M @ x`` resizes ``x`` along its first axis."""
-    key = (in_len, out_len, float(scale), bool(antialias), dtype, str(device), border)
+    """The dense (out_len, in_len) matrix ``M`` such that ``M @ x`` resizes ``x`` along axis 0."""
+    key = ("dense", in_len, out_len, float(scale), bool(antialias), dtype, str(device), border)
     mat = _TORCH_CACHE.get(key)
     if mat is None:
-        if len(_TORCH_CACHE) > 2048:
-            _TORCH_CACHE.clear()
-        mat = torch.tensor(_matrix_np(in_len, out_len, float(scale), bool(antialias), border))
-        mat = mat.to(device=device, dtype=dtype)
-        _TORCH_CACHE[key] = mat
+        mat = torch.from_numpy(_matrix_np(in_len, out_len, float(scale), bool(antialias), border))
+        mat = _cache(key, mat.to(device=device, dtype=dtype))
     return mat
+
+
+# Output rows per band block, as a multiple of the rows whose input span equals the kernel's:
+# each block multiplies only the input span its rows reach (about (1 + BLOCK_SPAN) x the taps),
+# a small dense GEMM; bigger blocks waste multiplies on zeros, smaller ones cost calls.
+BLOCK_SPAN = 3.0
+
+
+def _block_rows(out_len: int, taps: float, scale: float) -> int:
+    return int(min(max(round(BLOCK_SPAN * taps * scale), 4), 128, out_len))
+
+
+def band_blocks(
+    in_len: int,
+    out_len: int,
+    scale: float,
+    antialias: bool = True,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    border: str = "symmetric",
+) -> list[tuple[int, int, torch.Tensor]]:
+    """The resize matrix cut into row blocks ``(first_in, last_in + 1, block)``.
+
+    ``block`` holds consecutive rows of :func:`resize_matrix` restricted to the
+    columns that are non-zero in them, so stacking ``block @ x[first_in:last_in + 1]`` over the
+    blocks equals ``resize_matrix(...) @ x`` with only the band multiplied.
+    """
+    key = ("band", in_len, out_len, float(scale), bool(antialias), dtype, str(device), border)
+    blocks = _TORCH_CACHE.get(key)
+    if blocks is None:
+        rows, cols, vals = _weights_np(in_len, out_len, float(scale), bool(antialias), border)
+        step = _block_rows(out_len, len(rows) / out_len, float(scale))
+        starts = np.searchsorted(rows, np.arange(0, out_len + step, step))
+        blocks = []
+        for o0, a, b in zip(range(0, out_len, step), starts[:-1], starts[1:], strict=False):
+            i0, i1 = int(cols[a:b].min()), int(cols[a:b].max()) + 1
+            block = np.zeros((min(step, out_len - o0), i1 - i0))
+            block[rows[a:b] - o0, cols[a:b] - i0] = vals[a:b]
+            blocks.append((i0, i1, torch.from_numpy(block).to(device=device, dtype=dtype)))
+        blocks = _cache(key, blocks)
+    return blocks
+
+
+def _cache(key: tuple, value):
+    if len(_TORCH_CACHE) > 2048:
+        _TORCH_CACHE.clear()
+    _TORCH_CACHE[key] = value
+    return value
 
 
 def _pair(value: float | Sequence[float] | None) -> tuple | None:
@@ -155,18 +226,46 @@ def imresize(
     if scales is None:
         scales = (sizes[0] / in_h, sizes[1] / in_w)
 
-    def along_h(t: torch.Tensor) -> torch.Tensor:
-        if sizes[0] == in_h and scales[0] == 1:
-            return t
-        m = resize_matrix(in_h, sizes[0], scales[0], antialias, t.dtype, t.device, border)
-        return torch.matmul(m, t)
-
-    def along_w(t: torch.Tensor) -> torch.Tensor:
-        if sizes[1] == in_w and scales[1] == 1:
-            return t
-        m = resize_matrix(in_w, sizes[1], scales[1], antialias, t.dtype, t.device, border)
-        return torch.matmul(t, m.transpose(0, 1))
-
+    flat = x.reshape(-1, in_h, in_w)
+    steps = [(1, in_h, sizes[0], scales[0]), (2, in_w, sizes[1], scales[1])]
     if scales[1] < scales[0]:
-        return along_h(along_w(x))
-    return along_w(along_h(x))
+        steps.reverse()
+    for dim, in_len, out_len, s in steps:
+        if out_len == in_len and s == 1:
+            continue
+        blocks = band_blocks(in_len, out_len, s, antialias, x.dtype, x.device, border)
+        flat = _banded_product(flat, dim, out_len, blocks)
+    return flat.reshape(*x.shape[:-2], sizes[0], sizes[1])
+
+
+def _banded_product(x: torch.Tensor, dim: int, out_len: int, blocks: list) -> torch.Tensor:
+    """Resize ``x`` (N, H, W) along ``dim`` (1 or 2) block by block (see :func:`band_blocks`).
+
+    Without autograd each block is one GEMM written in place: along H on the (H, N * W) matrix
+    (a view when the memory runs H, N, W, as this function's own results do), along W on the
+    rows in memory order. The result keeps that memory order (it is not contiguous for N > 1).
+    With autograd the blocks are concatenated instead (same products).
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        if dim == 1:
+            return torch.cat([torch.matmul(m, x[:, i0:i1]) for i0, i1, m in blocks], dim=1)
+        return torch.cat([torch.matmul(x[..., i0:i1], m.T) for i0, i1, m in blocks], dim=2)
+    start = 0
+    if dim == 1:
+        cols = x.movedim(1, 0).reshape(x.shape[1], -1)
+        out = x.new_empty(out_len, cols.shape[1])
+        for i0, i1, m in blocks:
+            stop = start + m.shape[0]
+            torch.mm(m, cols[i0:i1], out=out[start:stop])
+            start = stop
+        return out.view(out_len, x.shape[0], x.shape[2]).movedim(0, 1)
+    swap = x.stride(1) > x.stride(0)  # leading dims in memory order
+    lead = x.transpose(0, 1) if swap else x
+    rows = lead.reshape(-1, x.shape[2])
+    out = x.new_empty(rows.shape[0], out_len)
+    for i0, i1, m in blocks:
+        stop = start + m.shape[0]
+        torch.mm(rows[:, i0:i1], m.T, out=out[:, start:stop])
+        start = stop
+    out = out.view(lead.shape[0], lead.shape[1], out_len)
+    return out.transpose(0, 1) if swap else out

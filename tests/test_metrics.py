@@ -8,7 +8,7 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import structural_similarity
 
-from odesr.metrics import psnr, rgb_to_y, score, shave_for, ssim
+from odesr.metrics import prepare_reference, psnr, rgb_to_y, score, shave_for, ssim
 
 
 def _pair(seed: int = 0, shape=(2, 3, 40, 52)):
@@ -102,3 +102,32 @@ def test_shave_rule_and_score():
     p, s = score(sr, hr, 2.5)
     torch.testing.assert_close(p, psnr(sr, hr, crop_border=3))
     torch.testing.assert_close(s, ssim(sr, hr, crop_border=3))
+
+
+def test_prepared_reference_equals_direct_score_in_float64():
+    """Scoring against the whole HR frame's prepared statistics (windows) gives the numbers of
+    scoring against the cropped HR, bit for bit in float64 (same arithmetic per pixel)."""
+    g = torch.Generator().manual_seed(4)
+    hr = torch.floor(torch.rand(1, 3, 61, 75, generator=g, dtype=torch.float64) * 255) / 255
+    ref = prepare_reference(hr)
+    for scale, (h, w) in ((2.5, (58, 70)), (1.3, (61, 75)), (4.0, (52, 72))):
+        sr = (hr[..., :h, :w] + 0.03 * torch.randn(1, 3, h, w, generator=g)).clamp(0, 1)
+        direct = score(sr, hr[..., :h, :w], scale)
+        cached = score(sr, None, scale, reference=ref)
+        assert torch.equal(direct[0], cached[0]) and torch.equal(direct[1], cached[1])
+    with pytest.raises(ValueError, match="does not fit"):
+        score(torch.rand(1, 3, 62, 75), None, 2.0, reference=ref)
+
+
+@pytest.mark.parametrize("rounding", ["matlab", "float"])
+def test_float32_fast_path_agrees_with_float64(rounding):
+    """The float32 reference path (evaluation's default) against the float64 path."""
+    g = torch.Generator().manual_seed(5)
+    hr = torch.floor(torch.rand(2, 3, 90, 120, generator=g, dtype=torch.float64) * 255) / 255
+    smooth = torch.nn.functional.avg_pool2d(hr, 5, 1, 2)  # flat regions: float32's worst case
+    ref32 = prepare_reference(smooth.float(), y_rounding=rounding, dtype=torch.float32)
+    for scale in (1.5, 3.0):
+        sr = smooth + 0.02 * torch.randn(smooth.shape, generator=g, dtype=torch.float64)
+        p64, s64 = score(sr.clamp(0, 1), smooth, scale, y_rounding=rounding)
+        p32, s32 = score(sr.float(), None, scale, reference=ref32)
+        assert (p32 - p64).abs().max() < 1e-3 and (s32 - s64).abs().max() < 1e-5

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from odesr.degrade import make_case
-from odesr.resize import imresize
+from odesr.resize import imresize, resize_matrix
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -110,3 +110,24 @@ def test_bad_arguments():
         imresize(x, scale=float("nan"))
     with pytest.raises(TypeError):
         imresize(torch.zeros(4, 4, dtype=torch.uint8), scale=2)
+
+
+@pytest.mark.parametrize("border", ["symmetric", "replicate"])
+@pytest.mark.parametrize("scale", [1 / 3.7, 0.5, 1 / 1.1, 1.1, 2.5, 4.0])
+def test_banded_product_equals_dense_matrix(scale, border):
+    """The banded blocks hold the dense matrix's band (float64; rows or columns first)."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 37, 53, dtype=torch.float64, generator=g)
+    out = imresize(x, scale=(scale, 1.7), border=border)
+    h, w = out.shape[-2:]
+    mh = resize_matrix(37, h, scale, border=border)
+    mw = resize_matrix(53, w, 1.7, border=border)
+    torch.testing.assert_close(out, mh @ x @ mw.T, rtol=0, atol=1e-12)
+
+
+def test_banded_grad_path_equals_inference_path():
+    x = torch.rand(1, 3, 29, 31, dtype=torch.float64)
+    with torch.no_grad():
+        fast = imresize(imresize(x, scale=1 / 2.3), scale=2.3)
+    slow = imresize(imresize(x.requires_grad_(), scale=1 / 2.3), scale=2.3)
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-14)
