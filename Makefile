@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 export ODESR_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install test test-fast lint bench clean
+.PHONY: install test test-fast lint bench bench-save bench-eval clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,20 @@ test-fast: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check odesr baselines bench tests
 
+# pytest-benchmark suite of the hot paths; each prints a ratio against a reference timed in the
+# same run, next to bench/benchmarks/baseline.json (bench-save rewrites it)
+BENCH_PYTEST = $(PY) -m pytest bench/benchmarks -q -p no:cacheprovider --benchmark-enable \
+	--benchmark-columns=min,mean,rounds --benchmark-sort=name
 bench: $(VENV)/.installed
+	$(BENCH_PYTEST)
+
+bench-save: $(VENV)/.installed
+	ODESR_BENCH_SAVE=1 $(BENCH_PYTEST)
+
+# whole-process bicubic B100 x 30 scales vs the peer pipeline; network inference vs matmul peak
+bench-eval: $(VENV)/.installed
 	$(PY) -m bench.speed_eval
+	$(PY) -m bench.inference_speed --skip-wall
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -4,7 +4,9 @@ Prints, on this machine:
 1. NFE per scale for each fixed-step solver setting (exact: steps x stages);
 2. wall time per B100 image (481x321) per solver for a checkpoint (default: the bundled model);
 3. the float32 matmul throughput of this machine next to the throughput the conv nets reach in
-   inference (paper-size VDSR and RDN backbones, one forward pass), and their ratio.
+   inference (the bundled model's backbone and the paper-size VDSR, RDN with ``--rdn``; one
+   forward pass in NCHW and in channels_last), and the ODE solves of the bundled model per
+   solver (NFE x backbone multiply-adds / wall time), as fractions of it.
 
 A benchmark, not a test: the numbers depend on the machine and its load.
 """
@@ -57,31 +59,61 @@ def wall_per_image(checkpoint: str | None, data_root: str | None, scales: list[f
                 result = {}
 
                 def run(opts=opts, case=case, lr=lr, result=result, scale=scale):
-                    result["r"] = model.super_resolve(lr, scale, case.sr_size, **opts)
+                    result["r"] = model.super_resolve(lr, scale, case.sr_size, solver=opts)
 
                 seconds = best_of(run)
             print(f"  x{scale:<4g} {_label(opts):<18} NFE {result['r'].nfe:>4d}  {seconds:7.2f} s")
 
 
-def throughput() -> None:
+def matmul_peak() -> float:
+    """float32 matmul throughput of this machine (GFLOP/s, 2048^3, best of 3)."""
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    mm = best_of(lambda: torch.mm(a, b), 3)
-    peak = 2 * n**3 / mm / 1e9
-    print(f"float32 matmul {n}^3: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    return 2 * n**3 / best_of(lambda: torch.mm(a, b), 3) / 1e9
+
+
+def conv_macs(net: torch.nn.Module, h: int, w: int) -> int:
+    """Multiply-adds of the same-size conv layers of ``net`` on an h x w input."""
+    return sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Conv2d)) * h * w
+
+
+def throughput(checkpoint: str | None, with_rdn: bool = False) -> None:
+    """One backbone pass on 481x321 in NCHW and channels_last, and ODE solves of the bundled
+    model per solver, as fractions of the matmul peak measured in the same run."""
+    peak = matmul_peak()
+    print(f"float32 matmul 2048^3: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     x = torch.rand(1, 4, 321, 481)
-    for name, preset in (("vdsr", "paper"), ("rdn", "paper")):
-        net = build_backbone(name, preset).eval()
-        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-        macs = sum(m.weight.numel() for m in convs) * x.shape[-2] * x.shape[-1]
+    model = load_model(checkpoint).eval()
+    nets = [("bundled vdsr-ode backbone", model.func.net)]
+    nets += [(f"{n} (paper)", build_backbone(n, "paper").eval()) for n in ("vdsr", "rdn")]
+    for name, net in nets[: 3 if with_rdn else 2]:
+        macs = conv_macs(net, *x.shape[-2:])
+        for layout in (torch.contiguous_format, torch.channels_last):
+            xin = x.contiguous(memory_format=layout)
+            with torch.no_grad():
+                net(xin)
+                seconds = best_of(lambda net=net, xin=xin: net(xin), 2)
+            rate = 2 * macs / seconds / 1e9
+            print(
+                f"  {name}, {count_params(net) / 1e6:.2f}M params, "
+                f"{'channels_last' if layout == torch.channels_last else 'NCHW'}: "
+                f"{seconds:.2f} s per pass, {rate:.1f} GFLOP/s = {rate / peak:.0%} of matmul"
+            )
+    _, lr, case = make_case(torch.rand(1, 3, 321, 480), 2.0)
+    macs = conv_macs(model.func.net, *case.sr_size)
+    for opts in SOLVERS:
         with torch.no_grad():
-            net(x)
-            seconds = best_of(lambda net=net: net(x), 2)
-        rate = 2 * macs / seconds / 1e9
+            result = {}
+
+            def run(opts=opts, result=result):
+                result["r"] = model.super_resolve(lr, 2.0, case.sr_size, solver=opts)
+
+            seconds = best_of(run, 2)
+        rate = 2 * macs * result["r"].nfe / seconds / 1e9
         print(
-            f"{name} ({preset}, {count_params(net) / 1e6:.2f}M params) on 481x321: "
-            f"{seconds:.2f} s per pass, {rate:.1f} GFLOP/s = {rate / peak:.0%} of matmul"
+            f"  bundled vdsr-ODE x2 {_label(opts):<18} NFE {result['r'].nfe:>3d}: {seconds:.2f} s, "
+            f"{rate:.1f} GFLOP/s = {rate / peak:.0%} of matmul"
         )
 
 
@@ -90,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None, help="default: the bundled cpu model")
     parser.add_argument("--data-root", default=os.environ.get("ODESR_DATA"))
     parser.add_argument("--skip-wall", action="store_true")
+    parser.add_argument("--rdn", action="store_true", help="also time the paper RDN (slow)")
     args = parser.parse_args(argv)
+    print(f"load {os.getloadavg()[0]:.1f}")
     nfe_table([1.1, 1.5, 2.0, 2.4, 3.0, 4.0, 4.5])
     if not args.skip_wall:
         wall_per_image(args.checkpoint, args.data_root, [2.0, 4.0])
-    throughput()
+    throughput(args.checkpoint, args.rdn)
     return 0
 
 

@@ -59,6 +59,11 @@ METHODS: tuple[str, ...] = (*FIXED_METHODS, *ADAPTIVE_METHODS)
 _TORCHDIFFEQ_FIXED = ("euler", "midpoint", "rk4")
 
 
+# Memory layout of the state during a solve: conv backbones on the CPU (oneDNN) run about 1.5-2x
+# faster on channels_last inputs (same results to float rounding; tested to 1e-3 dB).
+CONV_MEMORY_FORMAT = torch.channels_last
+
+
 def odeint(*args, **kwargs) -> torch.Tensor:
     """``torchdiffeq.odeint``, imported on first use (it pulls in scipy: seconds of start-up
     that a bicubic-only evaluation does not need)."""
@@ -93,7 +98,7 @@ class ODEFunc(nn.Module):
     def forward(self, t: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
         x = with_t_plane(y, t) if self.t_plane else y
-        out = self.net(x)
+        out = self.net(x.contiguous(memory_format=CONV_MEMORY_FORMAT) if x.dim() == 4 else x)
         if out.requires_grad:
             out.register_hook(self._count_backward)
         return out
@@ -325,7 +330,7 @@ def solve(
     solver step in ``torch.utils.checkpoint``: backward recomputes one step at a time (peak memory
     ~ one step's stages, i.e. 4 evaluations for rk4); ``"eval"`` wraps every function
     evaluation (peak ~ one evaluation plus one image per evaluation; any method), the choice for
-    big backbones such as the paper RDN.
+    big backbones such as the paper RDN. A 4-D state runs in ``CONV_MEMORY_FORMAT``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown ODE method {method!r}; choose from {list(METHODS)}")
@@ -334,6 +339,8 @@ def solve(
     counted = _Counted(func)
     rhs = _checkpointed_rhs(counted) if checkpoint == "eval" else counted
     per_step = checkpoint in (True, "step")
+    if y0.dim() == 4:
+        y0 = y0.contiguous(memory_format=CONV_MEMORY_FORMAT)
     grid = time_grid(t0, steps=steps, step_size=step_size, dtype=y0.dtype, device=y0.device)
     if len(grid) == 1:
         states = y0.unsqueeze(0)
