@@ -260,9 +260,10 @@ def _evaluate_bicubic(
     settings: EvalSettings,
     on_batch: Callable[[int], None] | None,
 ) -> list[dict]:
-    """Bicubic rows in :func:`evaluate_images`' order, computed image by image; on the CPU
-    spread over forked worker processes (one thread each) when there are several cores."""
+    """Bicubic rows in :func:`evaluate_images`' order (scale, then size group), computed image by
+    image; on the CPU spread over forked worker processes (one thread each) with several cores."""
     global _JOB
+    images = [m for members in _group(images, settings.batch_size) for m in members]
     workers = min(settings.workers or os.cpu_count() or 1, len(images))
     forkable = "fork" in multiprocessing.get_all_start_methods()
     chunks = [list(range(i, min(i + 4, len(images)))) for i in range(0, len(images), 4)]

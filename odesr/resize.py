@@ -138,7 +138,9 @@ def resize_matrix(
 BLOCK_SPAN = 3.0
 
 
-def _block_rows(out_len: int, taps: float, scale: float) -> int:
+def _block_rows(in_len: int, out_len: int, taps: float, scale: float) -> int:
+    if in_len * out_len <= 96 * 96:  # small (training patches): one dense product is cheaper
+        return out_len
     return int(min(max(round(BLOCK_SPAN * taps * scale), 4), 128, out_len))
 
 
@@ -161,7 +163,7 @@ def band_blocks(
     blocks = _TORCH_CACHE.get(key)
     if blocks is None:
         rows, cols, vals = _weights_np(in_len, out_len, float(scale), bool(antialias), border)
-        step = _block_rows(out_len, len(rows) / out_len, float(scale))
+        step = _block_rows(in_len, out_len, len(rows) / out_len, float(scale))
         starts = np.searchsorted(rows, np.arange(0, out_len + step, step))
         blocks = []
         for o0, a, b in zip(range(0, out_len, step), starts[:-1], starts[1:], strict=False):

@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+# One intra-op thread per test process (subprocesses inherit it): the tests' tensors are small,
+# where a second thread costs more than it gives, and a busy machine makes threads much slower.
+# `make test` runs two test processes instead (pytest-xdist), one per core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ODESR_SHARED", REPO.parent / "shared"))
 
