@@ -205,24 +205,23 @@ def test_batch_matches_single(func):
 def test_channels_last_solve_keeps_psnr(monkeypatch, data_root):
     """The bundled model solved in channels_last (the default) and in contiguous NCHW: the
     PSNR is unchanged to 1e-3 dB (only float rounding differs)."""
-    from importlib import resources
-
     from odesr import ode
     from odesr.data import list_images, load_image
     from odesr.degrade import make_case
     from odesr.metrics import psnr
-    from odesr.models import load
+    from odesr.models import load_model
 
-    model = load(str(resources.files("odesr") / "weights" / "vdsr-ode-cpu.pt")).eval()
+    model = load_model(None).eval()  # the bundled model
     hr = load_image(list_images("Set5", data_root)[0]).rgb[None, :, 100:196, 100:228]
     _, lr, case = make_case(hr, 2.0)
+    rk4 = {"method": "rk4", "step_size": 1.0}
     seen = []
     model.func.net.register_forward_pre_hook(
         lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
     )
-    fast = model.super_resolve(lr, 2.0, case.sr_size, method="rk4", step_size=1.0).image
+    fast = model.super_resolve(lr, 2.0, case.sr_size, solver=rk4).image
     monkeypatch.setattr(ode, "CONV_MEMORY_FORMAT", torch.contiguous_format)
-    plain = model.super_resolve(lr, 2.0, case.sr_size, method="rk4", step_size=1.0).image
+    plain = model.super_resolve(lr, 2.0, case.sr_size, solver=rk4).image
     assert seen == [True] * 4 + [False] * 4  # the backbone's input, per evaluation
     assert (fast - plain).abs().max() < 1e-4
     assert abs(float(psnr(fast, hr, 2)[0]) - float(psnr(plain, hr, 2)[0])) < 1e-3
