@@ -18,7 +18,7 @@ Conventions (MATLAB ``imresize(x, ..., 'bicubic')``):
 Values are not rounded or clipped: quantise the result yourself when emulating ``uint8`` MATLAB
 output (see :func:`odesr.degrade.quantize`). Weights are computed once per
 ``(in, out, scale, antialias, border)`` in float64 and applied along each axis as a banded
-product: blocks of output rows times the input span they reach (:func:`band_blocks`), so the
+product: blocks of output rows times the input span they reach (``_band_blocks``), so the
 zeros of the matrix are mostly skipped. Differentiable; any device and batch shape ``(..., H, W)``.
 The result is laid out in memory as (H, batch..., W) (not contiguous unless the batch is one
 plane): feeding it back into :func:`imresize` then needs no copy.
@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["BORDERS", "imresize", "resize_matrix", "band_blocks", "output_size"]
+__all__ = ["BORDERS", "imresize", "resize_matrix", "output_size"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -144,25 +144,19 @@ def _block_rows(in_len: int, out_len: int, taps: float, scale: float) -> int:
     return int(min(max(round(BLOCK_SPAN * taps * scale), 4), 128, out_len))
 
 
-def band_blocks(
-    in_len: int,
-    out_len: int,
-    scale: float,
-    antialias: bool = True,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str = "cpu",
-    border: str = "symmetric",
-) -> list[tuple[int, int, torch.Tensor]]:
-    """The resize matrix cut into row blocks ``(first_in, last_in + 1, block)``.
+def _band_blocks(weights: tuple, dtype: torch.dtype, device) -> list[tuple[int, int, torch.Tensor]]:
+    """The resize matrix of ``weights`` = ``(in_len, out_len, scale, antialias, border)`` cut
+    into row blocks ``(first_in, last_in + 1, block)``.
 
     ``block`` holds consecutive rows of :func:`resize_matrix` restricted to the
     columns that are non-zero in them, so stacking ``block @ x[first_in:last_in + 1]`` over the
     blocks equals ``resize_matrix(...) @ x`` with only the band multiplied.
     """
-    key = ("band", in_len, out_len, float(scale), bool(antialias), dtype, str(device), border)
+    key = ("band", *weights, dtype, str(device))
     blocks = _TORCH_CACHE.get(key)
     if blocks is None:
-        rows, cols, vals = _weights_np(in_len, out_len, float(scale), bool(antialias), border)
+        in_len, out_len, scale = weights[:3]
+        rows, cols, vals = _weights_np(*weights)
         step = _block_rows(in_len, out_len, len(rows) / out_len, float(scale))
         starts = np.searchsorted(rows, np.arange(0, out_len + step, step))
         blocks = []
@@ -235,13 +229,14 @@ def imresize(
     for dim, in_len, out_len, s in steps:
         if out_len == in_len and s == 1:
             continue
-        blocks = band_blocks(in_len, out_len, s, antialias, x.dtype, x.device, border)
+        weights = (in_len, out_len, float(s), bool(antialias), border)
+        blocks = _band_blocks(weights, x.dtype, x.device)
         flat = _banded_product(flat, dim, out_len, blocks)
     return flat.reshape(*x.shape[:-2], sizes[0], sizes[1])
 
 
 def _banded_product(x: torch.Tensor, dim: int, out_len: int, blocks: list) -> torch.Tensor:
-    """Resize ``x`` (N, H, W) along ``dim`` (1 or 2) block by block (see :func:`band_blocks`).
+    """Resize ``x`` (N, H, W) along ``dim`` (1 or 2) block by block (see :func:`_band_blocks`).
 
     Without autograd each block is one GEMM written in place: along H on the (H, N * W) matrix
     (a view when the memory runs H, N, W, as this function's own results do), along W on the
