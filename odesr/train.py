@@ -44,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from odesr import tensorboard_log
 from odesr.config import (
     LEGACY_VALUES,
     ConfigError,
@@ -701,6 +702,16 @@ def _train(
             yaml.safe_dump(cfg, fh, sort_keys=False)
     log = _Log(run_dir / "metrics.jsonl", main_rank, step if resume else None)
     val_images = _load_val_images(cfg, data_root) if main_rank else []
+    log = tensorboard_log.tee(  # + TensorBoard event files in run_dir when tensorboard is installed
+        log,
+        run_dir,
+        main_rank,
+        step if resume else None,
+        model=model,
+        val_images=val_images,
+        cfg=cfg,
+        device=dev,
+    )
 
     step_module: nn.Module = _Step(model, cfg)
     if distributed:
