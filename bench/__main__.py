@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
 
 
@@ -32,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common(run)
     run.add_argument("--models", default=None, help="comma list: only these model ids")
     run.add_argument("--batch-size", type=int, default=8, help="images per evaluation batch")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    executors.add_arguments(run, here="here")
     rep = sub.add_parser("report", help="tables (md, tex) and figures (png) from the results")
     _common(rep)
     rep.add_argument(
@@ -61,6 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.runner import run_experiment
 
             models = [m.strip() for m in args.models.split(",")] if args.models else None
+            if args.executor != "here":
+                opts = executors.options_from_args(args)
+                kwargs = dict(
+                    data_root=args.data_root,
+                    device=args.device,
+                    results_dir=args.results,
+                    checkpoints_dir=args.checkpoints,
+                    batch_size=args.batch_size,
+                )
+                failed = executors.submit_experiment(
+                    args.experiment, args.profile, models, opts, **kwargs
+                )
+                return 1 if failed else 0
             summary = run_experiment(
                 args.experiment,
                 args.profile,

@@ -55,8 +55,11 @@ def ensure_checkpoint(
     device: str = "cpu",
     progress: bool = True,
     log=print,
+    nproc: int = 1,
 ) -> Path | None:
-    """``final.pt`` of ``plan`` (trained now if missing); None for models without training."""
+    """``final.pt`` of ``plan`` (trained now if missing); None for models without training.
+
+    ``nproc > 1`` trains with ``torchrun`` (DDP, one process per GPU) in a subprocess."""
     if plan.train_cfg is None:
         return None
     out = checkpoint_dir(root, profile, plan)
@@ -70,6 +73,9 @@ def ensure_checkpoint(
 
         resume = (out / "last.pt").exists()
         log(f"bench: training {plan.id} -> {out}" + (" (resuming)" if resume else ""))
+        if nproc > 1:
+            _train_torchrun(plan, out, resume, nproc, device, data_root)
+            return final
         with deterministic(torch.device(device).type == "cpu"):
             train(
                 plan.train_cfg,
@@ -80,3 +86,23 @@ def ensure_checkpoint(
                 progress=progress,
             )
     return final
+
+
+def _train_torchrun(
+    plan: ModelPlan, out: Path, resume: bool, nproc: int, device: str, data_root: str | None
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from bench.executors import env_for_torchrun, torchrun_command
+    from odesr.io import write_text_atomic
+
+    config_file = out / "job-config.yaml"  # the resolved config, so the hash key is unchanged
+    write_text_atomic(config_file, yaml.safe_dump(plan.train_cfg, sort_keys=False))
+    cmd = torchrun_command(
+        config_file, out, nproc, resume=resume, device=device, data_root=data_root
+    )
+    proc = subprocess.run(cmd, env=env_for_torchrun())
+    if proc.returncode != 0 or not (out / "final.pt").exists():
+        raise RuntimeError(f"torchrun training of {plan.id} failed (exit {proc.returncode})")

@@ -1,11 +1,14 @@
 """Train every missing checkpoint of some experiments, several at a time.
 
 ``python -m bench.train_all table1 solver-ablation extrapolation --profile cpu --jobs 6``
+``python -m bench.train_all table1 --profile paper --executor slurm --partition gpu
+--gpus-per-node 4 --time 2-00:00:00`` (see :mod:`bench.executors`)
 
 The runner (``python -m bench run``) trains missing checkpoints one after the other; on a machine
 with many cores or a GPU this pre-trains them in parallel worker processes into the same
 ``checkpoints/<profile>/<model>-<hash>/`` folders, so a later ``bench run`` only evaluates. Each
 worker holds the checkpoint's lock while it trains, so running this beside a sweep is safe.
+``--executor submitit-local|slurm`` submits one submitit job per checkpoint instead of the pool.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import sys
 import time
 
+from bench import executors
 from bench.checkpoints import checkpoint_dir, ensure_checkpoint
 from bench.experiment import load_experiment
 
@@ -49,19 +53,30 @@ def _work(args: tuple) -> tuple[str, float, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiments", nargs="+")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--checkpoints", default="checkpoints")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train_all",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("experiments", nargs="+", help="experiment names or YAML paths")
+    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    parser.add_argument(
+        "--checkpoints", default="checkpoints", help="checkpoint folder (default: checkpoints)"
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="datasets folder (default: $ODESR_DATA, else ./data)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    parser.add_argument("--jobs", type=int, default=2, help="pool workers (default: 2)")
+    executors.add_arguments(parser)
     args = parser.parse_args(argv)
     plans = [
         p
         for p in _plans(args.experiments, args.profile)
         if not (checkpoint_dir(args.checkpoints, args.profile, p) / "final.pt").exists()
     ]
+    if args.executor != "pool":
+        return _submit(plans, args)
     print(f"{len(plans)} checkpoints to train with {args.jobs} workers on {args.device}")
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     work = [
@@ -75,6 +90,30 @@ def main(argv: list[str] | None = None) -> int:
         for key, seconds, status in pool.imap_unordered(_work, work):
             failed += status != "ok"
             print(f"  {key}: {status} in {seconds:.0f} s", flush=True)
+    return 1 if failed else 0
+
+
+def _submit(plans: list, args: argparse.Namespace) -> int:
+    """One submitit job per checkpoint (a SLURM job array on ``slurm``)."""
+    if not plans:
+        print("0 checkpoints to train")
+        return 0
+    opts = executors.options_from_args(args)
+    executor = executors.make_executor(opts, name="odesr-train")
+    print(f"{len(plans)} checkpoints to train as {args.executor} jobs -> {opts.folder}")
+    nproc = max(1, opts.gpus_per_node)
+    device = "cuda" if opts.gpus_per_node else args.device
+    threads = opts.cpus_per_task or None
+    jobs = []
+    with executor.batch():
+        for plan in plans:
+            job_fn = executors.TrainJob(
+                plan, args.checkpoints, args.profile, args.data_root, device, nproc, threads
+            )
+            jobs.append(executor.submit(job_fn))
+    failed = executors.wait(
+        [(f"{p.id} {p.key}", j) for p, j in zip(plans, jobs, strict=True)], opts
+    )
     return 1 if failed else 0
 
 
