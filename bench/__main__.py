@@ -44,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "next to the datasets folder)",
     )
     sub.add_parser("list", help="list the experiments")
+    pl = sub.add_parser("plan", help="units to train and evaluate, NFE, FLOPs, projected hours")
+    pl.add_argument("experiment", help="name under bench/experiments (table1, ...) or a YAML path")
+    pl.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
+    pl.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")
     args = parser.parse_args(argv)
     if getattr(args, "device", "auto") not in ("auto", "", None):
         from odesr.validate import device
@@ -58,6 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "list":
             for p in sorted(EXPERIMENT_DIR.glob("*.yaml")):
                 print(p.stem)
+            return 0
+        if args.cmd == "plan":
+            from bench.experiment import load_experiment
+            from bench.plan import Costs, format_plan
+
+            exp = load_experiment(args.experiment)
+            print(format_plan(exp, args.profile, Costs.load(), args.data_root))
             return 0
         if args.cmd == "run":
             from bench.runner import run_experiment
