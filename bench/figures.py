@@ -1,8 +1,10 @@
 """Figures of the reports (PNG, matplotlib/seaborn, headless).
 
 * :func:`psnr_vs_scale` -- Figure 2: mean PSNR vs scale, a line per model, seen scales as dots and
-  unseen ones as crosses.
-* :func:`pareto` -- PSNR vs NFE for solver settings (log NFE), with the non-dominated front.
+  unseen ones as crosses; the bicubic reference black, dashed, on top.
+* :func:`gains_vs_scale` -- small multiples: each model's gain over bicubic vs scale (others grey).
+* :func:`pareto` -- PSNR vs NFE for solver settings (log NFE, ticks at the NFE values), with the
+  non-dominated front; diverging models (the path-trained one) in their own panel.
 * :func:`trajectory_data` + :func:`dynamics` -- Figure 3 analogue: mean |f(I(t), t)| along the
   trajectory on a sharp and on a flat patch.
 * :func:`strip` -- Figure 1 analogue: the intermediate images I(t_i) of one solve (crops).
@@ -27,7 +29,15 @@ import torch  # noqa: E402
 
 from odesr.io import write_bytes_atomic  # noqa: E402
 
-__all__ = ["psnr_vs_scale", "pareto", "TrajectoryData", "trajectory_data", "dynamics", "strip"]
+__all__ = [
+    "psnr_vs_scale",
+    "gains_vs_scale",
+    "pareto",
+    "TrajectoryData",
+    "trajectory_data",
+    "dynamics",
+    "strip",
+]
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike, caption: str | None = None) -> None:
@@ -48,82 +58,232 @@ def _save(fig: plt.Figure, path: str | os.PathLike, caption: str | None = None) 
     write_bytes_atomic(path, buf.getvalue())
 
 
+def _seen_markers(ax: plt.Axes, df: pd.DataFrame, y: str, color, size: float = 14) -> set[str]:
+    """Dots at scales seen in training, crosses at unseen ones; returns the kinds drawn."""
+    seen = df["seen"].astype(bool)
+    drawn = set()
+    if seen.any():
+        ax.scatter(
+            df.loc[seen, "scale"], df.loc[seen, y], marker="o", s=size, color=color, zorder=3
+        )
+        drawn.add("seen")
+    if (~seen).any():
+        ax.scatter(
+            df.loc[~seen, "scale"],
+            df.loc[~seen, y],
+            marker="x",
+            s=size * 1.6,
+            color=color,
+            zorder=3,
+        )
+        drawn.add("unseen")
+    return drawn
+
+
+def _marker_legend(drawn: set[str]) -> list:
+    """Legend handles for the marker kinds actually drawn (none for a kind never drawn)."""
+    from matplotlib.lines import Line2D
+
+    out = []
+    if "seen" in drawn:
+        out.append(Line2D([], [], ls="", marker="o", color="grey", label="seen scale"))
+    if "unseen" in drawn:
+        out.append(Line2D([], [], ls="", marker="x", color="grey", label="unseen scale"))
+    return out
+
+
+REFERENCE_STYLE = dict(color="black", ls="--", lw=1.3, zorder=4)  # bicubic: drawn on top
+
+
 def psnr_vs_scale(
-    summary: pd.DataFrame, path: str | os.PathLike, title: str, caption: str | None = None
+    summary: pd.DataFrame,
+    path: str | os.PathLike,
+    title: str,
+    caption: str | None = None,
+    reference: str | None = None,
 ) -> None:
-    """``summary``: columns model, scale, psnr (mean over images), seen (bool)."""
+    """``summary``: columns model, scale, psnr (mean over images), seen (bool). ``reference``
+    (default: a model named like ``bicubic*``) is drawn black and dashed on top of the others."""
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(8, 5))
     models = list(dict.fromkeys(summary["model"]))
-    palette = dict(zip(models, sns.color_palette("tab10", len(models)), strict=False))
+    if reference is None:
+        reference = next((m for m in models if str(m).startswith("bicubic")), None)
+    others = [m for m in models if m != reference]
+    palette = dict(zip(others, sns.color_palette("tab10", len(others)), strict=False))
+    palette[reference] = REFERENCE_STYLE["color"]
     data = summary.sort_values("scale")
-    sns.lineplot(
-        data=data,
-        x="scale",
-        y="psnr",
-        hue="model",
-        hue_order=models,
-        palette=palette,
-        ax=ax,
-        linewidth=1.2,
-        legend=True,
-    )
-    for model in models:
+    drawn: set[str] = set()
+    for model in others + ([reference] if reference in models else []):
         sub = data[data["model"] == model]
-        seen = sub[sub["seen"].astype(bool)]
-        unseen = sub[~sub["seen"].astype(bool)]
-        ax.scatter(seen["scale"], seen["psnr"], marker="o", s=14, color=palette[model], zorder=3)
-        ax.scatter(
-            unseen["scale"], unseen["psnr"], marker="x", s=22, color=palette[model], zorder=3
-        )
-    ax.scatter([], [], marker="o", color="grey", label="seen scale")
-    ax.scatter([], [], marker="x", color="grey", label="unseen scale")
-    ax.legend(fontsize=7, ncol=2)
+        style = REFERENCE_STYLE if model == reference else dict(color=palette[model], lw=1.2)
+        ax.plot(sub["scale"], sub["psnr"], label=model, **style)
+        drawn |= _seen_markers(ax, sub, "psnr", palette[model])
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + _marker_legend(drawn), fontsize=7, ncol=2)
     ax.set_xlabel("scale")
     ax.set_ylabel("PSNR (dB, Y)")
     ax.set_title(title, fontsize=9)
     _save(fig, path, caption)
 
 
-def pareto(
-    summary: pd.DataFrame, path: str | os.PathLike, title: str, caption: str | None = None
+def gains_vs_scale(
+    gains: pd.DataFrame,
+    path: str | os.PathLike,
+    title: str,
+    reference: str,
+    caption: str | None = None,
+    ncols: int = 4,
 ) -> None:
-    """``summary``: model, solver (method), nfe (mean), psnr (mean), dataset, scale."""
+    """Small multiples: one panel per model of its PSNR gain over ``reference`` vs scale (the
+    other models in light grey behind it, 0 = the reference), with the paper's gain when known.
+
+    ``gains``: columns model, scale, gain (dB), seen (bool), paper_gain (dB or NaN).
+    """
     sns.set_theme(style="whitegrid", context="paper")
+    models = list(dict.fromkeys(gains["model"]))
+    ncols = max(1, min(ncols, len(models)))
+    nrows = max(1, math.ceil(len(models) / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.9 * ncols, 2.5 * nrows + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    colors = [c for i, c in enumerate(sns.color_palette("tab10", 10)) if i != 7]  # 7 is grey
+    palette = dict(zip(models, colors * 2, strict=False))
+    data = gains.sort_values("scale")
+    drawn: set[str] = set()
+    has_paper = False
+    for ax, model in zip(axes.flat, models, strict=False):
+        for other in models:
+            if other != model:
+                o = data[data["model"] == other]
+                ax.plot(o["scale"], o["gain"], color="0.82", lw=0.8, zorder=1)
+        ax.axhline(0.0, **{**REFERENCE_STYLE, "lw": 1.0, "zorder": 2})
+        sub = data[data["model"] == model]
+        ax.plot(sub["scale"], sub["gain"], color=palette[model], lw=1.4, zorder=3)
+        drawn |= _seen_markers(ax, sub, "gain", palette[model], size=10)
+        paper = sub.dropna(subset=["paper_gain"])
+        if len(paper):
+            has_paper = True
+            ax.plot(paper["scale"], paper["paper_gain"], color=palette[model], lw=1.0, ls=":")
+        ax.set_title(model, fontsize=8, color=palette[model])
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(models) :]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xlabel("scale", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"gain over {reference} (dB)", fontsize=7)
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color="0.3", lw=1.4, label="this model (ours)"),
+        Line2D([], [], color="0.82", lw=0.8, label="the other models"),
+        Line2D([], [], **{**REFERENCE_STYLE, "lw": 1.0}, label=f"{reference} (0 dB)"),
+    ]
+    if has_paper:
+        handles.append(Line2D([], [], color="0.3", lw=1.0, ls=":", label="paper's gain"))
+    handles += _marker_legend(drawn)
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=len(handles),
+        fontsize=7,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0 - 0.35 / fig.get_size_inches()[1]),
+    )
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_size_inches()[1]))
+    _save(fig, path, caption)
+
+
+def _log_ticks(ax: plt.Axes, values) -> None:
+    """Log x axis labelled at the NFE values present (plain integers, not 10^k only)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ticks = sorted({int(v) for v in values if v > 0})
+    if len(ticks) > 8:  # thin out: keep about 8, always the ends
+        keep = np.unique(np.round(np.geomspace(1, len(ticks), 8)).astype(int) - 1)
+        ticks = [ticks[i] for i in keep]
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _front(df: pd.DataFrame) -> list[tuple[float, float]]:
+    pts = df.sort_values(["nfe", "psnr"], ascending=[True, False])
+    front, best = [], -math.inf
+    for nfe, psnr in zip(pts["nfe"], pts["psnr"], strict=True):
+        if psnr > best:
+            front.append((nfe, psnr))
+            best = psnr
+    return front
+
+
+def pareto(
+    summary: pd.DataFrame,
+    path: str | os.PathLike,
+    title: str,
+    caption: str | None = None,
+    separate: list[str] | None = None,
+) -> None:
+    """``summary``: model, solver (method), nfe (mean), psnr (mean), dataset, scale.
+
+    One row of panels per (dataset, scale). Models in ``separate`` (e.g. a path-trained model
+    whose PSNR diverges with more steps) get their own panel so the y axis serves the others;
+    the dashed Pareto front is over the models of each panel."""
+    sns.set_theme(style="whitegrid", context="paper")
+    separate = [m for m in (separate or []) if m in set(summary["model"])]
+    groups = [[m for m in dict.fromkeys(summary["model"]) if m not in separate]]
+    groups += [[m] for m in separate]
+    groups = [g for g in groups if g]
     panels = list(summary.groupby(["dataset", "scale"], sort=True))
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.8), squeeze=False)
+    ncols = len(groups)
+    fig, axes = plt.subplots(
+        n,
+        ncols,
+        figsize=(5.2 * ncols, 4.2 * n),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [2 if i == 0 else 1.3 for i in range(ncols)]},
+    )
     models = list(dict.fromkeys(summary["model"]))
     methods = list(dict.fromkeys(summary["solver"]))
     palette = dict(zip(models, sns.color_palette("tab10", len(models)), strict=False))
-    markers = dict(zip(methods, ["o", "s", "^", "D", "v"], strict=False))
-    for ax, ((dataset, scale), df) in zip(axes[0], panels, strict=False):
-        for (model, method), g in df.groupby(["model", "solver"], sort=False):
-            g = g.sort_values("nfe")
-            ax.plot(
-                g["nfe"],
-                g["psnr"],
-                marker=markers.get(method, "o"),
-                ms=4,
-                lw=1,
-                color=palette[model],
-                label=f"{model} / {method}",
-            )
-        pts = df.sort_values(["nfe", "psnr"], ascending=[True, False])
-        front, best = [], -math.inf
-        for _, r in pts.iterrows():
-            if r["psnr"] > best:
-                front.append((r["nfe"], r["psnr"]))
-                best = r["psnr"]
-        if front:
-            fx, fy = zip(*front, strict=True)
-            ax.step(fx, fy, where="post", color="black", lw=0.8, ls="--", label="Pareto front")
-        ax.set_xscale("log")
-        ax.set_xlabel("NFE (backbone evaluations per image)")
-        ax.set_ylabel("PSNR (dB, Y)")
-        ax.set_title(f"{dataset} x{scale:g}", fontsize=9)
-        ax.legend(fontsize=6)
+    markers = dict(zip(methods, ["o", "s", "^", "D", "v", "P"], strict=False))
+    for row, ((dataset, scale), df) in enumerate(panels):
+        for col, group in enumerate(groups):
+            ax = axes[row][col]
+            sub = df[df["model"].isin(group)]
+            for (model, method), g in sub.groupby(["model", "solver"], sort=False):
+                g = g.sort_values("nfe")
+                ax.plot(
+                    g["nfe"],
+                    g["psnr"],
+                    marker=markers.get(method, "o"),
+                    ms=4,
+                    lw=1,
+                    color=palette[model],
+                    label=f"{model} / {method}",
+                )
+            front = _front(sub)
+            if len(front) > 1:
+                fx, fy = zip(*front, strict=True)
+                ax.step(fx, fy, where="post", color="black", lw=0.8, ls="--", label="Pareto front")
+            _log_ticks(ax, sub["nfe"])
+            ax.set_xlabel("NFE (backbone evaluations per image, log)")
+            ax.set_ylabel("PSNR (dB, Y)")
+            what = "" if col == 0 else " (own axis)"
+            ax.set_title(f"{dataset} x{scale:g}: {', '.join(group)}{what}", fontsize=8)
+            ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     _save(fig, path, caption)
 
 

@@ -506,7 +506,7 @@ def write_report(
         written += paths
         index.append(section)
     previous = _index_sections(index_path)
-    opts = (checkpoints_dir, data_root, device)
+    opts = (checkpoints_dir, data_root, device, ref)  # ref: the paper's values (gains figure)
     for f in spec.get("figures", []):
         path, section = _write_figure(exp, profile, f, summary, out_dir, previous, opts, log)
         written += [path] if path is not None else []
@@ -529,10 +529,13 @@ def _figure(
     checkpoints_dir,
     data_root,
     device,
+    paper: pd.DataFrame | None = None,
 ) -> str:
     from bench import figures
 
     kind = f["kind"]
+    if kind == "gains_vs_scale":
+        return _gains_figure(exp, profile, f, summary, path, paper)
     if kind in ("psnr_vs_scale", "pareto"):
         sweep = f.get("sweep", "main")
         s = summary[summary["sweep"] == sweep]
@@ -560,11 +563,68 @@ def _figure(
                 s,
                 models,
             )
-            figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap)
+            separate = list(f.get("separate") or [])
+            if separate:
+                cap += f" Own panel (own PSNR axis): {', '.join(separate)}."
+            figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap, separate=separate)
         return cap
     if kind in ("dynamics", "strip"):
         return _trajectory_figure(exp, profile, f, path, checkpoints_dir, data_root, device)
     raise ValueError(f"unknown figure kind {kind!r}")
+
+
+def _gains_figure(
+    exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, path: Path, ref=None
+) -> str:
+    """Small multiples of each model's gain over ``reference`` (bicubic on the same images)."""
+    from bench import figures
+
+    sweep, dataset = f.get("sweep", "main"), str(f["dataset"])
+    reference = str(f.get("reference", "bicubic-subset"))
+    s = summary[(summary["sweep"] == sweep) & (summary["dataset"] == dataset)]
+    base, base_label = _psnr_by_scale(s, reference)
+    if not base:
+        raise _Skip(f"no rows of {reference!r} in sweep {sweep!r}")
+    ref = ref if ref is not None else pd.DataFrame()  # no paper values: no dotted lines
+    models = [m for m in f.get("models") or _sweep_models(exp, profile, sweep) if m != reference]
+    rows = []
+    for model in models:
+        sub = s[s["model"] == model]
+        label = (sub["paper"].iloc[0] or "") if len(sub) else ""
+        for scale, psnr, seen in zip(sub["scale"], sub["psnr"], sub["seen"], strict=True):
+            scale = float(scale)
+            if scale not in base:
+                continue
+            paper = _lookup(ref, f.get("paper_table"), dataset, label, scale) - _lookup(
+                ref, f.get("paper_table"), dataset, base_label or "bicubic", scale
+            )
+            rows.append(
+                dict(
+                    model=model,
+                    scale=scale,
+                    gain=float(psnr) - base[scale],
+                    seen=bool(seen),
+                    paper_gain=paper,
+                )
+            )
+    if not rows:
+        raise _Skip(f"no model rows at the scales of {reference!r}")
+    gains = pd.DataFrame(rows)
+    cap = caption(
+        exp,
+        profile,
+        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images per model "
+        "(dots: scales seen in training, crosses: unseen"
+        + (
+            "; dotted: the paper's gain over its bicubic row)"
+            if gains["paper_gain"].notna().any()
+            else ")"
+        ),
+        s,
+        [reference, *models],
+    )
+    figures.gains_vs_scale(gains, path, f"{exp.title} [{profile}]", reference, cap)
+    return cap
 
 
 def _trajectory_figure(
