@@ -1,8 +1,14 @@
-"""``python -m bench {run,report,list} ...``: experiments of the reproduction (see bench/README.md).
+"""``python -m bench {run,report,plan,list} ...``: the experiments of the reproduction.
 
-python -m bench run table1 --profile cpu [--data-root D] [--device cpu] [--models a,b]
-python -m bench report table1 --profile cpu [--data-root D]
-python -m bench list
+examples:
+  python -m bench list
+  python -m bench plan table1 --profile paper
+  python -m bench run table1 --profile cpu --data-root ../shared/datasets
+  python -m bench run table1 --profile cpu --models vdsr-ode,bicubic
+  python -m bench run table1 --profile paper --executor slurm --partition gpu --gpus-per-node 1
+  python -m bench report table1 --profile cpu
+
+See bench/README.md for the experiments, profiles and results layout.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Sequence
 
 from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
+from odesr.cli import HelpFormatter
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -27,15 +34,25 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="train missing checkpoints, evaluate missing units")
+    run = sub.add_parser(
+        "run",
+        help="train missing checkpoints, evaluate missing units",
+        formatter_class=HelpFormatter,
+    )
     _common(run)
     run.add_argument("--models", default=None, help="comma list: only these model ids")
     run.add_argument("--batch-size", type=int, default=8, help="images per evaluation batch")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     executors.add_arguments(run, here="here")
-    rep = sub.add_parser("report", help="tables (md, tex) and figures (png) from the results")
+    rep = sub.add_parser(
+        "report",
+        help="tables (md, tex) and figures (png) from the results",
+        formatter_class=HelpFormatter,
+    )
     _common(rep)
     rep.add_argument(
         "--paper-tables",
@@ -44,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "next to the datasets folder)",
     )
     sub.add_parser("list", help="list the experiments")
-    pl = sub.add_parser("plan", help="units to train and evaluate, NFE, FLOPs, projected hours")
+    pl = sub.add_parser(
+        "plan",
+        help="units to train and evaluate, NFE, FLOPs, projected hours",
+        formatter_class=HelpFormatter,
+    )
     pl.add_argument("experiment", help="name under bench/experiments (table1, ...) or a YAML path")
     pl.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
     pl.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")

@@ -1,6 +1,8 @@
 """Command line: ``odesr eval | train | upscale``. A thin layer over the library.
 
 User errors (bad files, values, names) print one line ``odesr: error: ...`` and exit 2.
+``--help`` imports no torch: a sub-command's module is imported only when that command runs
+(or shows its own help).
 """
 
 from __future__ import annotations
@@ -13,7 +15,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["main", "UserError"]
+__all__ = ["main", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "SOLVER_CHOICES"]
+
+# the names odesr.degrade.PROTOCOLS and odesr.ode.METHODS define (repeated here so that --help
+# imports no torch; tests/test_cli_help.py checks they agree)
+PROTOCOL_CHOICES = ("metasr", "modcrop", "floor")
+SOLVER_CHOICES = ("euler", "midpoint", "rk4", "rk4-classic", "dopri5")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions kept as written (examples stay examples); every option's default shown,
+    unless it is None/False or the help text already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        empty = action.default in (None, False, argparse.SUPPRESS, "") or action.default == []
+        if empty or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("odesr")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +56,13 @@ class UserError(Exception):
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a model on a dataset over scales; writes a tidy CSV")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a dataset over scales; writes a tidy CSV",
+        formatter_class=HelpFormatter,
+        description="example: odesr eval --model bicubic --dataset Set5 --scales 2,3,4 "
+        "--out bicubic.csv --data-root ../shared/datasets",
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="registry name of a parameter-free model, e.g. bicubic")
     which.add_argument("--checkpoint", help="a trained checkpoint (.pt) made by odesr train")
@@ -44,20 +78,40 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="start:stop:step (inclusive) and/or comma list, e.g. 1.1:4.0:0.1",
     )
     p.add_argument("--out", required=True, help="CSV to write (atomically)")
-    p.add_argument("--data-root", help="folder holding <Name>/HR (default $ODESR_DATA or ./data)")
-    p.add_argument("--protocol", default=None, help="evaluation protocol (default: metasr)")
+    p.add_argument(
+        "--data-root", help="folder holding <Name>/HR (default: $ODESR_DATA, else ./data)"
+    )
+    p.add_argument(
+        "--protocol",
+        default="metasr",
+        choices=PROTOCOL_CHOICES,
+        help="HR crop and LR/SR sizes: metasr (Meta-SR's benchmark: HR not divisible by the "
+        "scale loses 4 pixels, LR = ceil(HR / s), SR = floor(LR * s)); modcrop (integer "
+        "scales: HR cropped to a multiple of s); floor (LR = floor(HR / s), SR = floor(LR * s), "
+        "no 4-pixel drop)",
+    )
     p.add_argument(
         "--y-rounding",
         default="matlab",
         choices=["matlab", "float"],
-        help="round Y to 8 bits like MATLAB (default) or keep it float",
+        help="round Y to 8 bits like MATLAB or keep it float",
     )
-    p.add_argument("--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, dopri5")
-    p.add_argument("--steps", type=int, help="fixed solver steps from t0 to 1")
-    p.add_argument("--step-size", type=float, help="fixed solver step size in t")
-    p.add_argument("--rtol", type=float, help="dopri5 relative tolerance")
-    p.add_argument("--atol", type=float, help="dopri5 absolute tolerance")
-    p.add_argument("--tile", type=int, help="tile size in pixels for large images")
+    p.add_argument(
+        "--solver",
+        choices=SOLVER_CHOICES,
+        help="ODE method (default: the model's own, rk4 unless the checkpoint says otherwise)",
+    )
+    p.add_argument(
+        "--steps", type=int, help="fixed solver steps from t0 to 1 (default: from --step-size)"
+    )
+    p.add_argument(
+        "--step-size",
+        type=float,
+        help="fixed solver step size in t (default: the model's own, 0.1 for vdsr-ode/rdn-ode)",
+    )
+    p.add_argument("--rtol", type=float, help="dopri5 relative tolerance (default: 1e-3)")
+    p.add_argument("--atol", type=float, help="dopri5 absolute tolerance (default: 1e-4)")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: whole images)")
     p.add_argument("--batch-size", type=int, default=16, help="images of equal size per batch")
     p.add_argument("--limit", type=int, help="only the first N images of each dataset")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -189,24 +243,39 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     return 0
 
 
-def _add_optional(sub: argparse._SubParsersAction, name: str, module: str, help_text: str) -> None:
-    """Sub-commands whose code lives in their own module (train, upscale)."""
+# sub-commands whose code lives in their own module: name -> (module, help)
+OPTIONAL_COMMANDS = {
+    "train": ("odesr.train", "train a model from a YAML config"),
+    "upscale": ("odesr.upscale", "super-resolve your own images at any scale"),
+}
+
+
+def _add_optional(sub: argparse._SubParsersAction, name: str, load: bool) -> None:
+    """A sub-command from its module; with ``load=False`` only its name and help (no import:
+    the module imports torch), for the top-level help and the other commands."""
     import importlib
 
-    mod = importlib.import_module(module)  # a broken import must surface, not hide the command
-    p = sub.add_parser(name, help=help_text)
-    mod.add_arguments(p)
-    p.set_defaults(func=mod.run_from_args)
+    module, help_text = OPTIONAL_COMMANDS[name]
+    p = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter)
+    if load:
+        mod = importlib.import_module(module)  # a broken import must surface, not hide
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run_from_args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The ``odesr`` parser; ``command`` names the one optional sub-command whose module is
+    imported (``"*"``: all, ``None``: none)."""
     parser = _Parser(
-        prog="odesr", description="Super-resolution by solving an IVP (Park & Kim) - harness"
+        prog="odesr",
+        description="Super-resolution by solving an IVP (Park & Kim) - harness",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"odesr {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_eval(sub)
-    _add_optional(sub, "train", "odesr.train", "train a model from a YAML config")
-    _add_optional(sub, "upscale", "odesr.upscale", "super-resolve your own images at any scale")
+    for name in OPTIONAL_COMMANDS:
+        _add_optional(sub, name, load=command in ("*", name))
     return parser
 
 
@@ -218,8 +287,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (its first non-option word), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     from odesr.data import DataError
 

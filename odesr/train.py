@@ -824,7 +824,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)"
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK)",
+    )
     parser.add_argument("--out", default=None, help="run directory (default runs/PROFILE/MODEL)")
     parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--seed", type=int, default=None, help="override seed")

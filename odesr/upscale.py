@@ -181,8 +181,11 @@ def parse_scale(text: str) -> float:
 
 
 def output_shape(h: int, w: int, scale: float) -> tuple[int, int]:
-    """``floor(h * scale), floor(w * scale)`` (with a 1e-9 guard against float error)."""
-    return int(math.floor(h * scale + 1e-9)), int(math.floor(w * scale + 1e-9))
+    """MATLAB's ``ceil(h * scale), ceil(w * scale)`` -- the same rule as the Python API
+    (:func:`odesr.models.default_size`); evaluation protocols keep their own crop rules."""
+    from odesr.resize import output_size
+
+    return output_size(h, scale), output_size(w, scale)
 
 
 # --------------------------------------------------------------------------- planning

@@ -317,23 +317,23 @@ def test_formats_in_and_out(tmp_path: Path, capsys, suffix: str, mode: str) -> N
     assert rc == 0, err
     im = Image.open(out)
     assert im.format == {".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF", ".webp": "WEBP"}[suffix]
-    assert im.size == (28, 22)  # floor(17 * 1.7) x floor(13 * 1.7)
+    assert im.size == (29, 23)  # ceil(17 * 1.7) x ceil(13 * 1.7), MATLAB's output size
     assert im.mode == mode
-    assert "28x22" in stdout
+    assert "29x23" in stdout
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 @pytest.mark.parametrize("h, w, scale", [(12, 16, 2.0), (13, 17, 1.7), (7, 9, 3.3), (5, 6, 4.0)])
-def test_output_size_is_floor(tmp_path: Path, capsys, h: int, w: int, scale: float) -> None:
+def test_output_size_is_matlab_ceil(tmp_path: Path, capsys, h: int, w: int, scale: float) -> None:
     src = _save(tmp_path / "in.png", _rgb(h, w))
     out = tmp_path / "o.png"
     rc, _, err = _run(
         [str(src), "--scale", str(scale), "--out", str(out), "--model", "bicubic"], capsys
     )
     assert rc == 0, err
-    assert Image.open(out).size == (math.floor(w * scale + 1e-9), math.floor(h * scale + 1e-9))
+    assert Image.open(out).size == (math.ceil(w * scale), math.ceil(h * scale))  # as imresize
     assert output_shape(h, w, scale) == Image.open(out).size[::-1]
 
 
@@ -345,7 +345,7 @@ def test_bicubic_model_equals_imresize(tmp_path: Path, capsys) -> None:
     assert rc == 0, err
     got = np.asarray(Image.open(out)).astype(np.int64)
     x = torch.from_numpy(arr.transpose(2, 0, 1) / 255.0)
-    ref = quantize(imresize(x, scale=2.5, size=(32, 42))) * 255
+    ref = quantize(imresize(x, scale=2.5)) * 255  # MATLAB's size: ceil(13 x 2.5) x ceil(17 x 2.5)
     ref = ref.round().numpy().transpose(1, 2, 0).astype(np.int64)
     assert np.abs(got - ref).max() <= 1
     assert (got == ref).mean() > 0.999
@@ -459,7 +459,7 @@ def test_other_model_kind_works(img: Path, tmp_path: Path, ckpts, capsys) -> Non
         capsys,
     )
     assert rc == 0, err
-    assert Image.open(out).size == (35, 26)
+    assert Image.open(out).size == (36, 27)  # ceil(16 x 2.2) x ceil(12 x 2.2)
 
 
 def test_trajectory_pngs_and_gif(img: Path, tmp_path: Path, ckpts, capsys) -> None:

@@ -1,0 +1,77 @@
+"""CLI help: defaults and choices shown, --version, examples kept as examples, and `odesr --help`
+/ `odesr eval --help` without importing torch."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from odesr import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["eval", "--help"], ["--version"]])
+def test_help_does_not_import_torch(argv: list[str]) -> None:
+    code = (
+        f"import sys\nfrom odesr.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n"
+        "    pass\nprint('torch imported:', 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip().endswith("torch imported: False"), out.stdout + out.stderr
+
+
+def test_eval_help_shows_defaults_and_choices(capsys) -> None:
+    text = " ".join(_help(["eval", "--help"], capsys).split())  # unwrap argparse's lines
+    for shown in (
+        "(default: 2,3,4)",
+        "(default: 16)",
+        "(default: cpu)",
+        "(default: metasr)",
+        "(default: matlab)",
+        "{metasr,modcrop,floor}",
+        "{euler,midpoint,rk4,rk4-classic,dopri5}",
+        "floor (LR = floor(HR / s)",
+    ):
+        assert shown in text, shown
+    assert "(default: None)" not in text
+
+
+def test_choices_match_the_library() -> None:
+    from odesr.degrade import PROTOCOLS
+    from odesr.ode import METHODS
+
+    assert set(cli.PROTOCOL_CHOICES) == set(PROTOCOLS)
+    assert tuple(cli.SOLVER_CHOICES) == tuple(METHODS)
+
+
+def test_version_is_the_package_version(capsys) -> None:
+    version = re.search(r'(?m)^version = "([^"]+)"', (REPO / "pyproject.toml").read_text())[1]
+    assert _help(["--version"], capsys).strip() == f"odesr {version}"
+
+
+def test_train_and_upscale_help(capsys) -> None:
+    train = " ".join(_help(["train", "--help"], capsys).split())
+    assert "--device {auto,cpu,cuda} auto: cuda when available" in train
+    assert "(default: auto)" in train
+    upscale = " ".join(_help(["upscale", "--help"], capsys).split())
+    assert "(default: cpu)" in upscale and "(default: png)" not in upscale  # stated in its text
+
+
+def test_bench_help_keeps_examples_as_lines() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, cwd=REPO
+    ).stdout
+    assert "\n  python -m bench plan table1 --profile paper\n" in out
+    assert "``" not in out.split("examples:")[1]
