@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.experiment import Experiment, ModelPlan, Unit, load_experiment, solver_label, steps_for
+from bench.experiment import Experiment, ModelPlan, Unit, load_experiment, solver_label
 
 __all__ = ["COSTS", "Costs", "plan_experiment", "format_plan", "main"]
 
@@ -132,10 +132,11 @@ def backbone_of(plan: ModelPlan) -> str:
 # ----------------------------------------------------------------------------- NFE
 
 
-def _stages(method: str) -> int | None:
-    from odesr.ode import FIXED_METHODS
+def _solver_nfe(opts: dict, scale: float) -> int | None:
+    """NFE of one solve from ``scale`` (None: adaptive), via :class:`odesr.ode.SolverSettings`."""
+    from odesr.ode import SolverSettings
 
-    return FIXED_METHODS.get(method)
+    return SolverSettings.from_dict(opts).nfe(scale)
 
 
 def _is_ode(plan: ModelPlan) -> bool:
@@ -168,9 +169,9 @@ def nfe_per_image(plan: ModelPlan, solver: dict, scale: float) -> tuple[float, b
             return 0.0, True
         return float(ens), True
     opts = dict(solver) or {"method": "rk4", "step_size": 0.1}
-    stages = _stages(str(opts.get("method", "rk4")))
-    if stages is not None:
-        return float((steps_for(opts, scale) or 1) * stages * ens), True
+    nfe = _solver_nfe(opts, scale)
+    if nfe is not None:
+        return float(nfe * ens), True
     rec = _recorded_nfe().get((plan.id, solver_label(opts), round(float(scale), 6)))
     if rec is not None:
         return rec * ens, True
@@ -182,9 +183,8 @@ def train_nfe_per_step(cfg: dict) -> float:
     if not str(cfg["model"]["name"]).endswith("-ode") or cfg.get("objective") == "path":
         return 1.0
     ts = cfg.get("train_solver") or {}
-    stages = _stages(str(ts.get("method", "rk4"))) or 6
     scales = [float(s) for s in cfg["scales"]]
-    return sum((steps_for(ts, s) or 1) * stages for s in scales) / len(scales)
+    return sum(_solver_nfe(ts, s) or ASSUMED_ADAPTIVE_NFE for s in scales) / len(scales)
 
 
 # ----------------------------------------------------------------------------- images

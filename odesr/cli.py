@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from odesr import __version__
+
 __all__ = ["main", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "SOLVER_CHOICES"]
 
 # the names odesr.degrade.PROTOCOLS and odesr.ode.METHODS define (repeated here so that --help
@@ -33,15 +35,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if empty or "default" in text.lower():
             return text
         return super()._get_help_string(action)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("odesr")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,25 +112,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_eval)
 
 
-EVAL_COLUMNS = [
-    "model",
-    "dataset",
-    "image",
-    "scale",
-    "psnr",
-    "ssim",
-    "seconds",
-    "nfe",
-    "protocol",
-    "y_rounding",
-    "solver",
-    "steps",
-    "step_size",
-    "rtol",
-    "atol",
-]
-
-
 def _check_eval_args(args: argparse.Namespace) -> Path:
     """Checks before anything is loaded; returns the ``--out`` path."""
     from odesr import validate
@@ -197,13 +171,12 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     """``odesr eval`` once ``--out`` is locked by this process (one writer per CSV)."""
-    import torch
 
     from odesr.degrade import DEFAULT_PROTOCOL
-    from odesr.evaluate import EvalSettings, evaluate_dataset, summarize
+    from odesr.evaluate import EVAL_COLUMNS, EvalSettings, eval_table, summarize
     from odesr.io import write_csv_atomic
     from odesr.models import load_model
-    from odesr.ode import NO_SOLVER_COLUMNS, time_grid
+    from odesr.ode import time_grid
 
     model = load_model(args.model if args.model is not None else Path(args.checkpoint), args.device)
     label = args.model if args.model is not None else model.spec.get("name", "model")
@@ -220,19 +193,16 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     )
     rows: list[dict] = []
     for dataset in args.dataset:
-        with torch.no_grad():
-            part = evaluate_dataset(
-                model,
-                dataset,
-                scales,
-                args.data_root,
-                settings,
-                progress=not args.no_progress,
-                limit=args.limit,
-            )
-        for r in part:
-            columns = solver.columns(r["scale"]) if solver else NO_SOLVER_COLUMNS
-            r.update(model=label, y_rounding=args.y_rounding, **columns)
+        part = eval_table(
+            model,
+            label,
+            dataset,
+            scales,
+            settings,
+            args.data_root,
+            not args.no_progress,
+            args.limit,
+        )
         rows.extend(part)
         print(f"{label} on {dataset} ({settings.protocol}, Y {args.y_rounding}):")
         print("  scale    PSNR     SSIM   n")
@@ -271,7 +241,7 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
         description="Super-resolution by solving an IVP (Park & Kim) - harness",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"odesr {_version()}")
+    parser.add_argument("--version", action="version", version=f"odesr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_eval(sub)
     for name in OPTIONAL_COMMANDS:

@@ -28,18 +28,39 @@ import torch
 from odesr.data import LoadedImage, list_images, load_image
 from odesr.degrade import DEFAULT_PROTOCOL, make_case, protocol_case, quantize, upscale
 from odesr.metrics import Reference, prepare_reference, score
-from odesr.ode import SolverSettings
+from odesr.ode import NO_SOLVER_COLUMNS, SolverSettings
 from odesr.validate import tiles_affordable
 
 MAX_SCALES = 1000  # scales per evaluation (a 0.001 grid over 1..2 is 1000)
 
 __all__ = [
     "MAX_SCALES",
+    "EVAL_COLUMNS",
     "parse_scales",
     "EvalSettings",
     "evaluate_images",
     "evaluate_dataset",
+    "eval_table",
     "summarize",
+]
+
+# the columns of ``odesr eval``'s CSV and of ``odesr.evaluate(...)``'s DataFrame
+EVAL_COLUMNS = [
+    "model",
+    "dataset",
+    "image",
+    "scale",
+    "psnr",
+    "ssim",
+    "seconds",
+    "nfe",
+    "protocol",
+    "y_rounding",
+    "solver",
+    "steps",
+    "step_size",
+    "rtol",
+    "atol",
 ]
 
 
@@ -313,6 +334,27 @@ def evaluate_dataset(
     name = str(dataset)
     for row in rows:
         row["dataset"] = name
+    return rows
+
+
+def eval_table(
+    model: torch.nn.Module,
+    label: str,
+    dataset: str,
+    scales: Sequence[float],
+    settings: EvalSettings,
+    data_root: str | None = None,
+    progress: bool = False,
+    limit: int | None = None,
+) -> list[dict]:
+    """The rows ``odesr eval`` writes for one dataset (:data:`EVAL_COLUMNS`): the evaluation
+    rows with the model's ``label``, ``y_rounding`` and the resolved solver settings."""
+    solver = model.solver_settings(settings.solver) if model.is_ode else None
+    with torch.no_grad():
+        rows = evaluate_dataset(model, dataset, scales, data_root, settings, progress, limit)
+    for r in rows:
+        columns = solver.columns(r["scale"]) if solver else NO_SOLVER_COLUMNS
+        r.update(model=label, y_rounding=settings.y_rounding, **columns)
     return rows
 
 

@@ -74,7 +74,7 @@ class TensorBoardTee:
                 hr = img.rgb.unsqueeze(0).to(self.val["device"])
                 hr_ref, lr, case = make_case(hr, scale)
                 with torch.no_grad():
-                    sr = model.super_resolve(lr, scale, case.sr_size, **self.val["solve_opts"])
+                    sr = model.super_resolve(lr, scale, case.sr_size, solver=self.val["solver"])
                 bicubic = upscale(lr, scale, case.sr_size)
                 row = torch.cat([bicubic, sr.image, hr_ref], dim=-1)[0]
                 panels.append((f"{img.name}_x{scale:g}", row.clamp(0, 1).cpu()))
@@ -106,12 +106,12 @@ def tee(
     val = None
     if model is not None and val_images and cfg is not None:
         vcfg = cfg.get("val") or {}
-        is_ode = hasattr(model, "func") and hasattr(model, "solve")  # as odesr.train._is_ode
-        opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if is_ode else {}
+        # the validation solver, as odesr.train._validate picks it
+        opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if model.is_ode else None
         val = dict(
             model=model,
             images=val_images,
             device=device,
-            solve_opts=opts,
+            solver=opts,
         )
     return TensorBoardTee(log, writer, val)
