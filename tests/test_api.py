@@ -86,22 +86,8 @@ def test_upscale_equals_the_cli(tmp_path: Path) -> None:
     arr = rng.integers(0, 255, (11, 13, 3)).astype(np.uint8)
     Image.fromarray(arr).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
-    assert (
-        main(
-            [
-                "upscale",
-                str(tmp_path / "in.png"),
-                "--scale",
-                "2.3",
-                "--out",
-                str(out),
-                "--steps",
-                "3",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    argv = f"upscale {tmp_path / 'in.png'} --scale 2.3 --out {out} --steps 3 --no-progress"
+    assert main(argv.split()) == 0
     cli = np.asarray(Image.open(out))
     api = odesr.upscale(arr, 2.3, steps=3)  # the bundled model, same solver override
     assert cli.shape == api.shape == (26, 30, 3)  # ceil(11 x 2.3), ceil(13 x 2.3)
@@ -124,25 +110,8 @@ def test_evaluate_returns_the_rows_odesr_eval_writes(tmp_path: Path, data_root: 
     table = odesr.evaluate("bicubic", "Set5", [2, 3], data_root=data_root)
     assert isinstance(table, pd.DataFrame) and list(table.columns) == EVAL_COLUMNS
     csv = tmp_path / "e.csv"
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                "bicubic",
-                "--dataset",
-                "Set5",
-                "--scales",
-                "2,3",
-                "--out",
-                str(csv),
-                "--data-root",
-                str(data_root),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    argv = f"eval --model bicubic --dataset Set5 --scales 2,3 --out {csv} --no-progress".split()
+    assert main([*argv, "--data-root", str(data_root)]) == 0
     cli = pd.read_csv(csv, keep_default_na=False)
     key = ["dataset", "image", "scale"]
     a, b = (

@@ -54,20 +54,8 @@ def _env(data_root: Path) -> dict:
 @pytest.mark.slow
 def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root: Path) -> None:
     exp, ck, jobs = _experiment(tmp_path), tmp_path / "ck", tmp_path / "jobs"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.train_all",
-        str(exp),
-        "--profile",
-        "smoke",
-        "--checkpoints",
-        str(ck),
-        "--executor",
-        "submitit-local",
-        "--jobs-folder",
-        str(jobs),
-    ]
+    cmd = [sys.executable, "-m", "bench.train_all", str(exp), "--checkpoints", str(ck)]
+    cmd += "--profile smoke --executor submitit-local".split() + ["--jobs-folder", str(jobs)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(data_root), stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
@@ -101,24 +89,9 @@ def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root
 
 def test_bench_run_submitit_local_one_job_per_model(tmp_path: Path, data_root: Path) -> None:
     exp, results, jobs = _experiment(tmp_path), tmp_path / "results", tmp_path / "jobs"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench",
-        "run",
-        str(exp),
-        "--profile",
-        "smoke",
-        "--models",
-        "bicubic,bicubic-again",
-        "--results",
-        str(results),
-        "--executor",
-        "submitit-local",
-        "--jobs-folder",
-        str(jobs),
-        "--no-progress",
-    ]
+    cmd = [sys.executable, "-m", "bench", "run", str(exp), "--results", str(results)]
+    cmd += "--profile smoke --models bicubic,bicubic-again --executor submitit-local".split()
+    cmd += ["--jobs-folder", str(jobs), "--no-progress"]
     out = subprocess.run(
         cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=120
     )
