@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from odesr.cli import HelpFormatter
+
 TRAIN = ("coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "gravel")
 TEST = ("chelsea", "astronaut", "camera")
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.demo",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--steps", type=int, default=120, help="training steps (default 120)")
     p.add_argument("--scales", default="2,2.5,3,4", help="evaluation scales")

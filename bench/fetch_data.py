@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from odesr.cli import HelpFormatter
+
 __all__ = ["MANIFEST", "FetchError", "load_manifest", "sha256_of", "fetch", "main"]
 
 MANIFEST = Path(__file__).with_name("datasets.yaml")
@@ -161,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.fetch_data",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("names", nargs="*", help="datasets to fetch (default: all in the manifest)")
     p.add_argument("--data-root", default=None, help="target folder (else $ODESR_DATA, ./data)")

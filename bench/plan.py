@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.experiment import Experiment, ModelPlan, Unit, load_experiment, solver_label
+from odesr.cli import HelpFormatter
 
 __all__ = ["COSTS", "Costs", "plan_experiment", "format_plan", "main"]
 
@@ -469,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.plan",
         description="Measure the throughputs `python -m bench plan` projects hours from.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--measure", action="store_true", help="measure this CPU into costs.yaml")
     parser.add_argument("--as", dest="key", default="cpu", help="costs.yaml entry to write")

@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from odesr.cli import HelpFormatter
 from odesr.io import write_csv_atomic
 
 __all__ = ["BASELINE", "TOLERANCES", "KEY", "run_smoke", "compare", "main"]
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.regress",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--update", action="store_true", help="rewrite the baseline from this run")
     p.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA)")

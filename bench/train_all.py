@@ -23,6 +23,7 @@ import time
 from bench import executors
 from bench.checkpoints import checkpoint_dir, ensure_checkpoint
 from bench.experiment import load_experiment
+from odesr.cli import HelpFormatter
 
 
 def _plans(experiments: list[str], profile: str) -> list:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.train_all",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("experiments", nargs="+", help="experiment names or YAML paths")
     parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
