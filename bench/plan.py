@@ -259,7 +259,7 @@ def plan_experiment(exp: Experiment, profile: str, data_root: str | None = None)
         flops = int(cfg["max_steps"]) * px * per_step * fpp
         samples = f"{int(cfg['batch_size'])} x {int(cfg['patch_size'])}px"
         label = plan.id
-        if plan.only_scales and len(plan.only_scales) == 1 and "train_per_scale" in plan.entry:
+        if plan.only_scales and len(plan.only_scales) == 1 and "config_per_scale" in plan.entry:
             label += f" x{plan.only_scales[0]:g}"
         train[plan.key] = TrainRow(
             label, plan.key, backbone_of(plan), int(cfg["max_steps"]), samples, per_step, flops

@@ -29,13 +29,13 @@ def _children(pid: int) -> list[int]:
 
 def _experiment(tmp_path: Path) -> Path:
     # Set5 as training data: 5 images load faster than T91's 91 (this tests plumbing, not SR)
-    train = {"max_steps": 40, "checkpoint_every": 5, "data": ["Set5"], "val": {"every": 0}}
+    train = {"max_steps": 40, "checkpoint_every": 5, "data": ["Set5"], "val.every": 0}
     exp = {
         "name": "sub",
         "models": {
             "bicubic": {"model": {"name": "bicubic"}},
             "bicubic-again": {"model": {"name": "bicubic"}},
-            "m": {"train": {"smoke": {"config": "smoke/vdsr+t", "set": train}}},
+            "m": {"config": "vdsr+t", "train": train},
         },
         "sweeps": [
             {"name": "main", "models": ["bicubic", "bicubic-again"], "datasets": {"Set5": "2"}},
