@@ -91,8 +91,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--solver",
-        choices=SOLVER_CHOICES,
-        help="ODE method (default: the model's own, rk4 unless the checkpoint says otherwise)",
+        help=f"ODE method, one of {', '.join(SOLVER_CHOICES)} (default: the model's own, rk4 "
+        "unless the checkpoint says otherwise)",
     )
     p.add_argument(
         "--steps", type=int, help="fixed solver steps from t0 to 1 (default: from --step-size)"

@@ -7,6 +7,7 @@ per argument set; ``ODESR_FUZZ_EXAMPLES=N`` sets how many run (default 300)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import shutil
@@ -18,11 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from odesr import evaluate as evaluate_mod
 from odesr import train as train_mod
-from odesr import upscale as upscale_mod
 from odesr.cli import main
 from odesr.upscale import BUNDLED_MODEL
+
+# the modules (``odesr.evaluate`` / ``odesr.upscale`` name the API functions of the package)
+evaluate_mod = importlib.import_module("odesr.evaluate")
+upscale_mod = importlib.import_module("odesr.upscale")
 
 NUMBERS = [
     "2", "1", "0", "-1", "1.5", "3.7", "8", "1e-9", "1e12", "nan", "inf", "-inf", "1e309",

@@ -41,7 +41,7 @@ def test_eval_help_shows_defaults_and_choices(capsys) -> None:
         "(default: metasr)",
         "(default: matlab)",
         "{metasr,modcrop,floor}",
-        "{euler,midpoint,rk4,rk4-classic,dopri5}",
+        "one of euler, midpoint, rk4, rk4-classic, dopri5",
         "floor (LR = floor(HR / s)",
     ):
         assert shown in text, shown

@@ -6,6 +6,7 @@ in a few seconds."""
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import signal
 import struct
@@ -25,14 +26,16 @@ from PIL import Image
 from bench.report import load_results
 from bench.results import ResultsFile, row_key
 from bench.runner import run_experiment
-from odesr import evaluate as evaluate_mod
-from odesr import upscale as upscale_mod
 from odesr.cli import main
 from odesr.data import DataError, read_image
 from odesr.evaluate import MAX_SCALES, parse_scales
 from odesr.io import read_csv_rows, write_bytes_atomic
 from odesr.ode import MAX_STEPS, time_grid
 from odesr.upscale import BUNDLED_MODEL
+
+# the modules (``odesr.evaluate`` / ``odesr.upscale`` name the API functions of the package)
+evaluate_mod = importlib.import_module("odesr.evaluate")
+upscale_mod = importlib.import_module("odesr.upscale")
 
 REPO = Path(__file__).resolve().parents[1]
 SENTINEL = b"pre-existing output, must stay untouched"
