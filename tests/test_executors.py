@@ -34,11 +34,12 @@ def _experiment(tmp_path: Path) -> Path:
         "name": "sub",
         "models": {
             "bicubic": {"model": {"name": "bicubic"}},
-            "bicubic-again": {"model": {"name": "bicubic"}},
+            "bundled": {"model": {"name": "vdsr-ode", "checkpoint": "bundled"}},
+            "bundled-again": {"model": {"name": "vdsr-ode", "checkpoint": "bundled"}},
             "m": {"config": "vdsr+t", "train": train},
         },
         "sweeps": [
-            {"name": "main", "models": ["bicubic", "bicubic-again"], "datasets": {"Set5": "2"}},
+            {"name": "main", "models": ["bundled", "bundled-again"], "datasets": {"Set5": "2"}},
             {"name": "net", "models": ["m"], "datasets": {"Set5": "2"}, "limit": 1},
         ],
     }
@@ -90,7 +91,7 @@ def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root
 def test_bench_run_submitit_local_one_job_per_model(tmp_path: Path, data_root: Path) -> None:
     exp, results, jobs = _experiment(tmp_path), tmp_path / "results", tmp_path / "jobs"
     cmd = [sys.executable, "-m", "bench", "run", str(exp), "--results", str(results)]
-    cmd += "--profile smoke --models bicubic,bicubic-again --executor submitit-local".split()
+    cmd += "--profile smoke --models bundled,bundled-again --executor submitit-local".split()
     cmd += ["--jobs-folder", str(jobs), "--no-progress"]
     out = subprocess.run(
         cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=120
@@ -99,9 +100,9 @@ def test_bench_run_submitit_local_one_job_per_model(tmp_path: Path, data_root: P
     assert out.stdout.count("submitted") == 2 and out.stdout.count(": ok (") == 2
     rows = pd.read_csv(results / "smoke" / "sub.csv")
     n_images = len(list((data_root / "Set5" / "HR").iterdir()))
-    assert sorted(rows["model"].unique()) == ["bicubic", "bicubic-again"]
+    assert sorted(rows["model"].unique()) == ["bundled", "bundled-again"]
     assert len(rows) == 2 * n_images  # 2 models x every Set5 image at x2, once each
     mean = rows.groupby(["model", "scale"])["psnr"].mean()
-    assert mean["bicubic"].tolist() == mean["bicubic-again"].tolist()
-    # independent reference: the published bicubic Set5 PSNR at x2, 33.66 dB (2 decimals)
-    assert mean["bicubic"].tolist() == pytest.approx([33.66], abs=0.015)  # metasr: 33.649
+    assert mean["bundled"].tolist() == mean["bundled-again"].tolist()
+    # README's table for the bundled model (Set5 x2, rk4 h=1): 34.95 dB
+    assert mean["bundled"].tolist() == pytest.approx([34.95], abs=0.01)
