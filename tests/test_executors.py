@@ -67,7 +67,7 @@ def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root
         (controller,) = _children(proc.pid)  # submitit's local controller -> the job's process
         (task,) = _children(controller)
         os.kill(task, signal.SIGUSR2)  # SLURM's preemption signal (submitit's USR2)
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=400)
     finally:
         proc.kill()
     assert proc.returncode == 0, out
@@ -94,7 +94,7 @@ def test_bench_run_submitit_local_one_job_per_model(tmp_path: Path, data_root: P
     cmd += "--profile smoke --models bundled,bundled-again --executor submitit-local".split()
     cmd += ["--jobs-folder", str(jobs), "--no-progress"]
     out = subprocess.run(
-        cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=120
+        cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=400
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("submitted") == 2 and out.stdout.count(": ok (") == 2
