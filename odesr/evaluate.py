@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import time
 import weakref
 from collections import defaultdict
@@ -270,6 +271,12 @@ def _bicubic_rows(
 _JOB: tuple = ()  # (images, scales, settings) of the running bicubic pool, inherited by fork
 
 
+def _worker_init() -> None:
+    """Forked workers die on SIGTERM: a parent's handler that ignores or re-raises it (submitit's
+    job wrapper, the CLI's cleanup handler) would otherwise make ``Pool.terminate`` wait forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _bicubic_chunk(which: list[int]) -> list[tuple[int, dict]]:
     torch.set_num_threads(1)
     return _bicubic_rows(*_JOB[:1], which, *_JOB[1:])
@@ -297,11 +304,13 @@ def _evaluate_bicubic(
     else:
         _JOB = (images, scales, settings)
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with multiprocessing.get_context("fork").Pool(workers, _worker_init) as pool:
                 for part in pool.imap_unordered(_bicubic_chunk, chunks):
                     keyed += part
                     if on_batch is not None:
                         on_batch(len(part))
+                pool.close()
+                pool.join()
         finally:
             _JOB = ()
     return [row for _, row in sorted(keyed, key=lambda item: item[0])]

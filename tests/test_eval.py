@@ -142,3 +142,22 @@ def test_bicubic_fast_path_matches_generic_path_and_float64(data_root):
     for a, b, c, d in zip(fast, serial, generic, exact, strict=True):
         assert a["psnr"] == b["psnr"] == c["psnr"] and a["ssim"] == b["ssim"] == c["ssim"]
         assert abs(a["psnr"] - d["psnr"]) < 1e-4 and abs(a["ssim"] - d["ssim"]) < 1e-5
+
+
+def test_bicubic_worker_pool_finishes_when_parent_ignores_sigterm(data_root):
+    """A parent whose SIGTERM handler returns (submitit's job wrapper does) must not hang the forked
+    bicubic pool at shutdown (it did: Pool.terminate waited on workers that inherited it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal; signal.signal(signal.SIGTERM, lambda *_: print('bypassing SIGTERM'))\n"
+        "from odesr.evaluate import EvalSettings, evaluate_dataset\n"
+        "from odesr.models import build\n"
+        f"rows = evaluate_dataset(build({{'name': 'bicubic'}}), 'Set5', [2.0], {str(data_root)!r},"
+        " EvalSettings(workers=2), progress=False)\n"
+        "print(len(rows))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5"
