@@ -11,35 +11,46 @@ from typing import Any
 import torch
 
 from odesr.models import SRModel, resolve_net
-from odesr.nets import build_backbone, with_t_plane
+from odesr.nets import build_backbone, t_plane_value, with_t_plane
 
 
 class PlusT(SRModel):
     input_kind = "upscaled"
     nfe_per_call = 1
 
-    def __init__(self, backbone: str, preset: str = "paper", net: dict | None = None) -> None:
+    def __init__(
+        self, backbone: str, preset: str = "paper", net: dict | None = None, t_plane: str = "raw"
+    ) -> None:
         super().__init__()
+        t_plane_value(1.0, t_plane)  # validates the mode
         net_kwargs = resolve_net(backbone, preset, net, in_ch=4, out_ch=3)
         self.net = build_backbone(backbone, None, **net_kwargs)
+        self.t_plane = t_plane
+        # older checkpoints' specs have no t_plane: they rebuild with the default, raw
         self.spec = {"name": f"{backbone}+t", "preset": preset, "net": net_kwargs}
+        self.spec["t_plane"] = t_plane
 
     def forward(
         self, x: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
     ) -> torch.Tensor:
         """``x`` = I(scale) (B, 3, H, W) -> restored image of the same size."""
-        return x + self.net(with_t_plane(x, float(scale)))
+        t = scale if torch.is_tensor(scale) else float(scale)  # (B,) when scales are mixed
+        return x + self.net(with_t_plane(x, t, self.t_plane))
 
 
 class VDSRPlusT(PlusT):
     """``vdsr+t``."""
 
-    def __init__(self, preset: str = "paper", net: dict | None = None) -> None:
-        super().__init__("vdsr", preset, net)
+    def __init__(
+        self, preset: str = "paper", net: dict | None = None, t_plane: str = "raw"
+    ) -> None:
+        super().__init__("vdsr", preset, net, t_plane)
 
 
 class RDNPlusT(PlusT):
     """``rdn+t``."""
 
-    def __init__(self, preset: str = "paper", net: dict | None = None) -> None:
-        super().__init__("rdn", preset, net)
+    def __init__(
+        self, preset: str = "paper", net: dict | None = None, t_plane: str = "raw"
+    ) -> None:
+        super().__init__("rdn", preset, net, t_plane)

@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from odesr.degrade import upscale
 from odesr.io import write_bytes_atomic
-from odesr.nets import build_backbone, preset
+from odesr.nets import build_backbone, preset, t_plane_value
 from odesr.ode import DEFAULT_SOLVER, ODEFunc, ODESolution, SolverSettings, safe_overlap, solve
 from odesr.resize import output_size
 from odesr.tiling import Sink, bicubic_window, run_tiled
@@ -273,12 +273,15 @@ class ODESR(SRModel):
     with a t plane as 4th input channel (registered as ``vdsr-ode`` and ``rdn-ode``).
 
     The spec carries the solver the model is evaluated with (``method``, ``steps``,
-    ``step_size``, ``rtol``, ``atol``; default :data:`odesr.ode.DEFAULT_SOLVER`, torchdiffeq's
-    RK4 = 3/8 rule with ``step_size=0.1`` -> ``ceil((t0 - 1) / 0.1)`` steps, one step per
-    training-scale stride; the paper does not state its step count, and a bare
-    ``odeint(f, I, [t0, 1], method='rk4')`` would take a single step -- pass ``steps=1`` for that)
-    and ``train_solver``, the one it was trained with (None: simulation-free path objective or
-    unknown). Per-call overrides win; ``steps`` (if set) overrides ``step_size``.
+    ``step_size``, ``rtol``, ``atol``; default :data:`odesr.ode.DEFAULT_SOLVER`: torchdiffeq's
+    RK4 = 3/8 rule with ``steps=1``, one step from t0 to 1, 4 NFE at any scale, which is what the
+    paper's bare ``odeint(f, I, [t0, 1], method='rk4')`` does; it does not state a step count.
+    ``step_size=h`` gives ``ceil((t0 - 1) / h)`` steps instead; ``grid`` names one of
+    :data:`odesr.ode.SOLVER_GRIDS`) and ``train_solver``, the one it was trained with (None:
+    simulation-free path objective or unknown). Per-call overrides win; ``steps`` (if set)
+    overrides ``step_size``. Checkpoints store both, so older ones keep their grid.
+    ``t_plane`` (``raw`` | ``normalized``, see :func:`odesr.nets.t_plane_value`; older specs
+    have none and mean ``raw``).
     """
 
     input_kind = "upscaled"
@@ -296,18 +299,21 @@ class ODESR(SRModel):
         atol: float = DEFAULT_SOLVER.atol,
         train_solver: dict | None = None,
         backbone: str | None = None,
+        t_plane: str = "raw",
     ) -> None:
         super().__init__()
         self.backbone = backbone or self.backbone_name
         solver = SolverSettings(method, steps, step_size, rtol, atol)
         if train_solver is not None:
             train_solver = SolverSettings.from_dict(train_solver).as_dict()
+        t_plane_value(1.0, t_plane)  # validates the mode
         net_kwargs = resolve_net(self.backbone, preset, net, in_ch=4, out_ch=3)
-        self.func = ODEFunc(build_backbone(self.backbone, None, **net_kwargs))
+        self.func = ODEFunc(build_backbone(self.backbone, None, **net_kwargs), t_plane=t_plane)
         self.spec = {
             "name": f"{self.backbone}-ode",
             "preset": preset,
             "net": net_kwargs,
+            "t_plane": t_plane,
             **solver.as_dict(),
             "train_solver": train_solver,
         }

@@ -9,6 +9,14 @@ Conventions:
 * RDN returns an image of ``out_ch`` channels at the input size (``upscale=None``), at ``upscale``
   times the input size (``upscale`` in 2/3/4, sub-pixel upsampler as in the RDN paper), or its
   ``G0``-channel global features (``upsampler=False``, used by Meta-RDN).
+* ``t`` plane value (:data:`T_PLANES`): ``raw`` holds t itself (t in [1.1, 4] beside pixels in
+  [0, 1]; what older checkpoints used), ``normalized`` holds ``(t - 1) / 3`` (0 at t = 1, 1 at
+  t = 4). An affine map of the plane is absorbed by the first conv: it changes optimisation, not
+  the model class.
+* Initialisation (``init``): ``he`` = Kaiming normal, fan_in, ReLU gain, zero biases (as in
+  VDSR; the cpu recipe 2); ``torch`` (default, what recipe-1 checkpoints were trained with) =
+  PyTorch's default. ``zero_init_last`` zeroes the output conv so a residual predictor starts at
+  exactly its input.
 * ``receptive_radius``: how many pixels away from a pixel an output can look (number of 3x3 convs
   on the longest path); used to choose a safe overlap for tiled inference.
 * Presets per backbone: ``paper`` (as published), ``cpu`` (small, trains quickly on a laptop CPU),
@@ -29,6 +37,10 @@ __all__ = [
     "preset",
     "build_backbone",
     "with_t_plane",
+    "t_plane_value",
+    "T_PLANES",
+    "INITS",
+    "init_convs",
     "count_params",
 ]
 
@@ -60,11 +72,24 @@ def preset(backbone: str, name: str) -> dict:
         ) from None
 
 
-def with_t_plane(x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """Concatenate a constant plane filled with ``t`` to ``x`` (B, C, H, W) -> (B, C+1, H, W).
+T_PLANES = ("raw", "normalized")
+INITS = ("he", "torch")
 
-    ``t`` may be a number, a 0-d tensor, or a (B,) tensor (one value per sample).
+
+def t_plane_value(t: float | torch.Tensor, mode: str = "raw") -> float | torch.Tensor:
+    """The t plane's value at scale ``t``: ``t`` (``raw``) or ``(t - 1) / 3`` (``normalized``)."""
+    if mode == "raw":
+        return t
+    if mode == "normalized":
+        return (t - 1.0) / 3.0
+    raise ValueError(f"unknown t_plane {mode!r}; choose from {list(T_PLANES)}")
+
+
+def with_t_plane(x: torch.Tensor, t: float | torch.Tensor, mode: str = "raw") -> torch.Tensor:
+    """Concatenate a constant plane holding ``t_plane_value(t, mode)`` to ``x`` (B, C, H, W)
+    -> (B, C+1, H, W). ``t`` may be a number, a 0-d tensor, or a (B,) tensor (one per sample).
     """
+    t = t_plane_value(t, mode)
     b, _, h, w = x.shape
     if torch.is_tensor(t):
         t = t.to(device=x.device, dtype=x.dtype)
@@ -83,6 +108,22 @@ def _conv3(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1)
 
 
+def init_convs(module: nn.Module, init: str, last: nn.Conv2d | None = None) -> None:
+    """Initialise every conv of ``module`` per ``init`` (see module docstring); zero ``last``."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose from {list(INITS)}")
+    if init == "he":
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    if last is not None:
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
+
+
 class VDSR(nn.Module):
     """VDSR: ``depth`` 3x3 convs (``width`` channels, ReLU between); returns the residual."""
 
@@ -93,6 +134,7 @@ class VDSR(nn.Module):
         in_ch: int = 4,
         out_ch: int = 3,
         zero_init_last: bool = False,
+        init: str = "torch",
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -101,11 +143,9 @@ class VDSR(nn.Module):
         for _ in range(depth - 2):
             layers += [_conv3(width, width), nn.ReLU(inplace=True)]
         last = _conv3(width, out_ch)
-        if zero_init_last:
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
         layers.append(last)
         self.body = nn.Sequential(*layers)
+        init_convs(self, init, last if zero_init_last else None)
         self.in_ch, self.out_ch = in_ch, out_ch
         self.receptive_radius = depth
 
@@ -151,6 +191,7 @@ class RDN(nn.Module):
         upscale: int | None = None,
         upsampler: bool = True,
         zero_init_last: bool = False,
+        init: str = "torch",
     ) -> None:
         super().__init__()
         self.sfe1 = _conv3(in_ch, G0)
@@ -184,10 +225,10 @@ class RDN(nn.Module):
             else:
                 raise ValueError(f"RDN upscale must be None, 2, 3 or 4, got {upscale!r}")
             self.out_ch = out_ch
-            if zero_init_last:
-                last = self.tail if isinstance(self.tail, nn.Conv2d) else self.tail[-1]
-                nn.init.zeros_(last.weight)
-                nn.init.zeros_(last.bias)
+        last = None
+        if zero_init_last and upsampler:
+            last = self.tail if isinstance(self.tail, nn.Conv2d) else self.tail[-1]
+        init_convs(self, init, last)
         # in input pixels; only meaningful for same-size outputs
         self.receptive_radius = radius
 

@@ -41,6 +41,8 @@ __all__ = [
     "METHODS",
     "SolverSettings",
     "DEFAULT_SOLVER",
+    "SOLVER_GRIDS",
+    "grid_options",
     "time_grid",
     "num_steps",
     "solve",
@@ -56,6 +58,32 @@ MAX_STEPS = 1000
 FIXED_METHODS: dict[str, int] = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-classic": 4}
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5",)
 METHODS: tuple[str, ...] = (*FIXED_METHODS, *ADAPTIVE_METHODS)
+# Named solver grids (how fixed steps cover [1, t0]); pass ``grid=NAME`` wherever solver options
+# go. ``one-step``: what a bare ``odeint(f, I, [t0, 1], method=...)`` does (one step, e.g. 4 NFE
+# for rk4 at every scale; the paper profile's default); ``h0.1`` / ``h0.25``: steps of at most
+# 0.1 / 0.25 in t (up to 30 / 12 steps at x4).
+SOLVER_GRIDS: dict[str, dict[str, float | int | None]] = {
+    "one-step": {"steps": 1, "step_size": None},
+    "h0.1": {"steps": None, "step_size": 0.1},
+    "h0.25": {"steps": None, "step_size": 0.25},
+}
+
+
+def grid_options(opts: dict) -> dict:
+    """``opts`` with a ``grid`` name (see :data:`SOLVER_GRIDS`) replaced by its ``steps`` and
+    ``step_size``; a copy. Giving ``grid`` together with ``steps`` or ``step_size`` is an error."""
+    out = dict(opts)
+    name = out.pop("grid", None)
+    if name is None:
+        return out
+    if name not in SOLVER_GRIDS:
+        raise ValueError(f"unknown solver grid {name!r}; choose from {list(SOLVER_GRIDS)}")
+    if out.get("steps") is not None or out.get("step_size") is not None:
+        raise ValueError(f"give either grid ({name!r}) or steps / step_size, not both")
+    out.update(SOLVER_GRIDS[name])
+    return out
+
+
 _TORCHDIFFEQ_FIXED = ("euler", "midpoint", "rk4")
 
 
@@ -81,10 +109,11 @@ class ODEFunc(nn.Module):
     both. :func:`solve` reports the forward NFE of the solve itself, independent of these totals.
     """
 
-    def __init__(self, net: nn.Module, t_plane: bool = True) -> None:
+    def __init__(self, net: nn.Module, t_plane: bool | str = "raw") -> None:
         super().__init__()
         self.net = net
-        self.t_plane = t_plane
+        # "raw" / "normalized" (odesr.nets.T_PLANES); True = "raw"; False / None = no plane
+        self.t_plane = "raw" if t_plane is True else (t_plane or None)
         self.nfe = 0
         self.nfe_backward = 0
 
@@ -97,7 +126,7 @@ class ODEFunc(nn.Module):
 
     def forward(self, t: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        x = with_t_plane(y, t) if self.t_plane else y
+        x = with_t_plane(y, t, self.t_plane) if self.t_plane else y
         out = self.net(x.contiguous(memory_format=CONV_MEMORY_FORMAT) if x.dim() == 4 else x)
         if out.requires_grad:
             out.register_hook(self._count_backward)
@@ -161,13 +190,14 @@ class SolverSettings:
 
     ``method`` (see :data:`METHODS`); fixed-step methods take ``steps`` or ``step_size`` (``steps``
     wins; with neither, one step); ``dopri5`` uses ``rtol``/``atol`` (``steps``/``step_size`` then
-    only place the reported trajectory points). The default is the paper's: torchdiffeq ``rk4``
-    (3/8 rule) with ``step_size=0.1``, one step per training-scale stride.
+    only place the reported trajectory points). ``grid`` (in :meth:`replace` / :meth:`from_dict`)
+    names one of :data:`SOLVER_GRIDS`. The default reads the paper's bare ``odeint(f, I, [t0, 1],
+    method='rk4')``: torchdiffeq ``rk4`` (3/8 rule), one step from t0 to 1 (4 NFE at any scale).
     """
 
     method: str = "rk4"
-    steps: int | None = None
-    step_size: float | None = 0.1
+    steps: int | None = 1
+    step_size: float | None = None
     rtol: float = 1e-3
     atol: float = 1e-4
 
@@ -194,6 +224,7 @@ class SolverSettings:
     def replace(self, **overrides: Any) -> SolverSettings:
         """These settings with ``overrides`` (``None`` values ignored). Giving ``steps`` clears
         ``step_size`` and vice versa, so the override is the one that counts."""
+        overrides = grid_options(overrides)
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:

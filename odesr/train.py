@@ -34,6 +34,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from odesr.config import (
 )
 from odesr.degrade import path_pad, path_point, quantize
 from odesr.ensemble import forward_transform
+from odesr.ode import grid_options
 from odesr.resize import imresize
 
 __all__ = [
@@ -91,8 +93,15 @@ DEFAULTS: dict[str, Any] = {
     "align_grid": True,
     "max_steps": 1000,
     "lr": 1e-4,
+    "lr_schedule": "step",  # step (halve every lr_halve_every) | cosine (to 0 at max_steps)
     "lr_halve_every": 100_000,
+    "warmup_steps": 0,  # linear warm-up from lr / warmup_steps
     "adam": {"betas": [0.9, 0.999], "eps": 1e-8},
+    "grad_clip": 0.0,  # max global gradient L2 norm; 0 = off
+    "ema": 0.0,  # decay of an exponential moving average of the weights; 0 = off
+    "mixed_scales": False,  # one scale per sample (else per batch); see _mixed_ok
+    # images of a training dataset kept out of training, for validation / weight selection
+    "holdout": {"dataset": None, "n_images": 0},
     "val": {
         "dataset": "Set5",
         "scales": [2.0, 3.0, 4.0],
@@ -113,6 +122,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 EXIT_OK, EXIT_USAGE, EXIT_NONFINITE = 0, 2, 3
+LR_SCHEDULES = ("step", "cosine")
 
 
 class TrainError(RuntimeError):
@@ -175,6 +185,14 @@ def _check_config(cfg: dict) -> None:
     for key in ("patch_size", "batch_size", "max_steps", "lr_halve_every"):
         if int(cfg[key]) < 1:
             raise TrainError(f"{key} must be >= 1, got {cfg[key]!r}")
+    if cfg["lr_schedule"] not in LR_SCHEDULES:
+        raise TrainError(
+            f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg['lr_schedule']!r}"
+        )
+    if not 0.0 <= float(cfg["ema"]) < 1.0:
+        raise TrainError(f"ema must be a decay in [0, 1), got {cfg['ema']!r}")
+    if float(cfg["grad_clip"]) < 0 or int(cfg["warmup_steps"]) < 0:
+        raise TrainError("grad_clip and warmup_steps must be >= 0")
     if isinstance(cfg["data"], str):
         cfg["data"] = [cfg["data"]]
 
@@ -267,7 +285,11 @@ class PatchSampler:
         seed: int,
         rank: int = 0,
         allowed_scales: Sequence[float] | None = None,
+        mixed: bool = False,
     ) -> None:
+        if mixed and input_kind != "upscaled":
+            raise TrainError("mixed_scales needs a model taking I(t0) (not an LR-input model)")
+        self.mixed = mixed
         self.images = list(images)
         self.cfg = cfg
         self.input_kind = input_kind
@@ -320,11 +342,17 @@ class PatchSampler:
         return img, top, left
 
     def next(self) -> dict:
-        """One batch: ``{"scale", "x", "target"}`` (+ ``"size"`` for LR models)."""
-        t = self._draw_scale()
+        """One batch: ``{"scale", "x", "target"}`` (+ ``"size"`` for LR models). ``scale`` is a
+        float, or a (B,) float64 tensor (one scale per sample) when ``mixed``."""
+        if self.mixed:
+            return self._next_mixed()
+        return self.batch_at(self._draw_scale(), self.batch)
+
+    def batch_at(self, t: float, count: int) -> dict:
+        """``count`` samples at scale ``t`` (see :meth:`next`)."""
         xs, ys = [], []
         if self.input_kind == "upscaled":
-            for _ in range(self.batch):
+            for _ in range(count):
                 img, top, left = self._hr_view(self.patch)
                 if self.objective == "path":
                     x, y = path_derivative(
@@ -348,7 +376,7 @@ class PatchSampler:
         sr_n = int(math.floor(lr_n * t + 1e-9))
         if lr_n < 2:
             raise TrainError(f"patch_size {n} is too small for scale {t}")
-        for _ in range(self.batch):
+        for _ in range(count):
             img, top, left = self._hr_view(n)
             hr = _to_float(img[..., top : top + n, left : left + n])
             xs.append(hr)
@@ -356,11 +384,42 @@ class PatchSampler:
         lr = quantize(imresize(hr, scale=1.0 / t, size=(lr_n, lr_n)))
         return {"scale": t, "x": lr, "target": hr[..., :sr_n, :sr_n], "size": (sr_n, sr_n)}
 
+    def _next_mixed(self) -> dict:
+        """Like :meth:`next` with a scale drawn per sample (``upscaled`` models only)."""
+        batches = [self.batch_at(self._draw_scale(), 1) for _ in range(self.batch)]
+        return {
+            "scale": torch.tensor([b["scale"] for b in batches], dtype=torch.float64),
+            "x": torch.cat([b["x"] for b in batches]),
+            "target": torch.cat([b["target"] for b in batches]),
+        }
 
-def load_training_images(names: Sequence[str], data_root: str | None) -> list[torch.Tensor]:
-    """All images of the datasets/folders ``names`` as (3, H, W) uint8 (or float32 if 16-bit)."""
+
+def holdout_files(cfg: dict, data_root: str | None) -> list[Path]:
+    """The last ``holdout.n_images`` files (sorted order) of ``holdout.dataset``: kept out of
+    training and used for validation / weight selection (never a test set)."""
+    from odesr.data import DataError, list_images
+
+    hcfg = cfg.get("holdout") or {}
+    n = int(hcfg.get("n_images") or 0)
+    if not hcfg.get("dataset") or n < 1:
+        return []
+    try:
+        files = list_images(hcfg["dataset"], data_root)
+    except DataError as exc:
+        raise TrainError(str(exc)) from None
+    if n >= len(files):
+        raise TrainError(f"holdout.n_images {n} leaves no {hcfg['dataset']} image to train on")
+    return [Path(f) for f in files[-n:]]
+
+
+def load_training_images(
+    names: Sequence[str], data_root: str | None, exclude: Sequence[str | os.PathLike] = ()
+) -> list[torch.Tensor]:
+    """All images of the datasets/folders ``names`` but ``exclude`` (paths) as (3, H, W) uint8
+    (or float32 if 16-bit)."""
     from odesr.data import DataError, list_images, load_image
 
+    skip = {Path(f).resolve() for f in exclude}
     out: list[torch.Tensor] = []
     for name in names:
         try:
@@ -368,6 +427,8 @@ def load_training_images(names: Sequence[str], data_root: str | None) -> list[to
         except DataError as exc:
             raise TrainError(str(exc)) from None
         for f in files:
+            if Path(f).resolve() in skip:
+                continue
             img = load_image(f)
             if img.bit_depth == 8:
                 out.append(torch.round(img.rgb * 255.0).to(torch.uint8))
@@ -409,11 +470,52 @@ class _Step(nn.Module):
             return model(x, t, batch["size"])
         if model.is_ode:
             if cfg["objective"] == "path":
-                return model.func(t, x)  # f(I(t), t) ~ dI/dt, one network pass
-            solver = dict(cfg["train_solver"] or {})
+                return model.func(_as_t(t, x), x)  # f(I(t), t) ~ dI/dt, one network pass
+            solver = grid_options(cfg["train_solver"] or {})
             solver["checkpoint"] = bool(cfg["checkpoint_recompute"])
+            if torch.is_tensor(t):
+                return solve_per_sample(model.func, x, t, **solver)
             return model(x, t, **solver)
-        return model(x, t)
+        return model(x, _as_t(t, x))
+
+
+def _as_t(scale: float | torch.Tensor, x: torch.Tensor) -> float | torch.Tensor:
+    return scale.to(x.device, x.dtype) if torch.is_tensor(scale) else scale
+
+
+def mixed_scales_ok(model: nn.Module, cfg: dict) -> bool:
+    """Whether a batch may mix scales: +t nets and the path objective always; endpoint ODE
+    training when ``train_solver`` fixes ``steps`` (a fixed-step method on a per-sample grid of
+    equal step counts); never for LR-input models (their LR sizes differ per scale)."""
+    if getattr(model, "input_kind", "upscaled") != "upscaled":
+        return False
+    if not model.is_ode or cfg["objective"] == "path":
+        return True
+    from odesr.ode import FIXED_METHODS
+
+    solver = grid_options(cfg["train_solver"] or {})
+    return solver.get("steps") is not None and solver.get("method", "rk4") in FIXED_METHODS
+
+
+def solve_per_sample(
+    func: nn.Module, x: torch.Tensor, scales: torch.Tensor, **solver: Any
+) -> torch.Tensor:
+    """Fixed-step solve of dI/dt = func(t, I) from each sample's own t0 = ``scales[b]`` to 1.
+
+    Integrates in u from 2 to 1 with t = 1 + (u - 1)(t0 - 1), dI/du = (t0 - 1) f(t, I): the
+    change of time variable is affine, so a fixed-step method with ``steps`` steps takes exactly
+    the steps (same stages, same increments) it takes on [t0, 1] alone.
+    """
+    from odesr.ode import solve
+
+    span = (scales.to(x.device, x.dtype) - 1.0).reshape(-1)
+    gain = span.reshape(-1, 1, 1, 1)
+
+    def rhs(u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return gain * func(1.0 + (u - 1.0) * span, y)
+
+    opts = {k: solver[k] for k in ("method", "steps", "checkpoint") if k in solver}
+    return solve(rhs, x, 2.0, **opts).image
 
 
 def compute_loss(step_module: nn.Module, batch: dict) -> torch.Tensor:
@@ -431,9 +533,13 @@ RESUMABLE_CHANGES = ("max_steps", "log_every", "checkpoint_every", "val", "check
 
 def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
     """Top-level config keys that differ between a checkpoint's config and ``cfg``, ignoring
-    :data:`RESUMABLE_CHANGES` (extending ``max_steps`` is a legitimate resume)."""
+    :data:`RESUMABLE_CHANGES` (extending ``max_steps`` is a legitimate resume, except under the
+    cosine schedule, which it would change)."""
     saved = {**LEGACY_VALUES, **saved}  # a checkpoint from before a key existed
-    keys = (set(saved) | set(cfg)) - set(RESUMABLE_CHANGES)
+    free = set(RESUMABLE_CHANGES)
+    if "cosine" in (saved.get("lr_schedule"), cfg.get("lr_schedule")):
+        free.discard("max_steps")  # the cosine schedule ends at max_steps
+    keys = (set(saved) | set(cfg)) - free
     return sorted(k for k in keys if saved.get(k) != cfg.get(k))
 
 
@@ -554,7 +660,13 @@ def _load_val_images(cfg: dict, data_root: str | None) -> list:
     vcfg = cfg["val"]
     if not vcfg.get("every") or not vcfg.get("dataset"):
         return []
-    files = list_images(vcfg["dataset"], data_root)[: int(vcfg.get("n_images") or 1)]
+    if vcfg["dataset"] == "holdout":
+        files = holdout_files(cfg, data_root)
+        if not files:
+            raise TrainError("val.dataset 'holdout' needs holdout: {dataset: ..., n_images: N}")
+    else:
+        files = list_images(vcfg["dataset"], data_root)
+    files = files[: int(vcfg.get("n_images") or 1)]
     images = []
     for f in files:
         img = load_image(f)
@@ -630,6 +742,191 @@ def train(
             torch.distributed.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """What one training run holds and a checkpoint stores (``ema``: averaged weights or None)."""
+
+    cfg: dict
+    model: nn.Module
+    ema: nn.Module | None
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    sampler: PatchSampler
+    step: int = 0
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _build_model(cfg: dict, dev: torch.device) -> tuple[nn.Module, str, str]:
+    """``(model, input_kind, objective)`` for ``cfg`` (the objective is endpoint for non-ODEs)."""
+    model = _models().build(_model_spec(cfg)).to(dev)
+    kind = getattr(model, "input_kind", "upscaled")
+    if cfg["objective"] == "path" and kind == "upscaled" and not model.is_ode:
+        raise TrainError(f"objective 'path' needs an ODE model; {cfg['model']['name']} is not one")
+    if cfg["mixed_scales"] and not mixed_scales_ok(model, cfg):
+        raise TrainError(
+            f"mixed_scales: {cfg['model']['name']} cannot mix scales in a batch with this "
+            "config (an ODE model needs train_solver.steps and a fixed-step method)"
+        )
+    objective = cfg["objective"] if model.is_ode else "endpoint"
+    if cfg.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    return model, kind, objective
+
+
+def lr_factor(step: int, cfg: dict) -> float:
+    """Learning-rate multiplier after ``step`` steps: linear warm-up over ``warmup_steps``, then
+    ``step`` (halved every ``lr_halve_every``) or ``cosine`` (from 1 to 0 at ``max_steps``)."""
+    warm = int(cfg["warmup_steps"])
+    if step < warm:
+        return (step + 1) / warm
+    if cfg["lr_schedule"] == "cosine":
+        span = max(int(cfg["max_steps"]) - warm, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min((step - warm) / span, 1.0)))
+    return 0.5 ** (step // int(cfg["lr_halve_every"]))
+
+
+def _make_optimizer(model: nn.Module, cfg: dict):
+    """Adam and its schedule (a plain StepLR for the step schedule without warm-up, as before)."""
+    opt = torch.optim.Adam(
+        model.parameters(),
+        lr=float(cfg["lr"]),
+        betas=tuple(float(b) for b in cfg["adam"]["betas"]),
+        eps=float(cfg["adam"]["eps"]),
+    )
+    if cfg["lr_schedule"] == "step" and not int(cfg["warmup_steps"]):
+        return opt, torch.optim.lr_scheduler.StepLR(
+            opt, step_size=int(cfg["lr_halve_every"]), gamma=0.5
+        )
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg))
+
+
+@torch.no_grad()
+def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model, d = min(decay, (1 + step) / (10 + step)) (short warm-up
+    so the average forgets the initial weights early)."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm.detach(), 1.0 - d)
+
+
+def _restore(run: _Run, last: Path, rank: int, world: int) -> None:
+    """Continue ``run`` from ``last`` (refusing a checkpoint trained with another config)."""
+    state, ckpt = read_checkpoint(last)
+    differ = resume_mismatch(ckpt.get("config", {}), run.cfg)
+    if differ:
+        raise TrainError(
+            f"{last}: cannot resume, the checkpoint was trained with a different "
+            f"{', '.join(differ)} (use a new output folder, or train without --resume)"
+        )
+    run.model.load_state_dict(state)
+    if run.ema is not None:
+        run.ema.load_state_dict(ckpt["ema"])
+    run.opt.load_state_dict(ckpt["optimizer"])
+    run.sched.load_state_dict(ckpt["scheduler"])
+    run.step = int(ckpt["step"])
+    rng = ckpt["rng"]
+    _set_rng_state(_rank_rng_state(rng, rank, world))
+    samplers = rng["samplers"]
+    if len(samplers) == world:
+        run.sampler.load_state_dict(samplers[rank])
+    elif rank == 0:
+        print(
+            f"odesr train: world size changed ({len(samplers)} -> {world}); data streams restart",
+            file=sys.stderr,
+        )
+
+
+def _save(run: _Run, path: Path, world: int, rank: int, final: bool = False) -> None:
+    """Write a checkpoint (collective under DDP). ``last.pt`` holds the raw weights (+ ``ema``);
+    ``final.pt`` holds the weights to evaluate: the EMA when on (``extra.weights`` says which)."""
+    states, globals_ = [run.sampler.state_dict()], [_global_rng_state()]
+    if world > 1:
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, (states[0], globals_[0]))
+        states = [g[0] for g in gathered]
+        globals_ = [g[1] for g in gathered]
+    if rank != 0:
+        return
+    extra = dict(
+        optimizer=run.opt.state_dict(),
+        scheduler=run.sched.state_dict(),
+        step=run.step,
+        rng={"samplers": states, "ranks": globals_},  # index = rank
+        config=run.cfg,
+        weights="ema" if run.ema is not None else "last",
+    )
+    if run.ema is not None and not final:
+        extra["ema"] = run.ema.state_dict()
+    model = run.ema if (final and run.ema is not None) else run.model
+    save_training_checkpoint(path, model, extra)
+
+
+def _train_step(run: _Run, step_module: nn.Module, batch: dict, dev, world: int, last: Path):
+    """One optimiser step; returns ``(loss, grad_norm)``. Raises NonFiniteLoss before updating."""
+    cfg = run.cfg
+    batch["x"] = batch["x"].to(dev, non_blocking=True)
+    batch["target"] = batch["target"].to(dev, non_blocking=True)
+    if cfg.get("channels_last"):
+        batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+    run.opt.zero_grad(set_to_none=True)
+    loss = compute_loss(step_module, batch)
+    check = loss.detach().clone()
+    if world > 1:
+        torch.distributed.all_reduce(check)
+        check /= world
+    loss_value = float(check)
+    if not math.isfinite(loss_value):
+        raise NonFiniteLoss(
+            f"non-finite loss ({loss_value}) at step {run.step + 1} "
+            f"(scale {_scale_text(batch['scale'])}); last good checkpoint kept: "
+            f"{last if last.exists() else 'none yet'}"
+        )
+    loss.backward()
+    clip = float(cfg["grad_clip"])
+    grad_norm = float("nan")
+    if clip > 0:
+        grad_norm = float(nn.utils.clip_grad_norm_(run.model.parameters(), clip))
+    run.opt.step()
+    run.sched.step()
+    if run.ema is not None:
+        _update_ema(run.ema, run.model, float(cfg["ema"]), run.step)
+    run.step += 1
+    return loss_value, grad_norm
+
+
+def _scale_text(scale: float | torch.Tensor) -> str:
+    return "mixed" if torch.is_tensor(scale) else f"{scale:.4g}"
+
+
+def _log_metrics(log: _Log, bar, record: dict) -> None:
+    """The one place training and validation metrics are reported (JSONL log, progress bar)."""
+    log.write(**record)
+    if bar is not None and "val_psnr" in record:
+        bar.write(
+            f"step {record['step']}: val PSNR "
+            + ", ".join(f"x{k} {p:.2f}" for k, p in record["val_psnr"].items())
+        )
+
+
+def _progress_bar(cfg: dict, step: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=int(cfg["max_steps"]),
+        initial=step,
+        desc=f"train {cfg['model']['name']}",
+        unit="step",
+        dynamic_ncols=True,
+    )
+
+
 def _train(
     cfg: dict,
     run_dir: Path,
@@ -640,58 +937,23 @@ def _train(
     world: int,
     rank: int,
 ) -> dict:
-    distributed = world > 1
-    main_rank = rank == 0
+    distributed, main_rank = world > 1, rank == 0
     seed = int(cfg["seed"])
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    models = _models()
-
-    model = models.build(_model_spec(cfg)).to(dev)
-    kind = getattr(model, "input_kind", "upscaled")
-    if cfg["objective"] == "path" and kind == "upscaled" and not model.is_ode:
-        raise TrainError(f"objective 'path' needs an ODE model; {cfg['model']['name']} is not one")
-    objective = cfg["objective"] if model.is_ode else "endpoint"
-    if cfg.get("channels_last"):
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(
-        model.parameters(),
-        lr=float(cfg["lr"]),
-        betas=tuple(float(b) for b in cfg["adam"]["betas"]),
-        eps=float(cfg["adam"]["eps"]),
+    _seed_everything(seed)
+    model, kind, objective = _build_model(cfg, dev)
+    opt, sched = _make_optimizer(model, cfg)
+    ema = copy.deepcopy(model).requires_grad_(False) if float(cfg["ema"]) > 0 else None
+    held_out = holdout_files(cfg, data_root)
+    images = load_training_images(cfg["data"], data_root, exclude=held_out)
+    sampler = PatchSampler(
+        images, cfg, kind, objective, seed, rank, model.supported_scales, bool(cfg["mixed_scales"])
     )
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["lr_halve_every"]), gamma=0.5)
-
-    images = load_training_images(cfg["data"], data_root)
-    sampler = PatchSampler(images, cfg, kind, objective, seed, rank, model.supported_scales)
+    run = _Run(cfg, model, ema, opt, sched, sampler)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     last, final = run_dir / "last.pt", run_dir / "final.pt"
-    step = 0
     if resume and last.exists():
-        state, ckpt = read_checkpoint(last)
-        differ = resume_mismatch(ckpt.get("config", {}), cfg)
-        if differ:
-            raise TrainError(
-                f"{last}: cannot resume, the checkpoint was trained with a different "
-                f"{', '.join(differ)} (use a new output folder, or train without --resume)"
-            )
-        model.load_state_dict(state)
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step = int(ckpt["step"])
-        rng = ckpt["rng"]
-        _set_rng_state(_rank_rng_state(rng, rank, world))
-        samplers = rng["samplers"]
-        if len(samplers) == world:
-            sampler.load_state_dict(samplers[rank])
-        elif main_rank:
-            print(
-                f"odesr train: world size changed ({len(samplers)} -> {world}); "
-                "data streams restart",
-                file=sys.stderr,
-            )
+        _restore(run, last, rank, world)
     elif not resume and last.exists() and main_rank:
         print(
             f"odesr train: {run_dir} has a checkpoint; starting over (use --resume to continue)",
@@ -700,7 +962,7 @@ def _train(
     if main_rank:
         with open(run_dir / "config.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(cfg, fh, sort_keys=False)
-    log = _Log(run_dir / "metrics.jsonl", main_rank, step if resume else None)
+    log = _Log(run_dir / "metrics.jsonl", main_rank, run.step if resume else None)
     val_images = _load_val_images(cfg, data_root) if main_rank else []
     log = tensorboard_log.tee(  # + TensorBoard event files in run_dir when tensorboard is installed
         log,
@@ -718,94 +980,49 @@ def _train(
         ids = [dev.index] if dev.type == "cuda" else None
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
 
-    def checkpoint(path: Path) -> None:
-        states, globals_ = [sampler.state_dict()], [_global_rng_state()]
-        if distributed:
-            gathered: list = [None] * world
-            torch.distributed.all_gather_object(gathered, (states[0], globals_[0]))
-            states = [g[0] for g in gathered]
-            globals_ = [g[1] for g in gathered]
-        if main_rank:
-            extra = dict(
-                optimizer=opt.state_dict(),
-                scheduler=sched.state_dict(),
-                step=step,
-                rng={"samplers": states, "ranks": globals_},  # index = rank
-                config=cfg,
-            )
-            save_training_checkpoint(path, model, extra)
-
     max_steps = int(cfg["max_steps"])
-    bar = None
-    if progress and main_rank:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=max_steps,
-            initial=step,
-            desc=f"train {cfg['model']['name']}",
-            unit="step",
-            dynamic_ncols=True,
-        )
+    bar = _progress_bar(cfg, run.step, progress and main_rank)
     model.train()
     log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
     val_every = int(cfg["val"].get("every") or 0)
-    t_mark, s_mark = time.perf_counter(), step
-    loss_sum, loss_n, loss_value = 0.0, 0, float("nan")
+    t_mark, s_mark = time.perf_counter(), run.step
+    loss_sum, loss_n, loss_value, grad_norm = 0.0, 0, float("nan"), float("nan")
     try:
-        while step < max_steps:
+        while run.step < max_steps:
             batch = sampler.next()
-            batch["x"] = batch["x"].to(dev, non_blocking=True)
-            batch["target"] = batch["target"].to(dev, non_blocking=True)
-            if cfg.get("channels_last"):
-                batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
-            opt.zero_grad(set_to_none=True)
-            loss = compute_loss(step_module, batch)
-            check = loss.detach().clone()
-            if distributed:
-                torch.distributed.all_reduce(check)
-                check /= world
-            loss_value = float(check)
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(
-                    f"non-finite loss ({loss_value}) at step {step + 1} "
-                    f"(scale {batch['scale']:.4g}); last good checkpoint kept: "
-                    f"{last if last.exists() else 'none yet'}"
-                )
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
+            loss_value, grad_norm = _train_step(run, step_module, batch, dev, world, last)
+            step = run.step
             loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", t=f"{batch['scale']:.2f}", refresh=False)
+                scale = _scale_text(batch["scale"])
+                bar.set_postfix(loss=f"{loss_value:.4f}", t=scale, refresh=False)
             if step % log_every == 0 or step == max_steps:
                 now = time.perf_counter()
-                sps = (step - s_mark) / max(now - t_mark, 1e-9)
-                log.write(
+                record = dict(
                     step=step,
                     loss=loss_sum / loss_n,
                     lr=opt.param_groups[0]["lr"],
-                    steps_per_s=sps,
-                    scale=batch["scale"],
+                    steps_per_s=(step - s_mark) / max(now - t_mark, 1e-9),
+                    scale=batch["scale"] if not torch.is_tensor(batch["scale"]) else "mixed",
                 )
+                if math.isfinite(grad_norm):
+                    record["grad_norm"] = grad_norm
+                _log_metrics(log, bar, record)
                 t_mark, s_mark, loss_sum, loss_n = now, step, 0.0, 0
             if val_every and step % val_every == 0 and main_rank and val_images:
-                v = _validate(model, val_images, cfg, dev)
-                log.write(step=step, val_psnr=v, val_dataset=str(cfg["val"]["dataset"]))
-                if bar is not None:
-                    bar.write(
-                        f"step {step}: val PSNR " + ", ".join(f"x{k} {p:.2f}" for k, p in v.items())
-                    )
+                v = _validate(ema if ema is not None else model, val_images, cfg, dev)
+                _log_metrics(
+                    log, bar, dict(step=step, val_psnr=v, val_dataset=str(cfg["val"]["dataset"]))
+                )
             if ckpt_every and step % ckpt_every == 0 and step < max_steps:
-                checkpoint(last)
+                _save(run, last, world, rank)
     finally:
         if bar is not None:
             bar.close()
-    checkpoint(last)
-    checkpoint(final)
-    result: dict[str, Any] = {"step": step, "loss": loss_value, "final": str(final)}
+    _save(run, last, world, rank)
+    _save(run, final, world, rank, final=True)
+    result: dict[str, Any] = {"step": run.step, "loss": loss_value, "final": str(final)}
     if distributed:
         digests: list = [None] * world
         torch.distributed.all_gather_object(digests, _param_digest(model))
