@@ -6,7 +6,7 @@ hubble_deep_field, gravel (grey); test: chelsea, astronaut, camera (grey)) under
 (checkpoint under ``checkpoints/demo/``), evaluates bicubic and it at a few scales, then prints a
 table and draws PSNR vs scale into ``results/demo/``.
 
-    python -m bench.demo [--steps 120] [--scales 2,3,4] [--device cpu]
+    python -m bench.demo [--steps 300] [--scales 2,3,4] [--device cpu]
 """
 
 from __future__ import annotations
@@ -49,14 +49,20 @@ def write_images(root: Path) -> tuple[Path, Path]:
 
 def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict:
     """The demo experiment (same schema as bench/experiments/*.yaml), run as profile ``demo``."""
+    from bench.recipe_sweep import recipe
+
     budget = {  # overrides of cpu/vdsr-ode ({dotted.key: value})
         "data": [str(train_dir)],
         "max_steps": int(steps),
         "batch_size": 8,
         "patch_size": 48,
-        "lr": 1e-3,
-        "lr_halve_every": max(int(steps) // 2, 1),
-        "train_solver": {"method": "euler", "step_size": 1.0},
+        # the cpu recipe 2 from scratch (He init, zero last layer, (t - 1) / 3 plane, Adam with
+        # warm-up and cosine decay, clipping, EMA weights, one scale per sample), at a higher lr
+        # and a shorter warm-up for the short budget, and one Euler step
+        **recipe("new"),
+        "lr": 2e-3,
+        "warmup_steps": max(int(steps) // 20, 1),
+        "train_solver": {"method": "euler", "grid": "one-step"},
         "val.every": 0,
         "checkpoint_every": 50,
         "log_every": 10,
@@ -75,7 +81,7 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
                 "paper": "vdsr (ours)",
                 "config": "cpu/vdsr-ode",
                 "train": budget,
-                "solver": {"method": "euler", "step_size": 1.0},
+                "solver": {"method": "euler", "grid": "one-step"},
             },
         },
         "sweeps": {
@@ -98,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--steps", type=int, default=120, help="training steps (default 120)")
+    p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--scales", default="2,2.5,3,4", help="evaluation scales")
     p.add_argument("--device", default="cpu")
     p.add_argument("--results", default="results")
