@@ -62,7 +62,7 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
         **recipe("new"),
         "lr": 2e-3,
         "warmup_steps": max(int(steps) // 20, 1),
-        "train_solver": {"method": "euler", "grid": "one-step"},
+        "train_solver": {"method": "euler", "grid": "one-step", "step_size": None},
         "val.every": 0,
         "checkpoint_every": 50,
         "log_every": 10,

@@ -61,7 +61,16 @@ V1_KEYS = frozenset(
     log_every lr lr_halve_every max_steps model objective patch_size path preload scales seed
     train_solver val""".split()
 )
-LEGACY_VALUES: dict[str, Any] = {"recipe": "1"}
+LEGACY_VALUES: dict[str, Any] = {
+    "recipe": "1",
+    # training-recipe keys of issue 9, at the values that train as before
+    "lr_schedule": "step",
+    "warmup_steps": 0,
+    "grad_clip": 0.0,
+    "ema": 0.0,
+    "mixed_scales": False,
+    "holdout": {"dataset": None, "n_images": 0},
+}
 
 
 class ConfigError(ValueError):

@@ -293,8 +293,8 @@ class ODESR(SRModel):
         preset: str = "paper",
         net: dict | None = None,
         method: str = DEFAULT_SOLVER.method,
-        steps: int | None = DEFAULT_SOLVER.steps,
-        step_size: float | None = DEFAULT_SOLVER.step_size,
+        steps: int | None = None,  # None and None: DEFAULT_SOLVER's grid
+        step_size: float | None = None,
         rtol: float = DEFAULT_SOLVER.rtol,
         atol: float = DEFAULT_SOLVER.atol,
         train_solver: dict | None = None,
@@ -303,7 +303,9 @@ class ODESR(SRModel):
     ) -> None:
         super().__init__()
         self.backbone = backbone or self.backbone_name
-        solver = SolverSettings(method, steps, step_size, rtol, atol)
+        solver = DEFAULT_SOLVER.replace(
+            method=method, steps=steps, step_size=step_size, rtol=rtol, atol=atol
+        )
         if train_solver is not None:
             train_solver = SolverSettings.from_dict(train_solver).as_dict()
         t_plane_value(1.0, t_plane)  # validates the mode

@@ -1,8 +1,9 @@
 """Composed configs (odesr/configs), strict keys and the one override mechanism.
 
 The pinned hashes were computed from the 33 per-file configs at main e2dbe8c (before the
-composition) and checked equal key by key; they are also the checkpoint keys in the committed
-results (e.g. ``rdn-ode-cd56f86bdf`` in results/cpu/table1.csv), so a change here means retraining.
+composition) and checked equal key by key (the paper ODE configs changed since: one RK4 step,
+issue 9); they are also the checkpoint keys in the committed results (e.g. ``rdn-ode-cd56f86bdf``
+in results/cpu/table1.csv), so a change here means retraining.
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ PINNED_HASHES = {
     "paper/rdn-fixed-x2": "2859aff7d9",
     "paper/rdn-fixed-x3": "d60c7a037f",
     "paper/rdn-fixed-x4": "13dc9c73d8",
-    "paper/rdn-ode": "d1a21d3c99",
-    "paper/rdn-ode-path": "955d67c238",
+    "paper/rdn-ode": "76dba19acc",
+    "paper/rdn-ode-path": "d1f8786bc3",
     "paper/vdsr+t": "0c21a31bea",
     "paper/vdsr-fixed": "71307ea22b",
-    "paper/vdsr-ode": "20a3d20cd4",
-    "paper/vdsr-ode-path": "c854527c0b",
+    "paper/vdsr-ode": "eea6ba9db7",
+    "paper/vdsr-ode-path": "c2327ede5a",
     "smoke/meta-rdn": "1fb345d99e",
     "smoke/rdn+t": "e5cac2d249",
     "smoke/rdn-fixed-x2": "8ac1393e65",
@@ -67,9 +68,9 @@ PINNED_HASHES = {
 # the values that matter, as the paper (section 4.1) and the cpu/smoke budgets state them
 # name: (patch_size, batch_size, max_steps, lr, lr_halve_every, train_solver or None, recompute)
 KEY_VALUES = {
-    "paper/vdsr-ode": (200, 16, 600000, 1e-4, 100000, ("rk4", 0.1), True),
-    "paper/rdn-ode": (130, 8, 600000, 1e-4, 100000, ("rk4", 0.1), True),
-    "paper/rdn-ode-path": (130, 8, 600000, 1e-4, 100000, ("rk4", 0.1), False),
+    "paper/vdsr-ode": (200, 16, 600000, 1e-4, 100000, ("rk4", None), True),
+    "paper/rdn-ode": (130, 8, 600000, 1e-4, 100000, ("rk4", None), True),
+    "paper/rdn-ode-path": (130, 8, 600000, 1e-4, 100000, ("rk4", None), False),
     "paper/rdn-fixed-x3": (144, 16, 600000, 1e-4, 100000, None, False),
     "paper/vdsr+t": (200, 16, 600000, 1e-4, 100000, None, False),
     "cpu/vdsr-ode": (48, 8, 2000, 2e-4, 700, ("rk4", 1.0), False),
@@ -110,6 +111,8 @@ def test_composed_config_key_values(name: str) -> None:
     assert (cfg["lr"], cfg["lr_halve_every"], cfg["checkpoint_recompute"]) == (lr, halve, recompute)
     if solver is not None:
         assert (cfg["train_solver"]["method"], cfg["train_solver"]["step_size"]) == solver
+        if profile == "paper":  # one RK4 step from t0 to 1 (issue 9)
+            assert cfg["train_solver"]["grid"] == "one-step"
         assert cfg["objective"] == ("path" if model.endswith("-path") else "endpoint")
     if profile == "paper":
         assert cfg["data"] == ["DIV2K"] and cfg["val"]["n_images"] == 5

@@ -131,9 +131,14 @@ def test_bicubic_is_upscale():
 def test_ode_model_solver_options_and_tiling():
     torch.manual_seed(0)
     model = build({"name": "vdsr-ode", "preset": "smoke"})
-    assert model.spec["method"] == "rk4" and model.spec["step_size"] == 0.1
+    # default: one rk4 step from t0 to 1, the bare odeint reading (issue 9)
+    assert model.spec["method"] == "rk4" and (model.spec["steps"], model.spec["step_size"]) == (
+        1,
+        None,
+    )
     lr = torch.rand(1, 3, 9, 11)
-    res = model.super_resolve(lr, 1.3, (12, 14))
+    assert model.super_resolve(lr, 1.3, (12, 14)).nfe == 4
+    res = model.super_resolve(lr, 1.3, (12, 14), grid="h0.1")
     assert res.nfe == 3 * 4
     res = model.super_resolve(lr, 1.3, (12, 14), method="euler", steps=2, return_trajectory=True)
     assert res.nfe == 2 and res.trajectory.shape == (3, 1, 3, 12, 14)

@@ -172,10 +172,13 @@ def test_supported_scales():
 
 
 def test_solver_settings_counts_by_hand():
-    assert DEFAULT_SOLVER == SolverSettings("rk4", None, 0.1)
+    # the default: one rk4 step from t0 to 1 at any scale (a bare odeint call; issue 9)
+    assert DEFAULT_SOLVER == SolverSettings("rk4", 1, None)
+    assert DEFAULT_SOLVER.num_steps(4.0) == 1 and DEFAULT_SOLVER.nfe(4.0) == 4
+    h01 = DEFAULT_SOLVER.replace(grid="h0.1")
     # x4 with h = 0.1: 30 steps of 4 stages; x1.25: ceil(2.5) = 3 steps
-    assert DEFAULT_SOLVER.num_steps(4.0) == 30 and DEFAULT_SOLVER.nfe(4.0) == 120
-    assert DEFAULT_SOLVER.num_steps(1.25) == 3
+    assert h01.num_steps(4.0) == 30 and h01.nfe(4.0) == 120 and h01.steps is None
+    assert h01.num_steps(1.25) == 3
     euler = DEFAULT_SOLVER.replace(method="euler", steps=5)
     assert euler.step_size is None and euler.nfe(3.3) == 5
     assert euler.replace(step_size=0.5).steps is None and euler.replace(step_size=0.5).nfe(2.2) == 3
@@ -188,8 +191,8 @@ def test_solver_settings_counts_by_hand():
         "rtol": 1e-3,
         "atol": 1e-4,
     }
-    assert DEFAULT_SOLVER.columns(2.0)["steps"] == 10
-    assert DEFAULT_SOLVER.label() == "rk4 h=0.1" and euler.label() == "euler n=5"
+    assert h01.columns(2.0)["steps"] == 10 and DEFAULT_SOLVER.columns(2.0)["steps"] == 1
+    assert h01.label() == "rk4 h=0.1" and euler.label() == "euler n=5"
 
 
 @pytest.mark.parametrize(
