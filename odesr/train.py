@@ -968,7 +968,7 @@ def _train(
         log,
         run_dir,
         main_rank,
-        step if resume else None,
+        run.step if resume else None,
         model=model,
         val_images=val_images,
         cfg=cfg,
@@ -1004,8 +1004,9 @@ def _train(
                     loss=loss_sum / loss_n,
                     lr=opt.param_groups[0]["lr"],
                     steps_per_s=(step - s_mark) / max(now - t_mark, 1e-9),
-                    scale=batch["scale"] if not torch.is_tensor(batch["scale"]) else "mixed",
                 )
+                if not torch.is_tensor(batch["scale"]):  # a mixed batch has no one scale
+                    record["scale"] = batch["scale"]
                 if math.isfinite(grad_norm):
                     record["grad_norm"] = grad_norm
                 _log_metrics(log, bar, record)

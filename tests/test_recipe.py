@@ -157,7 +157,7 @@ def test_new_recipe_resumes_bitwise_and_final_holds_the_ema(tmp_path, monkeypatc
     raw, extra = _final(tmp_path / "straight", "last.pt")
     assert _same_state(extra["ema"], fa) and not _same_state(raw, fa)
     log = [r for r in _log(tmp_path / "straight") if "loss" in r and "done" not in r]
-    assert [r["scale"] for r in log] == ["mixed"] * 6
+    assert len(log) == 6 and not any("scale" in r for r in log)  # mixed batches: no one scale
     assert all(r["grad_norm"] > 0 for r in log)
     lrs = [r["lr"] for r in log]
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(0.0)
