@@ -221,16 +221,24 @@ OPTIONAL_COMMANDS = {
 
 
 def _add_optional(sub: argparse._SubParsersAction, name: str, load: bool) -> None:
-    """A sub-command from its module; with ``load=False`` only its name and help (no import:
-    the module imports torch), for the top-level help and the other commands."""
+    """A sub-command whose code lives in its own module (it imports torch). Its arguments come
+    from the torch-free :mod:`odesr.arguments`; with ``load=True`` the module is imported here so
+    a broken import surfaces at once, otherwise only when the command runs (``--help`` stays
+    fast)."""
     import importlib
+
+    from odesr import arguments
 
     module, help_text = OPTIONAL_COMMANDS[name]
     p = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter)
+    getattr(arguments, f"{name}_arguments")(p)
     if load:
-        mod = importlib.import_module(module)  # a broken import must surface, not hide
-        mod.add_arguments(p)
-        p.set_defaults(func=mod.run_from_args)
+        importlib.import_module(module)
+
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module(module).run_from_args(args)
+
+    p.set_defaults(func=run)
 
 
 def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
@@ -264,7 +272,8 @@ def _command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_command(argv))
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    parser = build_parser(None if wants_help else _command(argv))  # help: no torch import
     args = parser.parse_args(argv)
     from odesr.data import DataError
 

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 import yaml
 
 from odesr import tensorboard_log
+from odesr.arguments import train_arguments
 from odesr.config import (
     LEGACY_VALUES,
     ConfigError,
@@ -1035,32 +1036,7 @@ def _train(
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``odesr train``."""
-    parser.add_argument("config", help="YAML config file, or PROFILE/MODEL under odesr/configs")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument(
-        "--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)"
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK)",
-    )
-    parser.add_argument("--out", default=None, help="run directory (default runs/PROFILE/MODEL)")
-    parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
-    parser.add_argument("--seed", type=int, default=None, help="override seed")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted, YAML value)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+add_arguments = train_arguments  # the argument definitions live in odesr.arguments
 
 
 def _default_out(config: str) -> Path:

@@ -48,6 +48,7 @@ import torch
 from PIL import Image
 
 from odesr import validate
+from odesr.arguments import upscale_arguments
 from odesr.data import IMAGE_SUFFIXES, read_image
 from odesr.io import write_bytes_atomic
 from odesr.models import BUNDLED_MODEL, DEFAULT_OVERLAP, load_model
@@ -109,40 +110,7 @@ class UpscaleError(ValueError):
 # --------------------------------------------------------------------------- arguments
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``odesr upscale``."""
-    parser.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders")
-    parser.add_argument("--scale", required=True, help="scale factor S > 1 (any real number)")
-    parser.add_argument(
-        "--out", required=True, help="output file (one input) or folder (created if needed)"
-    )
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument(
-        "--checkpoint",
-        help="checkpoint (.pt) made by odesr train (default: the bundled small vdsr-ode, "
-        "odesr/weights/vdsr-ode-cpu.pt)",
-    )
-    which.add_argument("--model", help="registry name of a parameter-free model (e.g. bicubic)")
-    parser.add_argument("--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, dopri5")
-    steps = parser.add_mutually_exclusive_group()
-    steps.add_argument("--steps", help="fixed solver steps from t0 to 1")
-    steps.add_argument("--step-size", help="fixed solver step size in t")
-    parser.add_argument("--tile", help=f"tile side in output pixels (default {AUTO_TILE})")
-    parser.add_argument(
-        "--overlap",
-        help="context pixels around each tile (default: exact, receptive radius x NFE; "
-        f"{DEFAULT_OVERLAP} for adaptive solvers)",
-    )
-    parser.add_argument(
-        "--format",
-        default="png",
-        help="output format in folder mode: png (default), jpeg, tiff, webp",
-    )
-    parser.add_argument("--trajectory", metavar="DIR", help="write I(t_i) PNGs and a GIF here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    return parser
+add_arguments = upscale_arguments  # the argument definitions live in odesr.arguments
 
 
 def _positive_float(text: str | None, name: str) -> float | None:

@@ -22,7 +22,10 @@ def _help(argv: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["eval", "--help"], ["--version"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["eval", "--help"], ["train", "--help"], ["upscale", "--help"], ["--version"]],
+)
 def test_help_does_not_import_torch(argv: list[str]) -> None:
     code = (
         f"import sys\nfrom odesr.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n"
@@ -75,3 +78,13 @@ def test_bench_help_keeps_examples_as_lines() -> None:
     ).stdout
     assert "\n  python -m bench plan table1 --profile paper\n" in out
     assert "``" not in out.split("examples:")[1]
+
+
+def test_argument_constants_match_the_commands() -> None:
+    import importlib
+
+    from odesr import arguments, models
+
+    upscale = importlib.import_module("odesr.upscale")  # odesr.upscale is also the API function
+    assert arguments.AUTO_TILE == upscale.AUTO_TILE
+    assert arguments.DEFAULT_OVERLAP == models.DEFAULT_OVERLAP

@@ -1,0 +1,76 @@
+"""Argument definitions of ``odesr train`` and ``odesr upscale``, kept free of torch so that
+their ``--help`` is instant; the commands' code (``odesr.train``, ``odesr.upscale``) is imported
+only when they run. The two constants below repeat those modules' values (a test checks)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["train_arguments", "upscale_arguments", "AUTO_TILE", "DEFAULT_OVERLAP"]
+
+AUTO_TILE = 1024  # = odesr.upscale.AUTO_TILE
+DEFAULT_OVERLAP = 32  # = odesr.models.DEFAULT_OVERLAP
+
+
+def train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``odesr train``."""
+    parser.add_argument("config", help="YAML config file, or PROFILE/MODEL under odesr/configs")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument(
+        "--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK)",
+    )
+    parser.add_argument("--out", default=None, help="run directory (default runs/PROFILE/MODEL)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
+    parser.add_argument("--seed", type=int, default=None, help="override seed")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted, YAML value)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def upscale_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``odesr upscale``."""
+    parser.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders")
+    parser.add_argument("--scale", required=True, help="scale factor S > 1 (any real number)")
+    parser.add_argument(
+        "--out", required=True, help="output file (one input) or folder (created if needed)"
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--checkpoint",
+        help="checkpoint (.pt) made by odesr train (default: the bundled small vdsr-ode, "
+        "odesr/weights/vdsr-ode-cpu.pt)",
+    )
+    which.add_argument("--model", help="registry name of a parameter-free model (e.g. bicubic)")
+    parser.add_argument("--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, dopri5")
+    steps = parser.add_mutually_exclusive_group()
+    steps.add_argument("--steps", help="fixed solver steps from t0 to 1")
+    steps.add_argument("--step-size", help="fixed solver step size in t")
+    parser.add_argument("--tile", help=f"tile side in output pixels (default {AUTO_TILE})")
+    parser.add_argument(
+        "--overlap",
+        help="context pixels around each tile (default: exact, receptive radius x NFE; "
+        f"{DEFAULT_OVERLAP} for adaptive solvers)",
+    )
+    parser.add_argument(
+        "--format",
+        default="png",
+        help="output format in folder mode: png (default), jpeg, tiff, webp",
+    )
+    parser.add_argument("--trajectory", metavar="DIR", help="write I(t_i) PNGs and a GIF here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    return parser
