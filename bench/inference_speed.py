@@ -65,12 +65,12 @@ def wall_per_image(checkpoint: str | None, data_root: str | None, scales: list[f
             print(f"  x{scale:<4g} {_label(opts):<18} NFE {result['r'].nfe:>4d}  {seconds:7.2f} s")
 
 
-def matmul_peak() -> float:
-    """float32 matmul throughput of this machine (GFLOP/s, 2048^3, best of 3)."""
-    n = 2048
+def matmul_peak(n: int = 2048, repeat: int = 3) -> float:
+    """float32 matmul throughput of this machine (GFLOP/s, n^3, best of ``repeat`` after a
+    warm-up call), at the current torch thread count."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    return 2 * n**3 / best_of(lambda: torch.mm(a, b), 3) / 1e9
+    return 2 * n**3 / best_of(lambda: torch.mm(a, b), repeat) / 1e9
 
 
 def conv_macs(net: torch.nn.Module, h: int, w: int) -> int:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from bench.inference_speed import matmul_peak
+from bench.speed_eval import best_of
 
 BASELINE = Path(__file__).with_name("baseline.json")
 _RATIOS: dict[str, tuple[float, str]] = {}
@@ -24,12 +26,7 @@ _RATIOS: dict[str, tuple[float, str]] = {}
 def best_seconds(fn, repeat: int = 3) -> float:
     """Shortest wall time of ``repeat`` calls (after one warm-up call)."""
     fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_of(fn, repeat)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,9 +37,7 @@ def _threads():
 @pytest.fixture(scope="session")
 def matmul_gflops() -> float:
     """float32 matmul throughput, one thread (GFLOP/s, 1024^3)."""
-    n = 1024
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), 5) / 1e9
+    return matmul_peak(1024, 5)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from bench.benchmarks.conftest import best_seconds, data_root
+from bench.inference_speed import conv_macs
 from bench.peer import peer_imresize, peer_pair
 from odesr.data import list_images, load_image
 from odesr.degrade import make_case, upscale
@@ -73,10 +74,6 @@ def test_bicubic_pair(benchmark, record_ratio, image):
     record_ratio(peer / benchmark.stats.stats.min, "peer pipeline pair time / ours")
 
 
-def _conv_macs(net: torch.nn.Module, h: int, w: int) -> int:
-    return sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Conv2d)) * h * w
-
-
 @pytest.mark.parametrize("name", ["vdsr-ode", "rdn-ode"])
 def test_ode_solve(benchmark, record_ratio, matmul_gflops, name):
     """rk4 (3/8 rule) at step 1 from t0 = 2 (4 NFE), cpu presets, 96x128 image."""
@@ -89,7 +86,7 @@ def test_ode_solve(benchmark, record_ratio, matmul_gflops, name):
         benchmark.pedantic(
             lambda: model.solve(x, 2.0, method="rk4", step_size=1.0), rounds=3, warmup_rounds=1
         )
-    flops = 2 * _conv_macs(model.func.net, 96, 128) * 4
+    flops = 2 * conv_macs(model.func.net, 96, 128) * 4
     rate = flops / benchmark.stats.stats.min / 1e9
     record_ratio(rate / matmul_gflops, "GFLOP/s / float32 matmul peak (1 thread)")
 
@@ -112,6 +109,6 @@ def test_training_step(benchmark, record_ratio, matmul_gflops, name):
         opt.step()
 
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
-    flops = 3 * 2 * _conv_macs(model.func.net, 48, 48) * 8 * 8  # forward + 2x backward
+    flops = 3 * 2 * conv_macs(model.func.net, 48, 48) * 8 * 8  # forward + 2x backward
     rate = flops / benchmark.stats.stats.min / 1e9
     record_ratio(rate / matmul_gflops, "GFLOP/s (fwd+bwd) / float32 matmul peak (1 thread)")
