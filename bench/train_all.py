@@ -27,14 +27,21 @@ from odesr.cli import HelpFormatter
 
 
 def _plans(experiments: list[str], profile: str) -> list:
+    """The distinct checkpoints the experiments need, longest training first (estimated FLOPs,
+    :func:`bench.plan.plan_experiment`), so a pool of workers ends together."""
+    from bench.plan import plan_experiment
+
     seen: dict[str, object] = {}
+    flops: dict[str, float] = {}
     for name in experiments:
         exp = load_experiment(name)
         for model_id in exp.model_ids():
             for plan in exp.model_plans(model_id, profile):
                 if plan.train_cfg is not None:
                     seen.setdefault(plan.key, plan)
-    return list(seen.values())
+        for row in plan_experiment(exp, profile)[0]:
+            flops.setdefault(row.key, row.flops)
+    return sorted(seen.values(), key=lambda p: -flops.get(p.key, 0.0))
 
 
 def _work(args: tuple) -> tuple[str, float, str]:

@@ -30,17 +30,17 @@ from odesr.train import DEFAULTS, TrainError, load_config, resume_mismatch
 REPO = Path(__file__).resolve().parents[1]
 
 PINNED_HASHES = {
-    "cpu/meta-rdn": "7716f9f270",
-    "cpu/rdn+t": "ee3583236d",
-    "cpu/rdn-fixed-x2": "dab8c95e54",
-    "cpu/rdn-fixed-x3": "d09f30851e",
-    "cpu/rdn-fixed-x4": "663e7bef70",
-    "cpu/rdn-ode": "cd56f86bdf",
-    "cpu/rdn-ode-path": "b945fc76f8",
-    "cpu/vdsr+t": "8dc5aad001",
-    "cpu/vdsr-fixed": "115ee2aca7",
-    "cpu/vdsr-ode": "25537c6ed5",
-    "cpu/vdsr-ode-path": "16e804d031",
+    "cpu/meta-rdn": "31390789b0",
+    "cpu/rdn+t": "47fb334f18",
+    "cpu/rdn-fixed-x2": "f4f0efc88c",
+    "cpu/rdn-fixed-x3": "f684a2bcff",
+    "cpu/rdn-fixed-x4": "1be3d18517",
+    "cpu/rdn-ode": "ee96c1106c",
+    "cpu/rdn-ode-path": "8604cb5903",
+    "cpu/vdsr+t": "bfc8784ec4",
+    "cpu/vdsr-fixed": "39bddc0350",
+    "cpu/vdsr-ode": "1ffe079495",
+    "cpu/vdsr-ode-path": "a9b8000dbb",
     "paper/meta-rdn": "4bec901d5b",
     "paper/rdn+t": "c0f7ba5b89",
     "paper/rdn-fixed-x2": "2859aff7d9",
@@ -73,10 +73,10 @@ KEY_VALUES = {
     "paper/rdn-ode-path": (130, 8, 600000, 1e-4, 100000, ("rk4", None), False),
     "paper/rdn-fixed-x3": (144, 16, 600000, 1e-4, 100000, None, False),
     "paper/vdsr+t": (200, 16, 600000, 1e-4, 100000, None, False),
-    "cpu/vdsr-ode": (48, 8, 2000, 2e-4, 700, ("rk4", 1.0), False),
-    "cpu/rdn-ode": (48, 8, 1000, 2e-4, 350, ("rk4", 1.0), False),
-    "cpu/rdn-fixed-x4": (96, 8, 1000, 2e-4, 350, None, False),
-    "cpu/vdsr-fixed": (48, 8, 2000, 2e-4, 700, None, False),
+    "cpu/vdsr-ode": (48, 8, 4000, 1e-3, 100000, ("rk4", None), False),
+    "cpu/rdn-ode": (48, 8, 2000, 1e-3, 100000, ("rk4", None), False),
+    "cpu/rdn-fixed-x4": (96, 8, 2000, 1e-3, 100000, None, False),
+    "cpu/vdsr-fixed": (48, 8, 4000, 1e-3, 100000, None, False),
     "smoke/vdsr-ode": (24, 4, 20, 1e-3, 10, ("euler", 0.5), False),
     "smoke/meta-rdn": (24, 4, 20, 1e-3, 10, None, False),
 }
@@ -89,7 +89,7 @@ def test_composed_configs_keep_their_hashes() -> None:
 
 
 def test_weights_hash_follows_what_changes_the_weights() -> None:
-    cfg = load_config("cpu/vdsr-ode")
+    cfg = load_config("smoke/vdsr-ode")
     key = weights_hash(cfg)
     assert cfg["recipe"] == LEGACY_VALUES["recipe"]
     assert weights_hash({**cfg, "recipe": "2"}) != key  # a new training procedure
