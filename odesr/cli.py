@@ -100,7 +100,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--step-size",
         type=float,
-        help="fixed solver step size in t (default: the model's own, 0.1 for vdsr-ode/rdn-ode)",
+        help="fixed solver step size in t (default: the model's own; one step from t0 to 1 "
+        "unless the checkpoint says otherwise)",
     )
     p.add_argument("--rtol", type=float, help="dopri5 relative tolerance (default: 1e-3)")
     p.add_argument("--atol", type=float, help="dopri5 absolute tolerance (default: 1e-4)")

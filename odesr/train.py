@@ -769,9 +769,14 @@ def _build_model(cfg: dict, dev: torch.device) -> tuple[nn.Module, str, str]:
     if cfg["objective"] == "path" and kind == "upscaled" and not model.is_ode:
         raise TrainError(f"objective 'path' needs an ODE model; {cfg['model']['name']} is not one")
     if cfg["mixed_scales"] and not mixed_scales_ok(model, cfg):
+        why = (
+            "an LR-input model: its LR sizes differ per scale"
+            if kind != "upscaled"
+            else "an ODE model needs train_solver.steps and a fixed-step method"
+        )
         raise TrainError(
-            f"mixed_scales: {cfg['model']['name']} cannot mix scales in a batch with this "
-            "config (an ODE model needs train_solver.steps and a fixed-step method)"
+            f"mixed_scales: {cfg['model']['name']} cannot mix scales in a batch ({why}); "
+            "set mixed_scales: false"
         )
     objective = cfg["objective"] if model.is_ode else "endpoint"
     if cfg.get("channels_last"):
