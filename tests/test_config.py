@@ -38,7 +38,7 @@ PINNED_HASHES = {
     "cpu/rdn-ode": "ee96c1106c",
     "cpu/rdn-ode-path": "8604cb5903",
     "cpu/vdsr+t": "bfc8784ec4",
-    "cpu/vdsr-fixed": "39bddc0350",
+    "cpu/vdsr-fixed": "6cead6e981",
     "cpu/vdsr-ode": "1ffe079495",
     "cpu/vdsr-ode-path": "a9b8000dbb",
     "paper/meta-rdn": "4bec901d5b",
