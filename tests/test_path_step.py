@@ -159,3 +159,34 @@ def test_path_following_of_a_still_flow_is_bicubic(small_image, one_thread) -> N
     assert rows[0]["psnr_path"] > 45 > rows[0]["psnr_path_hr"]
     path = [r["psnr_path"] for r in rows]  # a still state drifts away from I(t) as t -> 1
     assert path == sorted(path, reverse=True)
+
+
+def test_grid_names_parse() -> None:
+    from bench.path_following import parse_grids
+
+    assert parse_grids("one-step, h0.5,h0.1") == {
+        "one-step": {"steps": 1},
+        "h0.5": {"step_size": 0.5},
+        "h0.1": {"step_size": 0.1},
+    }
+    for bad in ("h0", "x0.5", "h-1", ","):
+        with pytest.raises(ValueError):
+            parse_grids(bad)
+
+
+def test_compare_rows_pairs_by_image(tmp_path: Path) -> None:
+    from bench.compare_rows import main
+
+    def write(name: str, model: str, values: dict) -> str:
+        lines = ["model,dataset,image,scale,psnr"]
+        lines += [f"{model},B100,{img},{s},{p}" for (img, s), p in values.items()]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        return str(tmp_path / name)
+
+    ref = write("ref.csv", "bicubic", {("a", 2.0): 30.0, ("b", 2.0): 20.0, ("c", 2.0): 10.0})
+    new = write("new.csv", "mine", {("a", 2.0): 31.0, ("b", 2.0): 19.5})  # c missing: unpaired
+    out = tmp_path / "cmp.md"
+    assert main([ref, new, "--out", str(out)]) == 0
+    # paired over a, b only: means 25.00 and 25.25, difference +0.25 mean, -0.5 worst
+    assert "| x2 | 2 | 25.00 | 25.25 | +0.250 / -0.500 |" in out.read_text()
+    assert main([ref, "--out", str(out)]) == 2
