@@ -190,3 +190,19 @@ def test_compare_rows_pairs_by_image(tmp_path: Path) -> None:
     # paired over a, b only: means 25.00 and 25.25, difference +0.25 mean, -0.5 worst
     assert "| x2 | 2 | 25.00 | 25.25 | +0.250 / -0.500 |" in out.read_text()
     assert main([ref, "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("scale", [2.0, 2.5, 3.0, 4.0])
+def test_path_step_projection_shares_the_evaluation_lr_grid(small_image, scale) -> None:
+    # P_t = path_point(., t, pad=0) puts the LR grid where the evaluation's LR has it (pixel 0),
+    # so P_t0(HR) is the bicubic input up to 8-bit rounding and borders; the default margin of
+    # path_point shifts the grid by (ceil(4t) + 2) mod t pixels (2 at x4) and does not
+    from odesr.degrade import path_point, upscale
+    from odesr.metrics import psnr
+
+    ref, lr, case = make_case(small_image.rgb[None].double(), scale)
+    bicubic_input = upscale(lr, scale, case.sr_size)
+    aligned = float(psnr(path_point(ref, scale, pad=0), bicubic_input, 8)[0])
+    assert aligned > 48
+    if scale != 2.0:  # pad 10 is a multiple of 2: the one scale where both agree
+        assert float(psnr(path_point(ref, scale), bicubic_input, 8)[0]) < aligned - 8
