@@ -367,13 +367,18 @@ class ODESR(SRModel):
         self._check_method(solver.method)
         return solver
 
-    def super_resolve(self, lr: torch.Tensor, scale: float, *args: Any, **kwargs: Any) -> SRResult:
-        if kwargs.get("tile") is not None and self.predicts == "hr":
-            raise ModelError(
-                f"{self.spec['name']} with predicts 'hr' (path-step) runs on whole images: "
-                "no tiles (P_t anchors the LR grid at the image origin)"
-            )
-        return super().super_resolve(lr, scale, *args, **kwargs)
+    def super_resolve(
+        self, lr: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **kwargs: Any
+    ) -> SRResult:
+        tile = kwargs.get("tile")
+        if tile is not None and self.predicts == "hr":
+            if max(size or default_size(lr, scale)) > int(tile):
+                raise ModelError(
+                    f"{self.spec['name']} with predicts 'hr' (path-step) runs on whole images: "
+                    f"no tiles of {tile} (P_t anchors the LR grid at the image origin)"
+                )
+            kwargs["tile"] = None  # one tile holds the whole output: the same computation
+        return super().super_resolve(lr, scale, size, **kwargs)
 
     def solver_options(self, **overrides: Any) -> dict[str, Any]:
         """The spec's solver settings with per-call ``overrides`` (``None`` values ignored)."""

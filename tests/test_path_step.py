@@ -96,6 +96,8 @@ def test_hr_model_pairs_predicts_with_path_step() -> None:
         model.super_resolve(lr, 2.0, solver={"method": "euler"})
     with pytest.raises(ModelError, match="tiles"):
         model.super_resolve(lr, 2.0, tile=16)
+    whole = model.super_resolve(lr, 2.0).image  # a tile holding the whole output is no tile
+    assert torch.equal(model.super_resolve(lr, 2.0, tile=24).image, whole)
     with pytest.raises(TrainError, match="path-step"):
         solve_per_sample(model.func, lr, torch.tensor([2.0]), method="path-step", steps=1)
 
