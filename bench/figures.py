@@ -8,6 +8,7 @@
 * :func:`trajectory_data` + :func:`dynamics` -- Figure 3 analogue: mean |f(I(t), t)| along the
   trajectory on a sharp and on a flat patch.
 * :func:`strip` -- Figure 1 analogue: the intermediate images I(t_i) of one solve (crops).
+* :func:`path_following` -- the states of solves on several grids against the true I(t_i) and HR.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "trajectory_data",
     "dynamics",
     "strip",
+    "path_following",
 ]
 
 
@@ -413,4 +415,43 @@ def strip(
     axes[-1].set_title("HR", fontsize=7)
     axes[-1].set_axis_off()
     fig.suptitle(title, fontsize=8)
+    _save(fig, path, caption)
+
+
+def path_following(
+    summary: pd.DataFrame, path: str | os.PathLike, title: str, caption: str | None = None
+) -> None:
+    """One column per scale t0. Top: mean PSNR of the state against the true I(t_i) vs t_i, a
+    line per grid (legend: the grid and its endpoint PSNR against HR). Bottom: mean PSNR of the
+    state against HR, with the path itself (I(t_i) against HR) black and dashed.
+    ``summary``: columns scale, grid, t, psnr_path, psnr_hr, psnr_path_hr (means over images)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    scales = sorted(summary["scale"].unique())
+    grids = list(dict.fromkeys(summary["grid"]))
+    palette = dict(zip(grids, sns.color_palette("tab10", len(grids)), strict=False))
+    fig, axes = plt.subplots(
+        2, len(scales), figsize=(3.6 * len(scales), 6.2), squeeze=False, sharex="col"
+    )
+    for col, scale in enumerate(scales):
+        top, bottom = axes[0][col], axes[1][col]
+        at = summary[summary["scale"] == scale]
+        for grid in grids:
+            sub = at[at["grid"] == grid].sort_values("t")
+            if sub.empty:
+                continue
+            end = float(sub[sub["t"] == sub["t"].min()]["psnr_hr"].iloc[0])
+            style = dict(color=palette[grid], marker="o", ms=2.5, lw=1.1)
+            top.plot(sub["t"], sub["psnr_path"], label=f"{grid} (end {end:.2f} dB)", **style)
+            bottom.plot(sub["t"], sub["psnr_hr"], label=grid, **style)
+        path_pts = at.drop_duplicates("t").sort_values("t")
+        bottom.plot(path_pts["t"], path_pts["psnr_path_hr"], label="I(t) itself", **REFERENCE_STYLE)
+        top.set_title(f"x{scale:g}", fontsize=9)
+        top.legend(fontsize=6)
+        bottom.set_xlabel("t (the solve runs from t0 down to 1)")
+        top.invert_xaxis()  # shared with the bottom axes
+        if col == 0:
+            top.set_ylabel("PSNR(state, I(t)) dB, Y")
+            bottom.set_ylabel("PSNR(state, HR) dB, Y")
+            bottom.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
     _save(fig, path, caption)

@@ -54,7 +54,9 @@ def upscale_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         "odesr/weights/vdsr-ode-cpu.pt)",
     )
     which.add_argument("--model", help="registry name of a parameter-free model (e.g. bicubic)")
-    parser.add_argument("--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, dopri5")
+    parser.add_argument(
+        "--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, path-step, dopri5"
+    )
     steps = parser.add_mutually_exclusive_group()
     steps.add_argument("--steps", help="fixed solver steps from t0 to 1")
     steps.add_argument("--step-size", help="fixed solver step size in t")

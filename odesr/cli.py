@@ -22,7 +22,7 @@ __all__ = ["main", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "SOLVER_CHO
 # the names odesr.degrade.PROTOCOLS and odesr.ode.METHODS define (repeated here so that --help
 # imports no torch; tests/test_cli_help.py checks they agree)
 PROTOCOL_CHOICES = ("metasr", "modcrop", "floor")
-SOLVER_CHOICES = ("euler", "midpoint", "rk4", "rk4-classic", "dopri5")
+SOLVER_CHOICES = ("euler", "midpoint", "rk4", "rk4-classic", "path-step", "dopri5")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

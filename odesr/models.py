@@ -37,7 +37,15 @@ import torch.nn as nn
 from odesr.degrade import upscale
 from odesr.io import write_bytes_atomic
 from odesr.nets import build_backbone, preset, t_plane_value
-from odesr.ode import DEFAULT_SOLVER, ODEFunc, ODESolution, SolverSettings, safe_overlap, solve
+from odesr.ode import (
+    DEFAULT_SOLVER,
+    PATH_STEP,
+    ODEFunc,
+    ODESolution,
+    SolverSettings,
+    safe_overlap,
+    solve,
+)
 from odesr.resize import output_size
 from odesr.tiling import Sink, bicubic_window, run_tiled
 
@@ -67,6 +75,7 @@ __all__ = [
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 ENTRY_POINT_GROUP = "odesr.models"
 CHECKPOINT_FORMAT = "odesr-checkpoint-v1"
+PREDICTS = ("derivative", "hr")  # what an ODE model's net predicts (ODESR)
 BUNDLED_MODEL = Path(__file__).with_name("weights") / "vdsr-ode-cpu.pt"
 DEFAULT_OVERLAP = 32  # tile context when no exact overlap exists (adaptive solvers)
 
@@ -265,7 +274,9 @@ class SRModel(nn.Module):
             raise ModelError(
                 f"model {self.spec.get('name')!r} is not an ODE model: {what} do not apply"
             )
-        return self.solver_settings(solver).replace(**given) if self.is_ode else None
+        if not self.is_ode:
+            return None
+        return self.solver_settings(self.solver_settings(solver).replace(**given))
 
 
 class ODESR(SRModel):
@@ -282,6 +293,11 @@ class ODESR(SRModel):
     overrides ``step_size``. Checkpoints store both, so older ones keep their grid.
     ``t_plane`` (``raw`` | ``normalized``, see :func:`odesr.nets.t_plane_value`; older specs
     have none and mean ``raw``).
+    ``predicts``: ``derivative`` (the paper: the net is f ~ dI/dt; older specs have none) or
+    ``hr`` (beyond the paper, objective ``hr``: the net is g(I, t) = I + backbone ~ HR and the
+    model is solved with ``method: path-step``, see :mod:`odesr.ode`; the two go together).
+    A ``path-step`` model runs on whole images only (P_t anchors the LR grid at the image origin,
+    which a tile does not share).
     """
 
     input_kind = "upscaled"
@@ -300,17 +316,23 @@ class ODESR(SRModel):
         train_solver: dict | None = None,
         backbone: str | None = None,
         t_plane: str = "raw",
+        predicts: str = "derivative",
     ) -> None:
         super().__init__()
         self.backbone = backbone or self.backbone_name
         solver = DEFAULT_SOLVER.replace(
             method=method, steps=steps, step_size=step_size, rtol=rtol, atol=atol
         )
+        if predicts not in PREDICTS:
+            raise ValueError(f"predicts must be one of {list(PREDICTS)}, got {predicts!r}")
+        self.predicts = predicts
+        self._check_method(solver.method)
         if train_solver is not None:
             train_solver = SolverSettings.from_dict(train_solver).as_dict()
         t_plane_value(1.0, t_plane)  # validates the mode
         net_kwargs = resolve_net(self.backbone, preset, net, in_ch=4, out_ch=3)
-        self.func = ODEFunc(build_backbone(self.backbone, None, **net_kwargs), t_plane=t_plane)
+        net = build_backbone(self.backbone, None, **net_kwargs)
+        self.func = ODEFunc(net, t_plane=t_plane, residual=predicts == "hr")
         self.spec = {
             "name": f"{self.backbone}-ode",
             "preset": preset,
@@ -319,6 +341,16 @@ class ODESR(SRModel):
             **solver.as_dict(),
             "train_solver": train_solver,
         }
+        if predicts != "derivative":  # older specs and the paper's models carry no such key
+            self.spec["predicts"] = predicts
+
+    def _check_method(self, method: str) -> None:
+        """``path-step`` steps an HR predictor, every other method integrates a derivative."""
+        if (method == PATH_STEP) != (self.predicts == "hr"):
+            raise ModelError(
+                f"solver {method!r} does not apply to a {self.backbone}-ode model whose net "
+                f"predicts {self.predicts!r} (path-step goes with predicts: hr, and only it)"
+            )
 
     @property
     def receptive_radius(self) -> int | None:
@@ -330,13 +362,27 @@ class ODESR(SRModel):
         return SolverSettings.from_dict({k: self.spec[k] for k in SolverSettings().as_dict()})
 
     def solver_settings(self, solver: SolverSettings | dict | None = None) -> SolverSettings:
-        if isinstance(solver, SolverSettings):
-            return solver
-        return self.solver.replace(**dict(solver or {}))
+        if not isinstance(solver, SolverSettings):
+            solver = self.solver.replace(**dict(solver or {}))
+        self._check_method(solver.method)
+        return solver
+
+    def super_resolve(
+        self, lr: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **kwargs: Any
+    ) -> SRResult:
+        tile = kwargs.get("tile")
+        if tile is not None and self.predicts == "hr":
+            if max(size or default_size(lr, scale)) > int(tile):
+                raise ModelError(
+                    f"{self.spec['name']} with predicts 'hr' (path-step) runs on whole images: "
+                    f"no tiles of {tile} (P_t anchors the LR grid at the image origin)"
+                )
+            kwargs["tile"] = None  # one tile holds the whole output: the same computation
+        return super().super_resolve(lr, scale, size, **kwargs)
 
     def solver_options(self, **overrides: Any) -> dict[str, Any]:
         """The spec's solver settings with per-call ``overrides`` (``None`` values ignored)."""
-        return self.solver.replace(**overrides).as_dict()
+        return self.solver_settings(self.solver.replace(**overrides)).as_dict()
 
     def solve(self, x: torch.Tensor, scale: float, **opts: Any) -> ODESolution:
         """Solve from ``x`` = I(scale) to t = 1 (untiled). ``opts``: method, steps, step_size,

@@ -14,6 +14,13 @@ Conventions (paper section 3):
   0, 1/3, 2/3, 1; weights 1/8, 3/8, 3/8, 1/8) -- the paper used torchdiffeq's RK4, so this is the
   default. ``rk4-classic`` is the classic Runge-Kutta method (stages 0, 1/2, 1/2, 1; weights
   1/6, 1/3, 1/3, 1/6); torchdiffeq has no method name for it, so it runs on our own stepper.
+* ``path-step`` (beyond the paper, 1 evaluation per step) steps along the degradation path of a
+  *predicted HR image*: ``func(t, I)`` returns g ~ HR (not dI/dt) and a step from ``ta`` to ``tb``
+  is ``I - P_ta(g) + P_tb(g)`` with ``P_t = path_point(., t, pad=0)`` (shrink by 1/t, enlarge
+  back, LR grid anchored at pixel (0, 0) as the evaluation's LR is). This is the increment of
+  dI/dt = d/dt P_t(g) over the step with g frozen, taken exactly; with g = HR and
+  ``I(t0) = P_t0(HR)`` every state is ``P_t(HR)`` (cold-diffusion-style sampling). A single step
+  from t0 to 1 gives ``g + (I(t0) - P_t0(g))``: the prediction plus its back-projection residual.
 * ``dopri5`` is adaptive (torchdiffeq, ``rtol``/``atol``); its step sizes are shared across the
   batch, so results may depend on the batch composition.
 * All times are tensors of the state's dtype (float32 normally): the grid's first point is
@@ -31,12 +38,14 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from odesr.degrade import path_point
 from odesr.nets import with_t_plane
 
 __all__ = [
     "ODEFunc",
     "ODESolution",
     "FIXED_METHODS",
+    "PATH_STEP",
     "ADAPTIVE_METHODS",
     "METHODS",
     "SolverSettings",
@@ -55,7 +64,14 @@ __all__ = [
 MAX_STEPS = 1000
 
 # stages (function evaluations) per step of each fixed-step method
-FIXED_METHODS: dict[str, int] = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-classic": 4}
+FIXED_METHODS: dict[str, int] = {
+    "euler": 1,
+    "midpoint": 2,
+    "rk4": 4,
+    "rk4-classic": 4,
+    "path-step": 1,  # func predicts HR, not dI/dt (module docstring)
+}
+PATH_STEP = "path-step"
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5",)
 METHODS: tuple[str, ...] = (*FIXED_METHODS, *ADAPTIVE_METHODS)
 # Named solver grids (how fixed steps cover [1, t0]); pass ``grid=NAME`` wherever solver options
@@ -101,7 +117,8 @@ def odeint(*args, **kwargs) -> torch.Tensor:
 
 
 class ODEFunc(nn.Module):
-    """f(t, I) = backbone(cat[I, t-plane]): the ODE right-hand side around a backbone.
+    """f(t, I) = backbone(cat[I, t-plane]): the ODE right-hand side around a backbone
+    (``residual``: ``I + backbone(...)``, the HR predictor g that ``path-step`` steps with).
 
     Counters: ``nfe`` counts forward evaluations (including recomputations done by activation
     checkpointing during backward); ``nfe_backward`` counts backward passes through the backbone
@@ -109,9 +126,10 @@ class ODEFunc(nn.Module):
     both. :func:`solve` reports the forward NFE of the solve itself, independent of these totals.
     """
 
-    def __init__(self, net: nn.Module, t_plane: bool | str = "raw") -> None:
+    def __init__(self, net: nn.Module, t_plane: bool | str = "raw", residual: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.residual = residual  # return y + net(...) (an HR predictor for path-step)
         # "raw" / "normalized" (odesr.nets.T_PLANES); True = "raw"; False / None = no plane
         self.t_plane = "raw" if t_plane is True else (t_plane or None)
         self.nfe = 0
@@ -128,6 +146,8 @@ class ODEFunc(nn.Module):
         self.nfe += 1
         x = with_t_plane(y, t, self.t_plane) if self.t_plane else y
         out = self.net(x.contiguous(memory_format=CONV_MEMORY_FORMAT) if x.dim() == 4 else x)
+        if self.residual:
+            out = y + out
         if out.requires_grad:
             out.register_hook(self._count_backward)
         return out
@@ -329,12 +349,20 @@ def _rk4_classic_step(
     return y + (k1 + 2 * (k2 + k3) + k4) * (dt / 6)
 
 
+def _path_step(func: Callable, ta: torch.Tensor, tb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One ``path-step`` step: g = func(ta, y) ~ HR, then ``y - P_ta(g) + P_tb(g)``."""
+    g = func(ta, y)
+    return y - path_point(g, float(ta), pad=0) + path_point(g, float(tb), pad=0)
+
+
 def _segment(
     func: Callable, method: str, y: torch.Tensor, ta: torch.Tensor, tb: torch.Tensor
 ) -> torch.Tensor:
     """One fixed step from ``ta`` to ``tb`` (same arithmetic as the full-grid odeint call)."""
     if method == "rk4-classic":
         return _rk4_classic_step(func, ta, tb, y)
+    if method == PATH_STEP:
+        return _path_step(func, ta, tb, y)
     return odeint(func, y, torch.stack([ta, tb]), method=method)[-1]
 
 
@@ -379,7 +407,7 @@ def solve(
         if per_step:
             raise ValueError("checkpoint=True needs a fixed-step method, not " + method)
         states = odeint(rhs, y0, grid, method=method, rtol=rtol, atol=atol)
-    elif per_step or method == "rk4-classic":
+    elif per_step or method in ("rk4-classic", PATH_STEP):
         states = _stepwise(counted, rhs, method, y0, grid, per_step, return_trajectory)
     else:
         states = odeint(rhs, y0, grid, method=method)

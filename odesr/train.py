@@ -18,8 +18,13 @@ positions, rotations and flips come from a per-rank generator. HR images are pre
   pixels and the target ``hr_patch[:floor(lr * s)]`` (the ``floor`` protocol on the patch).
 
 Objectives for ODE models: ``endpoint`` (the paper: L1(ODESolve(I(t0), [t0, 1]), HR), backprop
-through the solver) and ``path`` (beyond the paper, simulation-free: L1 between f(I(t), t) and a
-central finite difference of ``path_point`` along t; one network pass per sample).
+through the solver), ``hr`` (beyond the paper, simulation-free, one network pass per sample: L1
+between g(I(t), t) and the HR patch at t drawn uniformly from [1, t_max], on the same 8-bit
+I(t) patches as ``endpoint``; the model (``predicts: hr``) is solved with ``path-step``, which
+moves the state along P_t of the predicted HR image, see :mod:`odesr.ode`) and ``path`` (kept as
+a negative control, it diverges: L1 between f(I(t), t) and a secant of ``path_point`` along t;
+that target is dominated by the drift of the LR grid with t and with the crop's origin, results
+in results/cpu/objective-path-vs-endpoint.md).
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "patch_size": 48,
     "batch_size": 8,
     "scales": DEFAULT_SCALES,
-    "objective": "endpoint",  # endpoint | path (ODE models only)
+    "objective": "endpoint",  # endpoint | hr | path (ODE models only; module docstring)
     "train_solver": {"method": "rk4", "step_size": 0.25},
     "path": {"h": 1e-3, "t_sampling": "uniform", "t_max": None},
     "align_grid": True,
@@ -123,6 +128,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 EXIT_OK, EXIT_USAGE, EXIT_NONFINITE = 0, 2, 3
+OBJECTIVES = ("endpoint", "hr", "path")
+SIMULATION_FREE = ("hr", "path")  # one network pass per sample at a t drawn from [1, t_max]
 LR_SCHEDULES = ("step", "cosine")
 
 
@@ -177,8 +184,8 @@ def config_path(name: str | os.PathLike) -> Path:
 def _check_config(cfg: dict) -> None:
     if not isinstance(cfg.get("model"), dict) or "name" not in cfg["model"]:
         raise TrainError("config needs 'model: {name: ..., ...}' (an odesr.models spec)")
-    if cfg["objective"] not in ("endpoint", "path"):
-        raise TrainError(f"objective must be 'endpoint' or 'path', got {cfg['objective']!r}")
+    if cfg["objective"] not in OBJECTIVES:
+        raise TrainError(f"objective must be one of {list(OBJECTIVES)}, got {cfg['objective']!r}")
     scales = [float(s) for s in cfg["scales"]]
     if not scales or any(not (math.isfinite(s) and s >= 1) for s in scales):
         raise TrainError(f"scales must be finite numbers >= 1, got {cfg['scales']!r}")
@@ -325,7 +332,7 @@ class PatchSampler:
         return int(torch.randint(n, (1,), generator=gen or self.gen))
 
     def _draw_scale(self) -> float:
-        if self.input_kind == "upscaled" and self.objective == "path":
+        if self.input_kind == "upscaled" and self.objective in SIMULATION_FREE:
             pcfg = self.cfg["path"]
             if pcfg.get("t_sampling", "uniform") == "scales":
                 return self.scales[self._randint(len(self.scales), self.scale_gen)]
@@ -470,8 +477,8 @@ class _Step(nn.Module):
         if getattr(model, "input_kind", "upscaled") == "lr":
             return model(x, t, batch["size"])
         if model.is_ode:
-            if cfg["objective"] == "path":
-                return model.func(_as_t(t, x), x)  # f(I(t), t) ~ dI/dt, one network pass
+            if cfg["objective"] in SIMULATION_FREE:
+                return model.func(_as_t(t, x), x)  # f ~ dI/dt (path), g ~ HR (hr): one pass
             solver = grid_options(cfg["train_solver"] or {})
             solver["checkpoint"] = bool(cfg["checkpoint_recompute"])
             if torch.is_tensor(t):
@@ -485,12 +492,13 @@ def _as_t(scale: float | torch.Tensor, x: torch.Tensor) -> float | torch.Tensor:
 
 
 def mixed_scales_ok(model: nn.Module, cfg: dict) -> bool:
-    """Whether a batch may mix scales: +t nets and the path objective always; endpoint ODE
-    training when ``train_solver`` fixes ``steps`` (a fixed-step method on a per-sample grid of
-    equal step counts); never for LR-input models (their LR sizes differ per scale)."""
+    """Whether a batch may mix scales: +t nets and the simulation-free objectives always;
+    endpoint ODE training when ``train_solver`` fixes ``steps`` (a fixed-step method on a
+    per-sample grid of equal step counts); never for LR-input models (their LR sizes differ
+    per scale)."""
     if getattr(model, "input_kind", "upscaled") != "upscaled":
         return False
-    if not model.is_ode or cfg["objective"] == "path":
+    if not model.is_ode or cfg["objective"] in SIMULATION_FREE:
         return True
     from odesr.ode import FIXED_METHODS
 
@@ -507,8 +515,10 @@ def solve_per_sample(
     change of time variable is affine, so a fixed-step method with ``steps`` steps takes exactly
     the steps (same stages, same increments) it takes on [t0, 1] alone.
     """
-    from odesr.ode import solve
+    from odesr.ode import PATH_STEP, solve
 
+    if solver.get("method") == PATH_STEP:  # P_t is not affine in t: no shared time variable
+        raise TrainError("solve_per_sample: path-step cannot solve mixed scales in one batch")
     span = (scales.to(x.device, x.dtype) - 1.0).reshape(-1)
     gain = span.reshape(-1, 1, 1, 1)
 
@@ -766,8 +776,16 @@ def _build_model(cfg: dict, dev: torch.device) -> tuple[nn.Module, str, str]:
     """``(model, input_kind, objective)`` for ``cfg`` (the objective is endpoint for non-ODEs)."""
     model = _models().build(_model_spec(cfg)).to(dev)
     kind = getattr(model, "input_kind", "upscaled")
-    if cfg["objective"] == "path" and kind == "upscaled" and not model.is_ode:
-        raise TrainError(f"objective 'path' needs an ODE model; {cfg['model']['name']} is not one")
+    if cfg["objective"] != "endpoint" and kind == "upscaled" and not model.is_ode:
+        raise TrainError(
+            f"objective {cfg['objective']!r} needs an ODE model; {cfg['model']['name']} is not one"
+        )
+    if model.is_ode and (cfg["objective"] == "hr") != (getattr(model, "predicts", "") == "hr"):
+        raise TrainError(
+            f"objective {cfg['objective']!r} and model.predicts "
+            f"{getattr(model, 'predicts', 'derivative')!r} do not go together (objective hr "
+            "trains an HR predictor: model {predicts: hr, method: path-step}, and only it)"
+        )
     if cfg["mixed_scales"] and not mixed_scales_ok(model, cfg):
         why = (
             "an LR-input model: its LR sizes differ per scale"

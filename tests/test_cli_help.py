@@ -44,7 +44,7 @@ def test_eval_help_shows_defaults_and_choices(capsys) -> None:
         "(default: metasr)",
         "(default: matlab)",
         "{metasr,modcrop,floor}",
-        "one of euler, midpoint, rk4, rk4-classic, dopri5",
+        "one of euler, midpoint, rk4, rk4-classic, path-step, dopri5",
         "floor (LR = floor(HR / s)",
     ):
         assert shown in text, shown

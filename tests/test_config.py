@@ -40,6 +40,7 @@ PINNED_HASHES = {
     "cpu/vdsr+t": "bfc8784ec4",
     "cpu/vdsr-fixed": "6cead6e981",
     "cpu/vdsr-ode": "1ffe079495",
+    "cpu/vdsr-ode-hr": "2174a993b1",
     "cpu/vdsr-ode-path": "a9b8000dbb",
     "paper/meta-rdn": "4bec901d5b",
     "paper/rdn+t": "c0f7ba5b89",
@@ -51,6 +52,7 @@ PINNED_HASHES = {
     "paper/vdsr+t": "0c21a31bea",
     "paper/vdsr-fixed": "71307ea22b",
     "paper/vdsr-ode": "eea6ba9db7",
+    "paper/vdsr-ode-hr": "9365d8fc5f",
     "paper/vdsr-ode-path": "c2327ede5a",
     "smoke/meta-rdn": "1fb345d99e",
     "smoke/rdn+t": "e5cac2d249",
@@ -62,6 +64,7 @@ PINNED_HASHES = {
     "smoke/vdsr+t": "35e2e01d0a",
     "smoke/vdsr-fixed": "047b143633",
     "smoke/vdsr-ode": "175ab37aab",
+    "smoke/vdsr-ode-hr": "7d87f5ce12",
     "smoke/vdsr-ode-path": "b7af5e9ec8",
 }
 

@@ -28,7 +28,7 @@ def solve_tiled(func, y0, t0, *, tile, overlap, return_trajectory=False, **opts)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-STAGES = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-classic": 4}
+STAGES = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-classic": 4, "path-step": 1}
 
 
 @pytest.fixture
