@@ -43,7 +43,7 @@ from bench.experiment import Experiment, ExperimentError
 from odesr.evaluate import parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
 
-__all__ = ["CLAIM_COLUMNS", "CLAIM_KEYS", "check_claims", "judge", "write_claims"]
+__all__ = ["CLAIM_COLUMNS", "CLAIM_KEYS", "check_claims", "gain_bands", "judge", "write_claims"]
 
 CLAIM_COLUMNS = [
     "claim",
@@ -236,6 +236,41 @@ def judge(
             row["verdict"] = "no data"
         out.append(dict(row=row, claim=claim, per_scale=per_scale, paper_scales=paper_scales))
     return out
+
+
+def gain_bands(
+    rows: pd.DataFrame,
+    models: list[str],
+    reference: str,
+    sweep: str,
+    dataset: str,
+    n_boot: int = stats.DEFAULT_B,
+) -> pd.DataFrame:
+    """Per model and scale: the gain over ``reference`` (paired per seed and image; mean over
+    images per seed, then over seeds) with its 95% hierarchical bootstrap interval. Columns
+    model, scale, gain, low, high, seen, paper_gain (NaN: no paper line)."""
+    out = []
+    for model in models:
+        claim = {"a": model, "b": reference, "sweep": sweep, "dataset": dataset}
+        diffs = _paired(rows, claim)
+        sub = rows[(rows["model"] == model) & (rows["sweep"] == sweep)]
+        seen = dict(zip(sub["scale"].round(6), sub["seen"], strict=True))
+        for scale in sorted({k[2] for k in diffs}):
+            iv = stats.hierarchical_bootstrap(
+                stats.by_seed(_claim_values(diffs, claim, [scale])), n_boot
+            )
+            out.append(
+                dict(
+                    model=model,
+                    scale=scale,
+                    gain=iv.estimate,
+                    low=iv.low,
+                    high=iv.high,
+                    seen=bool(seen.get(scale, False)),
+                    paper_gain=math.nan,
+                )
+            )
+    return pd.DataFrame(out)
 
 
 def _md(header: list[str], rows: list[list[str]]) -> str:

@@ -10,8 +10,9 @@ its 95% hierarchical bootstrap interval and verdict, :mod:`bench.claims`), ``sca
 layout: a row block per model with ours / paper / difference, scales as columns split into
 blocks of ``block``) and ``solvers`` (Table 2 layout: dataset x scale
 rows, paper / ours / difference per training solver). Figure kinds: ``psnr_vs_scale``
-(Figure 2), ``pareto`` (PSNR vs NFE), ``dynamics`` (Figure 3 analogue, needs the checkpoint and the
-data) and ``strip`` (Figure 1 analogue).
+(Figure 2), ``gains_vs_scale`` (gain over bicubic), ``gains_band`` (the same with the 95%
+interval over seeds and images; per-image rows), ``pareto`` (PSNR vs NFE), ``dynamics``
+(Figure 3 analogue, needs the checkpoint and the data) and ``strip`` (Figure 1 analogue).
 """
 
 from __future__ import annotations
@@ -84,13 +85,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         df = df.assign(device="")
     if "seed" not in df:
         df = df.assign(seed="")
+    means = {c: (c, "mean") for c in ("psnr", "ssim", "nfe", "seconds")}
     per_seed = (
         df.groupby([*keys, "seed"], sort=False, dropna=False)
         .agg(
-            psnr=("psnr", "mean"),
-            ssim=("ssim", "mean"),
-            nfe=("nfe", "mean"),
-            seconds=("seconds", "mean"),
+            **means,
             n=("image", "nunique"),
             seen=("seen", "first"),
             device=("device", _distinct),
@@ -100,18 +99,20 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out = (
         per_seed.groupby(keys, sort=False, dropna=False)
         .agg(
-            psnr=("psnr", "mean"),
-            ssim=("ssim", "mean"),
-            nfe=("nfe", "mean"),
-            seconds=("seconds", "mean"),
+            **means,
             n=("n", "max"),
-            seeds=("seed", lambda v: sum(str(x) not in ("", "nan") for x in v)),
+            seeds=("seed", _count_trained),
             seen=("seen", "first"),
             device=("device", _distinct),
         )
         .reset_index()
     )
     return out
+
+
+def _count_trained(seeds: pd.Series) -> int:
+    """Training seeds among ``seeds`` ('' marks an untrained model)."""
+    return sum(str(x) not in ("", "nan") for x in seeds)
 
 
 def _distinct(values: pd.Series) -> str:
@@ -538,7 +539,8 @@ def write_report(
         written += paths
         index.append(section)
     previous = _index_sections(index_path)
-    opts = (checkpoints_dir, data_root, device, ref)  # ref: the paper's values (gains figure)
+    # ref: the paper's values (gains figure); rows: per image (the gains band figure)
+    opts = (checkpoints_dir, data_root, device, ref, rows)
     for f in spec.get("figures", []):
         path, section = _write_figure(exp, profile, f, summary, out_dir, previous, opts, log)
         written += [path] if path is not None else []
@@ -562,12 +564,15 @@ def _figure(
     data_root,
     device,
     paper: pd.DataFrame | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> str:
     from bench import figures
 
     kind = f["kind"]
     if kind == "gains_vs_scale":
         return _gains_figure(exp, profile, f, summary, path, paper)
+    if kind == "gains_band":
+        return _gains_band_figure(exp, profile, f, summary, rows, path)
     if kind in ("psnr_vs_scale", "pareto"):
         sweep = f.get("sweep", "main")
         s = summary[summary["sweep"] == sweep]
@@ -652,6 +657,35 @@ def _gains_figure(
             if gains["paper_gain"].notna().any()
             else ")"
         ),
+        s,
+        [reference, *models],
+    )
+    figures.gains_vs_scale(gains, path, f"{exp.title} [{profile}]", reference, cap)
+    return cap
+
+
+def _gains_band_figure(
+    exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, rows, path: Path
+) -> str:
+    """Each model's gain over ``reference`` per scale with its 95% hierarchical bootstrap
+    interval over seeds and images (:func:`bench.claims.gain_bands`)."""
+    from bench import figures
+    from bench.claims import gain_bands
+
+    sweep, dataset = f.get("sweep", "main"), str(f["dataset"])
+    reference = str(f.get("reference", "bicubic"))
+    models = [m for m in f.get("models") or _sweep_models(exp, profile, sweep) if m != reference]
+    gains = gain_bands(rows, models, reference, sweep, dataset)
+    if gains.empty:
+        raise _Skip(f"no paired rows of {', '.join(models)} and {reference!r}")
+    s = summary[(summary["sweep"] == sweep) & (summary["dataset"] == dataset)]
+    cap = caption(
+        exp,
+        profile,
+        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images, paired per "
+        "training seed and image (mean over images per seed, then over seeds); band: 95% "
+        "hierarchical bootstrap interval (seeds, then images within them) "
+        "(dots: scales seen in training, crosses: unseen)",
         s,
         [reference, *models],
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -124,14 +124,27 @@ class SharedRows:
     (``results/<profile>/*.csv`` with the :data:`SHARE_COLUMNS`), so experiments that need the
     same evaluation (table1, extrapolation, claims) make it once: the runner copies a found row
     (numbers, solver steps, code_rev, device) into the asking experiment's file instead of
-    evaluating it again. Files without an ``ensemble`` column (older ones) and damaged lines
-    are not used; reading never modifies a file."""
+    evaluating it again. Rows of a file from before the ``ensemble`` column get theirs from
+    ``ensembles(file stem)`` (``{model id: ensemble}`` of the experiment that wrote it; None:
+    not an experiment, the file is not used). Damaged lines are not used; reading never
+    modifies a file."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        ensembles: Callable[[str], dict[str, str] | None] | None = None,
+    ) -> None:
         self.rows: dict[tuple, dict] = {}
+        required = (*[c for c in SHARE_COLUMNS if c != "ensemble"], "model", "psnr")
         for path in sorted(Path(folder).glob("*.csv")):
-            found = read_csv_rows(path, required=(*SHARE_COLUMNS, "psnr"), numeric=("scale",))
-            self.add(found.rows)
+            found = read_csv_rows(path, required=required, numeric=("scale",))
+            rows = [upgrade_row(r) for r in found.rows]
+            if rows and "ensemble" not in rows[0]:
+                per_model = ensembles(path.stem) if ensembles is not None else None
+                if per_model is None:
+                    continue
+                rows = [dict(r, ensemble=per_model.get(r["model"], "")) for r in rows]
+            self.add(rows)
 
     def add(self, rows: Iterable[dict]) -> None:
         for row in rows:

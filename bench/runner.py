@@ -236,6 +236,18 @@ def _evaluate_unit(
     return [dict(r, y_rounding=settings.y_rounding) for r in rows], solver
 
 
+def _ensembles(name: str, profile: str) -> dict[str, str] | None:
+    """``{model id: ensemble}`` of experiment ``name`` (None: no such experiment), for rows
+    written before results carried the ensemble."""
+    from bench.experiment import ExperimentError, experiment_path
+
+    try:
+        models = load_experiment(experiment_path(name)).for_profile(profile)["models"]
+    except ExperimentError:
+        return None
+    return {m: str((e or {}).get("ensemble") or "") for m, e in models.items()}
+
+
 # what a copied row keeps from the run that evaluated it (the rest describes the asking unit)
 _EVALUATED_BY = ("solver", "steps", "params", "checkpoint", "code_rev", "torch", "device")
 
@@ -316,7 +328,7 @@ def run_experiment(
     )
     loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log)
     images = _ImageCache(data_root)
-    shared = SharedRows(store.path.parent)
+    shared = SharedRows(store.path.parent, functools.partial(_ensembles, profile=profile))
 
     def evaluate(unit: Unit, missing: list) -> tuple[list[dict], SolverSettings | None, dict]:
         rows, solver = _evaluate_unit(unit, loaded, missing, device, batch_size)

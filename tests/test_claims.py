@@ -19,7 +19,7 @@ from PIL import Image
 from bench import stats
 from bench.claims import CLAIM_COLUMNS, judge
 from bench.experiment import ExperimentError, load_experiment
-from bench.results import share_key
+from bench.results import SharedRows, share_key
 from bench.runner import run_experiment
 
 # ----------------------------------------------------------------------------- stats
@@ -181,6 +181,15 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
     assert cpu["rdn+t-compute"]["max_steps"] == 4 * cpu["rdn-ode"]["max_steps"] == 8000
     assert cpu["vdsr+t-repeat4"]["max_steps"] == cpu["vdsr-ode"]["max_steps"]
     assert cpu["vdsr-ode-euler4"]["train_solver"]["steps"] == 4
+    # solver-ablation's solver models are claims.yaml's (same checkpoints); its RK4 model is
+    # table1's vdsr-ode at cpu and paper
+    for profile in ("smoke", "cpu", "paper"):
+        ablation = {p.id: p.key for p in load_experiment("solver-ablation").all_plans(profile)}
+        mine = {p.id: p.key for p in claims.all_plans(profile) if p.seed == 0}
+        assert ablation["vdsr-ode-euler1"] == mine["vdsr-ode-euler1"]
+        assert ablation["vdsr-ode-euler4"] == mine["vdsr-ode-euler4"]
+        if profile != "smoke":
+            assert ablation["vdsr-ode-rk4"] == mine["vdsr-ode"]
     # no `seeds`: an experiment plans exactly what it planned before (the configs' own seed)
     assert {u.model.seed for u in table1.units("cpu") if u.model.trained} == {0}
 
@@ -275,6 +284,21 @@ def test_rows_are_shared_across_experiments(tmp_path: Path, monkeypatch) -> None
     # the ensemble is part of what identifies an evaluation
     row = dict(second[0])
     assert share_key(row) != share_key(dict(row, ensemble="x8"))
+
+
+def test_rows_from_before_the_ensemble_column(tmp_path: Path) -> None:
+    """An older results file has no ``ensemble`` column: the experiment that wrote it says
+    which of its models are ensembles; files of no experiment are not used."""
+    header = "model,weights,solver_opts,dataset,image,scale,protocol,y_rounding,psnr\n"
+    body = "m,w1,-,B100,a,2.0,metasr,matlab,30.0\nm+,w1,-,B100,a,2.0,metasr,matlab,30.5\n"
+    (tmp_path / "old.csv").write_text(header + body)
+    (tmp_path / "stranger.csv").write_text(header + body.replace("30.", "20."))
+    shared = SharedRows(tmp_path, lambda stem: {"m+": "x8", "m": ""} if stem == "old" else None)
+    names = ("weights", "solver_opts", "dataset", "image", "scale", "protocol", "y_rounding")
+    probe = dict(zip(names, ("w1", "-", "B100", "a", 2.0, "metasr", "matlab"), strict=True))
+    assert shared.get(dict(probe, ensemble=""))["psnr"] == "30.0"
+    assert shared.get(dict(probe, ensemble="x8"))["psnr"] == "30.5"
+    assert len(shared.rows) == 2
 
 
 # ----------------------------------------------------------------------------- end to end
