@@ -173,6 +173,11 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
         keys = [p.key for p in plans if p.id == "vdsr-ode"]
         assert len(set(keys)) == len(keys)
     units = claims.units("cpu")
+    # ... and the same evaluation solvers, so table1's rows are shared, not evaluated again
+    t1_units = {(u.model.key, u.key[3]) for u in table1.units("cpu")}
+    for model in ("vdsr-ode", "rdn-ode", "rdn-ode+", "vdsr+t", "meta-rdn"):
+        unit = next(u for u in units if u.model.id == model and u.model.seed == 0)
+        assert (unit.model.key, unit.key[3]) in t1_units, model
     assert {u.model.seed for u in units if u.model.id == "bicubic"} == {None}
     bic = [u for u in units if u.model.id == "bicubic"]
     assert len(bic) == len({u.key for u in bic}) == 9  # once, not once per seed
