@@ -251,7 +251,7 @@ def test_experiment_files_resolve() -> None:
     assert plus[0].model.key == next(u for u in smoke if u.model.id == "rdn-ode").model.key
     cpu = t1.units("cpu")
     assert {u.limit for u in cpu if u.model.id == "bicubic"} == {None}
-    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {5}
+    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {20}
     assert {u.scale for u in cpu if u.model.id == "rdn-ode+"} == {2.0, 3.0, 4.0}
     assert len({u.scale for u in t1.units("paper") if u.model.id == "rdn-ode+"}) == 30
     ext = load_experiment("extrapolation")
