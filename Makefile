@@ -45,9 +45,9 @@ clean:
 
 # ---- experiments (bench/): run then report; PROFILE=smoke|cpu|paper (default cpu) ----------
 BENCH_ARGS ?=
-.PHONY: table1 solver-ablation extrapolation demo data regress regress-update quality
+.PHONY: table1 solver-ablation extrapolation claims demo data regress regress-update quality
 
-table1 solver-ablation extrapolation: $(VENV)/.installed
+table1 solver-ablation extrapolation claims: $(VENV)/.installed
 	$(PY) -m bench run $@ --profile $(PROFILE) $(BENCH_ARGS)
 	$(PY) -m bench report $@ --profile $(PROFILE) $(BENCH_ARGS)
 

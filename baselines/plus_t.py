@@ -2,6 +2,11 @@
 
 Input I(t0) (bicubic at the output size) with the t0 plane as 4th channel; output
 ``I(t0) + net(cat[I(t0), t0])`` (paper section 4.3). One backbone evaluation (NFE 1).
+
+``repeat: k`` (k > 1) is the depth control of the claims experiment: the same net applied k
+times with tied weights, ``I <- I + net(cat[I, t0])`` (the t0 plane constant: depth without the
+ODE's time stepping), NFE k, trained end to end through all k applications. A zero last conv
+makes every application the identity, so it starts at its bicubic input like the +t net.
 """
 
 from __future__ import annotations
@@ -19,38 +24,59 @@ class PlusT(SRModel):
     nfe_per_call = 1
 
     def __init__(
-        self, backbone: str, preset: str = "paper", net: dict | None = None, t_plane: str = "raw"
+        self,
+        backbone: str,
+        preset: str = "paper",
+        net: dict | None = None,
+        t_plane: str = "raw",
+        repeat: int = 1,
     ) -> None:
         super().__init__()
         t_plane_value(1.0, t_plane)  # validates the mode
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise ValueError(f"{backbone}+t: repeat must be a positive integer, got {repeat!r}")
         net_kwargs = resolve_net(backbone, preset, net, in_ch=4, out_ch=3)
         self.net = build_backbone(backbone, None, **net_kwargs)
         self.t_plane = t_plane
+        self.repeat = repeat
+        self.nfe_per_call = repeat  # backbone evaluations of one pass
         # older checkpoints' specs have no t_plane: they rebuild with the default, raw
         self.spec = {"name": f"{backbone}+t", "preset": preset, "net": net_kwargs}
         self.spec["t_plane"] = t_plane
+        if repeat != 1:  # specs of single-pass nets stay as they were
+            self.spec["repeat"] = repeat
 
     def forward(
         self, x: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
     ) -> torch.Tensor:
         """``x`` = I(scale) (B, 3, H, W) -> restored image of the same size."""
         t = scale if torch.is_tensor(scale) else float(scale)  # (B,) when scales are mixed
-        return x + self.net(with_t_plane(x, t, self.t_plane))
+        for _ in range(self.repeat):
+            x = x + self.net(with_t_plane(x, t, self.t_plane))
+        return x
 
 
 class VDSRPlusT(PlusT):
     """``vdsr+t``."""
 
     def __init__(
-        self, preset: str = "paper", net: dict | None = None, t_plane: str = "raw"
+        self,
+        preset: str = "paper",
+        net: dict | None = None,
+        t_plane: str = "raw",
+        repeat: int = 1,
     ) -> None:
-        super().__init__("vdsr", preset, net, t_plane)
+        super().__init__("vdsr", preset, net, t_plane, repeat)
 
 
 class RDNPlusT(PlusT):
     """``rdn+t``."""
 
     def __init__(
-        self, preset: str = "paper", net: dict | None = None, t_plane: str = "raw"
+        self,
+        preset: str = "paper",
+        net: dict | None = None,
+        t_plane: str = "raw",
+        repeat: int = 1,
     ) -> None:
-        super().__init__("rdn", preset, net, t_plane)
+        super().__init__("rdn", preset, net, t_plane, repeat)

@@ -10,9 +10,13 @@ An experiment file holds
   (``{dotted.key: value}`` overrides of that config), ``solver`` (evaluation solver options of
   ODE models), ``paper`` (the method's label in the paper tables), ``ensemble: x8``, ``scales``
   (the only scales the model is evaluated at), ``limit`` (image subset, overrides the sweep's).
-* ``sweeps``: name -> ``{models, datasets: {dataset: scales}, solvers, limit, dataset_limits}``
-  (a list of sweeps with a ``name`` each is read the same way). ``solvers`` (a list; list-valued
-  keys expand as a grid) replaces the models' own solver.
+* ``sweeps``: name -> ``{models, datasets: {dataset: scales}, solvers, limit, dataset_limits,
+  seeds}`` (a list of sweeps with a ``name`` each is read the same way). ``solvers`` (a list;
+  list-valued keys expand as a grid) replaces the models' own solver. ``seeds`` (default: the
+  training config's own seed, 0 in every profile): seed k of a trained model trains its config
+  with ``seed: k`` (so seed 0 keeps the checkpoint of a sweep without ``seeds``); untrained models
+  (bicubic) are seed-independent and evaluated once.
+* ``claims``: the paper's claims judged by ``report`` kind ``claims`` (see :mod:`bench.claims`).
 * ``seen_scales``: scales counted as seen when a model has no training config (bicubic).
 * ``report``: what ``python -m bench report`` draws (see :mod:`bench.report`).
 * ``profiles``: the one override mechanism: ``{profile: {dotted.key: value}}``; for that profile,
@@ -51,7 +55,16 @@ __all__ = [
 
 EXPERIMENT_DIR = Path(__file__).with_name("experiments")
 PROFILES = ("smoke", "cpu", "paper")
-TOP_KEYS = ("name", "title", "seen_scales", "models", "sweeps", "report", "profiles")
+TOP_KEYS = (
+    "name",
+    "title",
+    "seen_scales",
+    "models",
+    "sweeps",
+    "claims",
+    "report",
+    "profiles",
+)
 MODEL_KEYS = (
     "model",
     "config",
@@ -63,7 +76,7 @@ MODEL_KEYS = (
     "scales",
     "limit",
 )
-SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers")
+SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers", "seeds")
 
 
 class ExperimentError(ValueError):
@@ -118,6 +131,11 @@ class ModelPlan:
         if self.train_cfg is not None:
             return f"{self.train_cfg['model']['name']}-{weights_hash(self.train_cfg)}"
         return json.dumps(self.model_spec, sort_keys=True)
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed (None for untrained models)."""
+        return None if self.train_cfg is None else int(self.train_cfg["seed"])
 
     @property
     def seen_scales(self) -> list[float] | None:
@@ -186,8 +204,9 @@ class Experiment:
         return doc
 
     # ------------------------------------------------------------------ models
-    def model_plans(self, model_id: str, profile: str) -> list[ModelPlan]:
-        """The plans of one model entry (several for ``config_per_scale``)."""
+    def model_plans(self, model_id: str, profile: str, seed: int | None = None) -> list[ModelPlan]:
+        """The plans of one model entry (several for ``config_per_scale``); ``seed`` replaces
+        the training config's seed (None: the config's own)."""
         try:
             entry = self.for_profile(profile)["models"][model_id] or {}
         except KeyError:
@@ -205,18 +224,25 @@ class Experiment:
             return [plan(None, dict(entry["model"]), only_scales)]
         if "config_per_scale" in entry:
             return [
-                plan(self._train_config(model_id, ref, entry, profile), None, [_scale_key(scale)])
+                plan(
+                    self._train_config(model_id, ref, entry, profile, seed),
+                    None,
+                    [_scale_key(scale)],
+                )
                 for scale, ref in entry["config_per_scale"].items()
             ]
         if "config" not in entry:
             raise ExperimentError(
                 f"{self.name}: model {model_id!r} needs 'model', 'config' or 'config_per_scale'"
             )
-        cfg = self._train_config(model_id, entry["config"], entry, profile)
+        cfg = self._train_config(model_id, entry["config"], entry, profile, seed)
         return [plan(cfg, None, only_scales)]
 
-    def _train_config(self, model_id: str, ref: Any, entry: dict, profile: str) -> dict:
-        """``ref`` (MODEL for the run's profile, PROFILE/MODEL, or a YAML path) + ``train``."""
+    def _train_config(
+        self, model_id: str, ref: Any, entry: dict, profile: str, seed: int | None = None
+    ) -> dict:
+        """``ref`` (MODEL for the run's profile, PROFILE/MODEL, or a YAML path) + ``train``
+        (+ ``seed`` when given)."""
         from odesr.train import TrainError, load_config
 
         source = str(ref)
@@ -227,8 +253,11 @@ class Experiment:
             source = str(local)
         elif "/" not in source:
             source = f"{profile}/{source}"
+        overrides = dict(entry.get("train") or {})
+        if seed is not None:
+            overrides["seed"] = int(seed)
         try:
-            return load_config(source, dict(entry.get("train") or {}))
+            return load_config(source, overrides)
         except TrainError as exc:
             raise ExperimentError(f"{self.name}: model {model_id!r}: {exc}") from None
 
@@ -238,21 +267,56 @@ class Experiment:
         sweeps = self.for_profile(profile).get("sweeps") or {}
         return [{**copy.deepcopy(sweep), "name": name} for name, sweep in sweeps.items()]
 
+    def seeds(self, sweep: dict) -> list[int | None]:
+        """A sweep's training seeds (``[None]``: the configs' own seed)."""
+        seeds = sweep.get("seeds")
+        return [None] if seeds is None else list(dict.fromkeys(seeds))
+
+    def seeded_plans(
+        self, model_id: str, profile: str, seeds: list[int | None], cache: dict | None = None
+    ) -> list[ModelPlan]:
+        """The plans of ``model_id`` for each seed; an untrained model's plans once (they do
+        not depend on the seed)."""
+        cache = {} if cache is None else cache
+        out: list[ModelPlan] = []
+        for seed in seeds:
+            if (model_id, seed) not in cache:
+                cache[model_id, seed] = self.model_plans(model_id, profile, seed)
+            plans = cache[model_id, seed]
+            if not any(p.trained for p in plans):
+                return plans
+            out.extend(plans)
+        return out
+
+    def all_plans(self, profile: str) -> list[ModelPlan]:
+        """Every distinct plan (weights) of every model entry, for every seed of the sweeps
+        that use it (a model in no sweep: its config's own seed)."""
+        seeds_of: dict[str, list[int | None]] = {}
+        for sweep in self.sweeps(profile):
+            for model_id in sweep.get("models", []):
+                seeds_of.setdefault(model_id, []).extend(self.seeds(sweep))
+        out: dict[tuple, ModelPlan] = {}
+        cache: dict = {}
+        for model_id in self.model_ids():
+            seeds = list(dict.fromkeys(seeds_of.get(model_id) or [None]))
+            for plan in self.seeded_plans(model_id, profile, seeds, cache):
+                out.setdefault((plan.id, plan.key), plan)
+        return list(out.values())
+
     def units(self, profile: str, models: list[str] | None = None) -> list[Unit]:
         """Every unit of the experiment for ``profile`` in run order (model-major)."""
         units: list[Unit] = []
-        plans_cache: dict[str, list[ModelPlan]] = {}
+        plans_cache: dict = {}
         for sweep in self.sweeps(profile):
             name = str(sweep["name"])
             datasets = sweep.get("datasets") or {}
             if not datasets:
                 raise ExperimentError(f"{self.name}: sweep {name!r} has no datasets")
+            seeds = self.seeds(sweep)
             for model_id in sweep.get("models", []):
                 if models and model_id not in models:
                     continue
-                if model_id not in plans_cache:
-                    plans_cache[model_id] = self.model_plans(model_id, profile)
-                for plan in plans_cache[model_id]:
+                for plan in self.seeded_plans(model_id, profile, seeds, plans_cache):
                     for solver in self._solvers(sweep, plan):
                         for dataset, scales in datasets.items():
                             limit = self._limit(sweep, plan, dataset)
@@ -312,10 +376,23 @@ def _check_document(doc: dict, where: str) -> None:
         if not isinstance(entry or {}, dict):
             raise ExperimentError(f"{where}: models.{model_id}: expected a mapping")
         _unknown(entry or {}, MODEL_KEYS, f"{where}: models.{model_id}")
+    from bench.claims import check_claims
+
+    check_claims(doc.get("claims"), models, where)
     for name, sweep in doc["sweeps"].items():
         if not isinstance(sweep, dict):
             raise ExperimentError(f"{where}: sweeps.{name}: expected a mapping")
         _unknown(sweep, SWEEP_KEYS, f"{where}: sweeps.{name}")
+        seeds = sweep.get("seeds")
+        if seeds is not None and (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seeds)
+        ):
+            raise ExperimentError(
+                f"{where}: sweeps.{name}.seeds: expected a list of non-negative integers, "
+                f"got {seeds!r}"
+            )
         for model_id in sweep.get("models", []):
             if model_id not in models:
                 raise ExperimentError(

@@ -2,7 +2,8 @@
 
 * :func:`psnr_vs_scale` -- Figure 2: mean PSNR vs scale, a line per model, seen scales as dots and
   unseen ones as crosses; the bicubic reference black, dashed, on top.
-* :func:`gains_vs_scale` -- small multiples: each model's gain over bicubic vs scale (others grey).
+* :func:`gains_vs_scale` -- small multiples: each model's gain over bicubic vs scale (others grey),
+  optionally with a 95% band (the claims experiment: seeds and images bootstrapped).
 * :func:`pareto` -- PSNR vs NFE for solver settings (log NFE, ticks at the NFE values), with the
   non-dominated front; diverging models (the path-trained one) in their own panel.
 * :func:`trajectory_data` + :func:`dynamics` -- Figure 3 analogue: mean |f(I(t), t)| along the
@@ -140,7 +141,8 @@ def gains_vs_scale(
     """Small multiples: one panel per model of its PSNR gain over ``reference`` vs scale (the
     other models in light grey behind it, 0 = the reference), with the paper's gain when known.
 
-    ``gains``: columns model, scale, gain (dB), seen (bool), paper_gain (dB or NaN).
+    ``gains``: columns model, scale, gain (dB), seen (bool), paper_gain (dB or NaN); optional
+    low, high (dB): an interval drawn as a band around the model's line.
     """
     sns.set_theme(style="whitegrid", context="paper")
     models = list(dict.fromkeys(gains["model"]))
@@ -158,7 +160,7 @@ def gains_vs_scale(
     palette = dict(zip(models, colors * 2, strict=False))
     data = gains.sort_values("scale")
     drawn: set[str] = set()
-    has_paper = False
+    has_paper = has_band = False
     for ax, model in zip(axes.flat, models, strict=False):
         for other in models:
             if other != model:
@@ -167,6 +169,11 @@ def gains_vs_scale(
         ax.axhline(0.0, **{**REFERENCE_STYLE, "lw": 1.0, "zorder": 2})
         sub = data[data["model"] == model]
         ax.plot(sub["scale"], sub["gain"], color=palette[model], lw=1.4, zorder=3)
+        if "low" in sub:
+            has_band = True
+            ax.fill_between(
+                sub["scale"], sub["low"], sub["high"], color=palette[model], alpha=0.25, lw=0
+            )
         drawn |= _seen_markers(ax, sub, "gain", palette[model], size=10)
         paper = sub.dropna(subset=["paper_gain"])
         if len(paper):
@@ -189,6 +196,10 @@ def gains_vs_scale(
     ]
     if has_paper:
         handles.append(Line2D([], [], color="0.3", lw=1.0, ls=":", label="paper's gain"))
+    if has_band:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color="0.3", alpha=0.25, lw=0, label="95% interval"))
     handles += _marker_legend(drawn)
     fig.legend(
         handles=handles,

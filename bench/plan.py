@@ -168,7 +168,7 @@ def nfe_per_image(plan: ModelPlan, solver: dict, scale: float) -> tuple[float, b
     if not _is_ode(plan):
         if plan.train_cfg is None and (plan.model_spec or {}).get("name") == "bicubic":
             return 0.0, True
-        return float(ens), True
+        return float(ens * int((plan.train_cfg or {}).get("model", {}).get("repeat", 1))), True
     opts = dict(solver) or {"method": "rk4", "step_size": 0.1}
     nfe = _solver_nfe(opts, scale)
     if nfe is not None:
@@ -181,7 +181,9 @@ def nfe_per_image(plan: ModelPlan, solver: dict, scale: float) -> tuple[float, b
 
 def train_nfe_per_step(cfg: dict) -> float:
     """Mean backbone evaluations per training sample over the training scales."""
-    if not str(cfg["model"]["name"]).endswith("-ode") or cfg.get("objective") == "path":
+    if not str(cfg["model"]["name"]).endswith("-ode"):
+        return float(cfg["model"].get("repeat", 1))  # a +t net applied `repeat` times
+    if cfg.get("objective") == "path":
         return 1.0
     ts = cfg.get("train_solver") or {}
     scales = [float(s) for s in cfg["scales"]]

@@ -5,11 +5,14 @@ Writes into ``results/<profile>/``: every table of the experiment's ``report.tab
 ``<experiment>.md`` with all captions. Each caption names the profile, the data and image subset
 of every model, and the training budget (steps, batch, patch, data) of every checkpoint.
 
-Table kinds: ``scales`` (Table 1 layout: a row block per model with ours / paper / difference,
-scales as columns split into blocks of ``block``) and ``solvers`` (Table 2 layout: dataset x scale
+Table kinds: ``claims`` (``claims.csv`` + ``claims.md``: each claim's paired difference with
+its 95% hierarchical bootstrap interval and verdict, :mod:`bench.claims`), ``scales`` (Table 1
+layout: a row block per model with ours / paper / difference, scales as columns split into
+blocks of ``block``) and ``solvers`` (Table 2 layout: dataset x scale
 rows, paper / ours / difference per training solver). Figure kinds: ``psnr_vs_scale``
-(Figure 2), ``pareto`` (PSNR vs NFE), ``dynamics`` (Figure 3 analogue, needs the checkpoint and the
-data) and ``strip`` (Figure 1 analogue).
+(Figure 2), ``gains_vs_scale`` (gain over bicubic), ``gains_band`` (the same with the 95%
+interval over seeds and images; per-image rows), ``pareto`` (PSNR vs NFE), ``dynamics``
+(Figure 3 analogue, needs the checkpoint and the data) and ``strip`` (Figure 1 analogue).
 """
 
 from __future__ import annotations
@@ -69,27 +72,47 @@ def current_rows(df: pd.DataFrame, exp: Experiment, profile: str) -> pd.DataFram
     training config changed stay in the CSV but are not reported)."""
     if "weights" not in df:
         return df
-    keys = {(p.id, p.key) for m in exp.model_ids() for p in exp.model_plans(m, profile)}
+    keys = {(p.id, p.key) for p in exp.all_plans(profile)}
     mask = [(m, w) in keys for m, w in zip(df["model"], df["weights"], strict=True)]
     return df[mask]
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean over images per (sweep, model, solver setting, dataset, scale)."""
+    """Mean over images per (sweep, model, solver setting, dataset, scale) and training seed,
+    then mean over seeds; ``n``: images, ``seeds``: training seeds (0 for untrained models)."""
     keys = ["sweep", "model", "paper", "solver", "solver_opts", "dataset", "scale", "subset"]
     if "device" not in df:
         df = df.assign(device="")
-    g = df.groupby(keys, sort=False, dropna=False)
-    out = g.agg(
-        psnr=("psnr", "mean"),
-        ssim=("ssim", "mean"),
-        nfe=("nfe", "mean"),
-        seconds=("seconds", "mean"),
-        n=("image", "nunique"),
-        seen=("seen", "first"),
-        device=("device", _distinct),
-    ).reset_index()
+    if "seed" not in df:
+        df = df.assign(seed="")
+    means = {c: (c, "mean") for c in ("psnr", "ssim", "nfe", "seconds")}
+    per_seed = (
+        df.groupby([*keys, "seed"], sort=False, dropna=False)
+        .agg(
+            **means,
+            n=("image", "nunique"),
+            seen=("seen", "first"),
+            device=("device", _distinct),
+        )
+        .reset_index()
+    )
+    out = (
+        per_seed.groupby(keys, sort=False, dropna=False)
+        .agg(
+            **means,
+            n=("n", "max"),
+            seeds=("seed", _count_trained),
+            seen=("seen", "first"),
+            device=("device", _distinct),
+        )
+        .reset_index()
+    )
     return out
+
+
+def _count_trained(seeds: pd.Series) -> int:
+    """Training seeds among ``seeds`` ('' marks an untrained model)."""
+    return sum(str(x) not in ("", "nan") for x in seeds)
 
 
 def _distinct(values: pd.Series) -> str:
@@ -327,9 +350,13 @@ def caption(
     models: list[str],
     extra: str = "",
 ) -> str:
+    seeds = summary.loc[summary["model"].isin(models), "seeds"] if "seeds" in summary else []
+    over = "images"
+    if len(seeds) and int(max(seeds)) > 1:
+        over = f"images per training seed, then over the {int(max(seeds))} seeds"
     text = (
         f"{what}. Profile {profile}. Data: {_subset_text(summary, models)}. "
-        f"PSNR on Y, mean over images. Training: {_budget_text(exp, profile, models)}."
+        f"PSNR on Y, mean over {over}. Training: {_budget_text(exp, profile, models)}."
     )
     used = summary[summary["model"].isin(models)]
     devices = _distinct(pd.Series([d for cell in used["device"] for d in cell.split(", ")]))
@@ -494,7 +521,8 @@ def write_report(
     spec = exp.for_profile(profile).get("report") or {}
     ref = _paper_reference(spec, paper_tables_path(data_root, paper_tables))
     out_dir = csv_path.parent
-    summary = summarize(current_rows(load_results(csv_path), exp, profile))
+    rows = current_rows(load_results(csv_path), exp, profile)
+    summary = summarize(rows)
     index_path = out_dir / f"{exp.name}-report.md"
     index = [
         f"# {exp.title} — profile `{profile}`\n",
@@ -502,11 +530,17 @@ def write_report(
     ]
     written: list[Path] = []
     for t in spec.get("tables", []):
-        paths, section = _write_table(exp, profile, t, summary, ref, out_dir)
+        if t["kind"] == "claims":  # per-image rows: paired differences, bootstrap intervals
+            from bench.claims import write_claims
+
+            paths, section = write_claims(exp, profile, t, rows, ref, out_dir)
+        else:
+            paths, section = _write_table(exp, profile, t, summary, ref, out_dir)
         written += paths
         index.append(section)
     previous = _index_sections(index_path)
-    opts = (checkpoints_dir, data_root, device, ref)  # ref: the paper's values (gains figure)
+    # ref: the paper's values (gains figure); rows: per image (the gains band figure)
+    opts = (checkpoints_dir, data_root, device, ref, rows)
     for f in spec.get("figures", []):
         path, section = _write_figure(exp, profile, f, summary, out_dir, previous, opts, log)
         written += [path] if path is not None else []
@@ -530,12 +564,15 @@ def _figure(
     data_root,
     device,
     paper: pd.DataFrame | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> str:
     from bench import figures
 
     kind = f["kind"]
     if kind == "gains_vs_scale":
         return _gains_figure(exp, profile, f, summary, path, paper)
+    if kind == "gains_band":
+        return _gains_band_figure(exp, profile, f, summary, rows, path)
     if kind in ("psnr_vs_scale", "pareto"):
         sweep = f.get("sweep", "main")
         s = summary[summary["sweep"] == sweep]
@@ -620,6 +657,35 @@ def _gains_figure(
             if gains["paper_gain"].notna().any()
             else ")"
         ),
+        s,
+        [reference, *models],
+    )
+    figures.gains_vs_scale(gains, path, f"{exp.title} [{profile}]", reference, cap)
+    return cap
+
+
+def _gains_band_figure(
+    exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, rows, path: Path
+) -> str:
+    """Each model's gain over ``reference`` per scale with its 95% hierarchical bootstrap
+    interval over seeds and images (:func:`bench.claims.gain_bands`)."""
+    from bench import figures
+    from bench.claims import gain_bands
+
+    sweep, dataset = f.get("sweep", "main"), str(f["dataset"])
+    reference = str(f.get("reference", "bicubic"))
+    models = [m for m in f.get("models") or _sweep_models(exp, profile, sweep) if m != reference]
+    gains = gain_bands(rows, models, reference, sweep, dataset)
+    if gains.empty:
+        raise _Skip(f"no paired rows of {', '.join(models)} and {reference!r}")
+    s = summary[(summary["sweep"] == sweep) & (summary["dataset"] == dataset)]
+    cap = caption(
+        exp,
+        profile,
+        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images, paired per "
+        "training seed and image (mean over images per seed, then over seeds); band: 95% "
+        "hierarchical bootstrap interval (seeds, then images within them) "
+        "(dots: scales seen in training, crosses: unseen)",
         s,
         [reference, *models],
     )

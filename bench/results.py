@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,17 @@ from filelock import FileLock
 
 from odesr.io import CSVRows, read_csv_rows, write_csv_atomic
 
-__all__ = ["COLUMNS", "KEY_COLUMNS", "ResultsFile", "unit_key", "row_key", "upgrade_row"]
+__all__ = [
+    "COLUMNS",
+    "KEY_COLUMNS",
+    "SHARE_COLUMNS",
+    "ResultsFile",
+    "SharedRows",
+    "unit_key",
+    "row_key",
+    "share_key",
+    "upgrade_row",
+]
 
 COLUMNS = [
     "experiment",
@@ -57,12 +67,26 @@ COLUMNS = [
     "solver_opts",
     "subset",
     "paper",
+    "ensemble",
 ]
 # ``weights``: the model's key (odesr.config.weights_hash of its training config, or its spec when
 # untrained), so rows made with other weights do not count as done after a config change.
 # ``seed``: the training seed ('' untrained); ``code_rev``: git revision that evaluated the row;
-# ``protocol``, ``y_rounding``: the evaluation conventions (odesr.evaluate.EvalSettings).
+# ``protocol``, ``y_rounding``: the evaluation conventions (odesr.evaluate.EvalSettings);
+# ``ensemble``: the self-ensemble (``x8``) or '' (rows from before this column: unknown, never
+# shared by :class:`SharedRows`).
 KEY_COLUMNS = ("sweep", "model", "weights", "solver_opts", "dataset", "scale", "subset")
+# What fixes one image's numbers, whatever experiment or sweep asked for it (SharedRows).
+SHARE_COLUMNS = (
+    "weights",
+    "solver_opts",
+    "dataset",
+    "image",
+    "scale",
+    "protocol",
+    "y_rounding",
+    "ensemble",
+)
 
 
 def _norm(col: str, value: object) -> object:
@@ -88,6 +112,47 @@ def unit_key(row: dict) -> tuple:
 
 def row_key(row: dict) -> tuple:
     return (*unit_key(row), str(row.get("image", "")))
+
+
+def share_key(row: dict) -> tuple:
+    """The evaluation a row holds: weights, solver, dataset, image, scale, protocol, ensemble."""
+    return tuple(_norm(c, row.get(c, "")) for c in SHARE_COLUMNS)
+
+
+class SharedRows:
+    """Per-image rows already evaluated in a profile, from every results CSV in its folder
+    (``results/<profile>/*.csv`` with the :data:`SHARE_COLUMNS`), so experiments that need the
+    same evaluation (table1, extrapolation, claims) make it once: the runner copies a found row
+    (numbers, solver steps, code_rev, device) into the asking experiment's file instead of
+    evaluating it again. Rows of a file from before the ``ensemble`` column get theirs from
+    ``ensembles(file stem)`` (``{model id: ensemble}`` of the experiment that wrote it; None:
+    not an experiment, the file is not used). Damaged lines are not used; reading never
+    modifies a file."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        ensembles: Callable[[str], dict[str, str] | None] | None = None,
+    ) -> None:
+        self.rows: dict[tuple, dict] = {}
+        required = (*[c for c in SHARE_COLUMNS if c != "ensemble"], "model", "psnr")
+        for path in sorted(Path(folder).glob("*.csv")):
+            found = read_csv_rows(path, required=required, numeric=("scale",))
+            rows = [upgrade_row(r) for r in found.rows]
+            if rows and "ensemble" not in rows[0]:
+                per_model = ensembles(path.stem) if ensembles is not None else None
+                if per_model is None:
+                    continue
+                rows = [dict(r, ensemble=per_model.get(r["model"], "")) for r in rows]
+            self.add(rows)
+
+    def add(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            self.rows[share_key(row)] = row
+
+    def get(self, row: dict) -> dict | None:
+        """The stored row that holds the evaluation ``row`` describes, if any."""
+        return self.rows.get(share_key(row))
 
 
 class ResultsFile:

@@ -4,6 +4,11 @@ Resumable per unit (sweep, model, solver setting, dataset, scale, subset): units
 already in ``results/<profile>/<experiment>.csv`` are skipped; a unit's rows are written in one
 locked atomic rewrite (:class:`bench.results.ResultsFile`), so a killed run leaves only whole
 units behind and a rerun neither duplicates nor misses rows.
+
+Shared rows: an image whose evaluation (weights, solver, dataset, scale, protocol, ensemble) is
+already in any results CSV of the profile (:class:`bench.results.SharedRows`; e.g. table1's
+vdsr-ode at x2 for the claims experiment) is copied, not evaluated again; a unit whose images
+are all found loads (and trains) nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from bench.experiment import (
     load_experiment,
     solver_label,
 )
-from bench.results import ResultsFile
+from bench.results import ResultsFile, SharedRows
 from odesr.models import BUNDLED_MODEL, build, is_ode, load_model
 from odesr.ode import SolverSettings
 
@@ -181,6 +186,7 @@ def _unit_rows(
         solver_opts=solver_label(unit.solver),
         subset=unit.subset,
         paper=plan.paper or "",
+        ensemble=plan.ensemble or "",
         **extra,
     )
     if meta["steps"] is None:
@@ -217,17 +223,70 @@ class _LoadedModel:
 
 
 def _evaluate_unit(
-    unit: Unit, loaded: _LoadedModel, images: _ImageCache, device: str, batch_size: int
+    unit: Unit, loaded: _LoadedModel, images: list, device: str, batch_size: int
 ) -> tuple[list[dict], SolverSettings | None]:
-    """Per-image rows of one unit (its model loaded or trained first) and the solver settings
-    the model used (None for non-ODE models)."""
+    """Per-image rows of one unit on ``images`` (its model loaded or trained first) and the
+    solver settings the model used (None for non-ODE models)."""
     from odesr.evaluate import EvalSettings, evaluate_images
 
     model = loaded.get(unit.model)
     settings = EvalSettings(device=device, batch_size=batch_size, solver=unit.solver or None)
     solver = model.solver_settings(unit.solver) if model.is_ode else None
-    rows = evaluate_images(model, images.get(unit.dataset, unit.limit), [unit.scale], settings)
+    rows = evaluate_images(model, images, [unit.scale], settings)
     return [dict(r, y_rounding=settings.y_rounding) for r in rows], solver
+
+
+def _ensembles(name: str, profile: str) -> dict[str, str] | None:
+    """``{model id: ensemble}`` of experiment ``name`` (None: no such experiment), for rows
+    written before results carried the ensemble."""
+    from bench.experiment import ExperimentError, experiment_path
+
+    try:
+        models = load_experiment(experiment_path(name)).for_profile(profile)["models"]
+    except ExperimentError:
+        return None
+    return {m: str((e or {}).get("ensemble") or "") for m, e in models.items()}
+
+
+# what a copied row keeps from the run that evaluated it (the rest describes the asking unit)
+_EVALUATED_BY = ("solver", "steps", "params", "checkpoint", "code_rev", "torch", "device")
+
+
+def _unit_rows_shared(
+    exp: Experiment,
+    unit: Unit,
+    shared: SharedRows,
+    images: list,
+    evaluate: Callable[[list], tuple[list[dict], SolverSettings | None, dict]],
+    common: dict,
+) -> list[dict]:
+    """The unit's rows: those :class:`SharedRows` already holds copied, the others evaluated
+    (``evaluate(missing images) -> (rows, solver, extra columns)``); in image order."""
+    from odesr.evaluate import EvalSettings
+
+    defaults = EvalSettings()
+    probe = dict(
+        weights=unit.model.key,
+        solver_opts=solver_label(unit.solver),
+        dataset=dataset_label(unit.dataset),
+        scale=float(unit.scale),
+        protocol=defaults.protocol,
+        y_rounding=defaults.y_rounding,
+        ensemble=unit.model.ensemble or "",
+    )
+    found = {m.name: shared.get(dict(probe, image=m.name)) for m in images}
+    missing = [m for m in images if found[m.name] is None]
+    out: list[dict] = []
+    if missing:
+        rows, solver, extra = evaluate(missing)
+        out = _unit_rows(exp, unit, rows, common, extra, solver)
+        shared.add(out)
+    for row in found.values():
+        if row is not None:
+            copied = _unit_rows(exp, unit, [row], common, {}, None)[0]
+            out.append(dict(copied, **{k: row.get(k, "") for k in _EVALUATED_BY}))
+    order = {m.name: i for i, m in enumerate(images)}
+    return sorted(out, key=lambda r: order[str(r["image"])])
 
 
 def run_experiment(
@@ -269,6 +328,12 @@ def run_experiment(
     )
     loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log)
     images = _ImageCache(data_root)
+    shared = SharedRows(store.path.parent, functools.partial(_ensembles, profile=profile))
+
+    def evaluate(unit: Unit, missing: list) -> tuple[list[dict], SolverSettings | None, dict]:
+        rows, solver = _evaluate_unit(unit, loaded, missing, device, batch_size)
+        return rows, solver, loaded.columns()
+
     bar = None
     if progress:
         from tqdm import tqdm
@@ -280,8 +345,9 @@ def run_experiment(
                 bar.set_postfix_str(
                     f"{unit.model.id} {dataset_label(unit.dataset)} x{unit.scale:g}"
                 )
-            rows, solver = _evaluate_unit(unit, loaded, images, device, batch_size)
-            store.put_unit(_unit_rows(exp, unit, rows, common, loaded.columns(), solver))
+            wanted = images.get(unit.dataset, unit.limit)
+            run = functools.partial(evaluate, unit)
+            store.put_unit(_unit_rows_shared(exp, unit, shared, wanted, run, common))
             summary.done += 1
             if bar is not None:
                 bar.update(1)

@@ -27,7 +27,8 @@ from odesr.cli import HelpFormatter
 
 
 def _plans(experiments: list[str], profile: str) -> list:
-    """The distinct checkpoints the experiments need, longest training first (estimated FLOPs,
+    """The distinct checkpoints the experiments need (every seed of their sweeps), longest
+    training first (estimated FLOPs,
     :func:`bench.plan.plan_experiment`), so a pool of workers ends together."""
     from bench.plan import plan_experiment
 
@@ -35,10 +36,9 @@ def _plans(experiments: list[str], profile: str) -> list:
     flops: dict[str, float] = {}
     for name in experiments:
         exp = load_experiment(name)
-        for model_id in exp.model_ids():
-            for plan in exp.model_plans(model_id, profile):
-                if plan.train_cfg is not None:
-                    seen.setdefault(plan.key, plan)
+        for plan in exp.all_plans(profile):  # every seed of every trained model
+            if plan.train_cfg is not None:
+                seen.setdefault(plan.key, plan)
         for row in plan_experiment(exp, profile)[0]:
             flops.setdefault(row.key, row.flops)
     return sorted(seen.values(), key=lambda p: -flops.get(p.key, 0.0))

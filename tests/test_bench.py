@@ -236,7 +236,7 @@ def test_report_on_a_fresh_clone_rewrites_nothing(
 
 
 def test_experiment_files_resolve() -> None:
-    for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke"):
+    for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke", "claims"):
         exp = load_experiment(name)
         units = exp.units("smoke")
         assert units, name
@@ -251,15 +251,18 @@ def test_experiment_files_resolve() -> None:
     assert plus[0].model.key == next(u for u in smoke if u.model.id == "rdn-ode").model.key
     cpu = t1.units("cpu")
     assert {u.limit for u in cpu if u.model.id == "bicubic"} == {None}
-    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {5}
+    assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {20}
     assert {u.scale for u in cpu if u.model.id == "rdn-ode+"} == {2.0, 3.0, 4.0}
     assert len({u.scale for u in t1.units("paper") if u.model.id == "rdn-ode+"}) == 30
     ext = load_experiment("extrapolation")
-    assert len({u.scale for u in ext.units("paper") if u.model.id == "bicubic"}) == 69
+    assert len({u.scale for u in ext.units("paper") if u.model.id == "bicubic"}) == 69 + 2
     cpu_ext = ext.units("cpu")
-    assert len({u.scale for u in cpu_ext if u.model.id == "bicubic"}) == 23
+    for model in ("bicubic", "vdsr+t", "vdsr-ode", "rdn+t", "meta-rdn", "rdn-ode"):
+        scales = {u.scale for u in cpu_ext if u.model.id == model}
+        assert len(scales) == 71 and {1.1, 1.15, 4.5, 5.0, 6.0} <= scales, model
+    assert {u.limit for u in cpu_ext if u.model.id == "rdn-ode"} == {10}
     seen = {u.scale: ext.seen(u.model, u.scale) for u in cpu_ext if u.model.id == "vdsr-ode"}
-    assert seen[1.1] and not seen[1.25] and not seen[4.4]
+    assert seen[1.1] and not seen[1.25] and not seen[4.4] and not seen[6.0]
 
 
 # ----------------------------------------------------------------------------- ensemble

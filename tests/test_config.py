@@ -244,13 +244,17 @@ def test_bench_cli_refuses_bad_experiments(tmp_path: Path) -> None:
 
 
 def test_repo_experiments_resolve_for_every_profile() -> None:
-    for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke"):
+    for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke", "claims"):
         exp = load_experiment(name)
         for profile in ("smoke", "cpu", "paper"):
             assert exp.units(profile), (name, profile)
     sa = load_experiment("solver-ablation")
-    euler = next(u for u in sa.units("cpu") if u.model.id == "vdsr-ode-euler")
-    assert euler.model.train_cfg["train_solver"] == {"method": "euler", "step_size": 0.25}
-    assert euler.solver == {"method": "euler", "step_size": 0.25}
-    t2 = [u for u in sa.units("smoke") if u.sweep == "table2"]
-    assert {u.dataset for u in t2} == {"Set5"} and {u.limit for u in t2} == {2}
+    euler = next(u for u in sa.units("cpu") if u.model.id == "vdsr-ode-euler4")
+    assert euler.model.train_cfg["train_solver"] == {
+        "method": "euler",
+        "steps": 4,
+        "step_size": None,
+    }
+    assert euler.solver == {"method": "euler", "steps": 4}
+    t2 = [u for u in load_experiment("claims").units("smoke") if u.sweep == "table2"]
+    assert {u.dataset for u in t2} == {"Set5", "B100"} and {u.limit for u in t2} == {2}

@@ -1,0 +1,376 @@
+"""The paper's claims judged with a paired 95% hierarchical bootstrap interval (report ``claims``).
+
+An experiment lists its claims under ``claims`` (data, not code)::
+
+    claims:
+      - claim: "vdsr-ODE > VDSR+t"       # the claim's text (claims.csv column ``claim``)
+        a: vdsr-ode                      # model ids of the experiment: delta = a - b
+        b: vdsr+t
+        scales: "2,3,4,1.55,2.45,3.35,4.5,5,6"   # default: the sweep's scales
+        dataset: B100                    # default B100
+        sweep: main                      # default main
+        kind: difference                 # default; or `extrapolation` (below)
+        paper_table: table1              # optional: paper_delta from the paper's tables
+        paper_solver: {a: rk4, b: euler} # optional: the paper rows' solver column
+
+The scales pooled (claims.csv ``scales``) are those of the claim that its sweep evaluates and
+where both models have rows (the x8 ensemble may be evaluated at fewer).
+
+``difference``: delta = PSNR(a) - PSNR(b) per (seed, image, scale), seed k of a with seed k of b
+(a model without training, bicubic, pairs with every seed), pooled over the claim's scales (mean
+per seed and image), then :func:`bench.stats.hierarchical_bootstrap`. ``extrapolation``
+(``base_scale``, default 4): per seed and image, the drop of the gain over bicubic from the base
+scale to each claim scale, of b minus that of a, i.e. ``[d(s) - d(base)]`` with d = a - b (the
+bicubic terms cancel on the same image): positive means a degrades more gracefully than b.
+Verdict: ``holds`` when the interval is above 0, ``fails`` below 0, else ``inconclusive``.
+
+``paper_delta``: the same delta from the paper's tables over the claim scales the paper reports
+for both methods (which ones: ``claims.md``); empty where it reports none.
+
+Writes ``claims.csv`` (one row per claim, :data:`CLAIM_COLUMNS`) and ``claims.md`` (that table,
+then per claim the per-scale paired differences with intervals and per model the mean over seeds).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench import stats
+from bench.experiment import Experiment, ExperimentError
+from odesr.evaluate import parse_scales
+from odesr.io import write_csv_atomic, write_text_atomic
+
+__all__ = ["CLAIM_COLUMNS", "CLAIM_KEYS", "check_claims", "gain_bands", "judge", "write_claims"]
+
+CLAIM_COLUMNS = [
+    "claim",
+    "comparison",
+    "scales",
+    "paper_delta",
+    "ours_delta",
+    "ci_low",
+    "ci_high",
+    "n_images",
+    "n_seeds",
+    "verdict",
+]
+CLAIM_KEYS = (
+    "claim",
+    "a",
+    "b",
+    "scales",
+    "dataset",
+    "sweep",
+    "kind",
+    "base_scale",
+    "paper_table",
+    "paper_solver",
+    "note",
+)
+KINDS = ("difference", "extrapolation")
+
+
+def check_claims(claims: object, models: dict, where: str) -> None:
+    """One-line :class:`ExperimentError` for a malformed ``claims`` list."""
+    if claims is None:
+        return
+    if not isinstance(claims, list):
+        raise ExperimentError(f"{where}: claims: expected a list of claims")
+    for i, c in enumerate(claims):
+        at = f"{where}: claims[{i}]"
+        if not isinstance(c, dict):
+            raise ExperimentError(f"{at}: expected a mapping")
+        extra = [k for k in c if k not in CLAIM_KEYS]
+        if extra:
+            raise ExperimentError(
+                f"{at}: unknown key {extra[0]!r} (known: {', '.join(CLAIM_KEYS)})"
+            )
+        for key in ("claim", "a", "b"):
+            if key not in c:
+                raise ExperimentError(f"{at}: needs {key!r}")
+        for key in ("a", "b"):
+            if c[key] not in models:
+                raise ExperimentError(f"{at}: {key}: unknown model {c[key]!r}")
+        if c.get("kind", "difference") not in KINDS:
+            raise ExperimentError(f"{at}: kind: {c['kind']!r} (choose from {', '.join(KINDS)})")
+
+
+def _scales(text: object) -> list[float]:
+    return [round(float(s), 6) for s in parse_scales(str(text))]
+
+
+def _claim_scales(exp: Experiment, profile: str, claim: dict) -> list[float]:
+    """The claim's scales (default: all) that its sweep evaluates on its dataset."""
+    name, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
+    sweep = next((s for s in exp.sweeps(profile) if s["name"] == name), None)
+    if sweep is None:
+        raise ExperimentError(f"{exp.name}: claim {claim['claim']!r}: no sweep {name!r}")
+    available = _scales((sweep.get("datasets") or {}).get(dataset, ""))
+    wanted = _scales(claim["scales"]) if claim.get("scales") else available
+    return [s for s in wanted if s in available]
+
+
+def _psnr(rows: pd.DataFrame, model: str, sweep: str, dataset: str) -> dict[tuple, float]:
+    """``{(seed, image, scale): psnr}`` of one model ('' seed: untrained)."""
+    sub = rows[(rows["model"] == model) & (rows["sweep"] == sweep) & (rows["dataset"] == dataset)]
+    return {
+        (str(seed), str(image), round(float(scale), 6)): float(psnr)
+        for seed, image, scale, psnr in zip(
+            sub["seed"], sub["image"], sub["scale"], sub["psnr"], strict=True
+        )
+    }
+
+
+def _broadcast(values: dict[tuple, float], seeds: set[str]) -> dict[tuple, float]:
+    """A seed-independent model's values repeated for every seed of the other model."""
+    if {k[0] for k in values} != {""}:
+        return values
+    return {(seed, image, scale): v for (_, image, scale), v in values.items() for seed in seeds}
+
+
+def _paired(rows: pd.DataFrame, claim: dict) -> dict[tuple, float]:
+    sweep, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
+    a = _psnr(rows, claim["a"], sweep, dataset)
+    b = _psnr(rows, claim["b"], sweep, dataset)
+    a = _broadcast(a, {k[0] for k in b})
+    b = _broadcast(b, {k[0] for k in a})
+    return stats.paired_differences(a, b)
+
+
+def _claim_values(diffs: dict[tuple, float], claim: dict, scales: list[float]) -> dict:
+    """``{(seed, image): delta}`` pooled over ``scales`` (the claim's kind applied)."""
+    if claim.get("kind", "difference") == "extrapolation":
+        base = round(float(claim.get("base_scale", 4.0)), 6)
+        diffs = {
+            (seed, image, scale): d - diffs[seed, image, base]
+            for (seed, image, scale), d in diffs.items()
+            if (seed, image, base) in diffs
+        }
+    wanted = set(scales)
+    pooled = stats.pool_scales({k: d for k, d in diffs.items() if k[2] in wanted})
+    complete = {  # only (seed, image) pairs measured at every claim scale
+        k for k in pooled if all((k[0], k[1], s) in diffs for s in scales)
+    }
+    return {k: v for k, v in pooled.items() if k in complete}
+
+
+def _paper_delta(
+    exp: Experiment, profile: str, claim: dict, scales: list[float], ref: pd.DataFrame
+) -> tuple[float, list[float]]:
+    """The paper's delta over the claim scales it reports for both methods, and those scales."""
+    from bench.report import _lookup
+
+    table = claim.get("paper_table")
+    if not table or claim.get("kind", "difference") != "difference":
+        return math.nan, []
+    labels = {k: exp.model_plans(claim[k], profile)[0].paper for k in ("a", "b")}
+    solver = claim.get("paper_solver") or {}
+    dataset = str(claim.get("dataset", "B100"))
+    found = []
+    for scale in scales:
+        pa = _lookup(ref, table, dataset, labels["a"], scale, solver.get("a"))
+        pb = _lookup(ref, table, dataset, labels["b"], scale, solver.get("b"))
+        if not (math.isnan(pa) or math.isnan(pb)):
+            found.append((scale, pa - pb))
+    if not found:
+        return math.nan, []
+    return sum(d for _, d in found) / len(found), [s for s, _ in found]
+
+
+def _comparison(claim: dict) -> str:
+    if claim.get("kind", "difference") == "extrapolation":
+        base = float(claim.get("base_scale", 4.0))
+        a, b = claim["a"], claim["b"]
+        return f"drop from x{base:g} of ({b} - bicubic) minus that of ({a} - bicubic)"
+    return f"{claim['a']} - {claim['b']}"
+
+
+def _scales_text(scales: list[float]) -> str:
+    return " ".join(f"x{s:g}" for s in scales)
+
+
+def _num(x: float, digits: int = 3) -> str:
+    return "" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def judge(
+    exp: Experiment,
+    profile: str,
+    rows: pd.DataFrame,
+    ref: pd.DataFrame,
+    n_boot: int = stats.DEFAULT_B,
+) -> list[dict]:
+    """One result per claim: the claims.csv row plus ``per_scale`` intervals and notes."""
+    out = []
+    for claim in exp.for_profile(profile).get("claims") or []:
+        diffs = _paired(rows, claim)
+        # the scales with paired rows (a model evaluated at fewer, e.g. the x8 ensemble: those)
+        scales = [s for s in _claim_scales(exp, profile, claim) if _claim_values(diffs, claim, [s])]
+        values = _claim_values(diffs, claim, scales)
+        paper, paper_scales = _paper_delta(exp, profile, claim, scales, ref)
+        row = dict(
+            claim=str(claim["claim"]),
+            comparison=_comparison(claim),
+            scales=_scales_text(scales),
+            paper_delta=_num(paper, 2),
+        )
+        per_scale = []
+        if values:
+            iv = stats.hierarchical_bootstrap(stats.by_seed(values), n_boot)
+            row.update(
+                ours_delta=_num(iv.estimate),
+                ci_low=_num(iv.low),
+                ci_high=_num(iv.high),
+                n_images=iv.n_images,
+                n_seeds=iv.n_seeds,
+                verdict=iv.verdict,
+            )
+            for scale in scales:
+                one = stats.by_seed(_claim_values(diffs, claim, [scale]))
+                per_scale.append((scale, stats.hierarchical_bootstrap(one, n_boot)))
+        else:
+            row.update(ours_delta="", ci_low="", ci_high="", n_images=0, n_seeds=0)
+            row["verdict"] = "no data"
+        out.append(dict(row=row, claim=claim, per_scale=per_scale, paper_scales=paper_scales))
+    return out
+
+
+def gain_bands(
+    rows: pd.DataFrame,
+    models: list[str],
+    reference: str,
+    sweep: str,
+    dataset: str,
+    n_boot: int = stats.DEFAULT_B,
+) -> pd.DataFrame:
+    """Per model and scale: the gain over ``reference`` (paired per seed and image; mean over
+    images per seed, then over seeds) with its 95% hierarchical bootstrap interval. Columns
+    model, scale, gain, low, high, seen, paper_gain (NaN: no paper line)."""
+    out = []
+    for model in models:
+        claim = {"a": model, "b": reference, "sweep": sweep, "dataset": dataset}
+        diffs = _paired(rows, claim)
+        sub = rows[(rows["model"] == model) & (rows["sweep"] == sweep)]
+        seen = dict(zip(sub["scale"].round(6), sub["seen"], strict=True))
+        for scale in sorted({k[2] for k in diffs}):
+            iv = stats.hierarchical_bootstrap(
+                stats.by_seed(_claim_values(diffs, claim, [scale])), n_boot
+            )
+            out.append(
+                dict(
+                    model=model,
+                    scale=scale,
+                    gain=iv.estimate,
+                    low=iv.low,
+                    high=iv.high,
+                    seen=bool(seen.get(scale, False)),
+                    paper_gain=math.nan,
+                )
+            )
+    return pd.DataFrame(out)
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    from bench.report import _md_table
+
+    return _md_table(header, rows)
+
+
+def _seed_means(rows: pd.DataFrame, models: list[str], sweep: str, dataset: str) -> str:
+    """Per model and scale: the mean over seeds of the per-seed mean over images, the seeds'
+    spread (standard deviation of the per-seed means) and the seed count."""
+    sub = rows[rows["model"].isin(models) & (rows["sweep"] == sweep) & (rows["dataset"] == dataset)]
+    if sub.empty:
+        return "no rows\n"
+    per_seed = sub.groupby(["model", "scale", "seed"], sort=False)["psnr"].mean().reset_index()
+    scales = sorted(per_seed["scale"].unique())
+    table = []
+    for model in models:
+        m = per_seed[per_seed["model"] == model]
+        if m.empty:
+            continue
+        cells = []
+        for scale in scales:
+            v = m[m["scale"] == scale]["psnr"]
+            if v.empty:
+                cells.append("–")
+            elif len(v) > 1:
+                cells.append(f"{v.mean():.2f} ± {v.std(ddof=1):.2f}")
+            else:
+                cells.append(f"{v.mean():.2f}")
+        table.append([model, str(m["seed"].nunique())] + cells)
+    return _md(["model", "seeds"] + [f"×{s:g}" for s in scales], table)
+
+
+def write_claims(
+    exp: Experiment,
+    profile: str,
+    t: dict,
+    rows: pd.DataFrame,
+    ref: pd.DataFrame,
+    out_dir: Path,
+    n_boot: int | None = None,
+) -> tuple[list[Path], str]:
+    """``<file>.csv`` and ``<file>.md`` (default ``claims``); returns the paths and the report
+    index section."""
+    base = t.get("file", "claims")
+    n_boot = int(n_boot or t.get("n_boot", stats.DEFAULT_B))
+    csv_path, md_path = out_dir / f"{base}.csv", out_dir / f"{base}.md"
+    if csv_path.name == f"{exp.name}.csv":
+        raise ExperimentError(
+            f"{exp.name}: report file {base!r} would overwrite the experiment's results "
+            f"{csv_path}: name the experiment or the file otherwise"
+        )
+    results = judge(exp, profile, rows, ref, n_boot)
+    table = [r["row"] for r in results]
+    write_csv_atomic(csv_path, table, CLAIM_COLUMNS)
+    md = [
+        f"# Claims of the paper — profile `{profile}`\n",
+        "Each row: the paired PSNR difference (dB, Y channel) of the comparison, pooled over the "
+        "claim's scales (mean per seed and image), mean over images per training seed, then over "
+        "seeds; 95% hierarchical bootstrap interval (seeds resampled, then images within each; "
+        f"{n_boot} replicates, fixed generator seed). Verdict: holds if ci_low > 0, fails if "
+        "ci_high < 0, else inconclusive. paper_delta: the paper's tables over the claim scales "
+        "they report (listed per claim below), empty where they report none.\n",
+        _md(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
+    ]
+    for res in results:
+        claim, row = res["claim"], res["row"]
+        sweep, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
+        md.append(f"## {row['claim']}\n")
+        md.append(
+            f"{row['comparison']} on {dataset} (sweep {sweep}); verdict **{row['verdict']}**"
+            + (f". {claim['note']}" if claim.get("note") else "")
+            + "\n"
+        )
+        if res["paper_scales"]:
+            md.append(f"paper_delta over {_scales_text(res['paper_scales'])}.\n")
+        if res["per_scale"]:
+            md.append(
+                _md(
+                    ["scale", "delta", "ci_low", "ci_high", "images", "seeds", "verdict"],
+                    [
+                        [
+                            f"×{s:g}",
+                            _num(iv.estimate),
+                            _num(iv.low),
+                            _num(iv.high),
+                            str(iv.n_images),
+                            str(iv.n_seeds),
+                            iv.verdict,
+                        ]
+                        for s, iv in res["per_scale"]
+                    ],
+                )
+            )
+        md.append(
+            "PSNR per model: mean over seeds of the per-seed mean over images, ± the standard "
+            "deviation of those per-seed means (the seed spread):\n"
+        )
+        md.append(_seed_means(rows, [claim["a"], claim["b"]], sweep, dataset))
+    write_text_atomic(md_path, "\n".join(md))
+    section = f"## Claims `{base}`\n\n" + md[1] + "\n" + md[2]
+    return [csv_path, md_path], section

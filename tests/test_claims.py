@@ -1,0 +1,356 @@
+"""Issue 10: seeds in experiments, paired bootstrap intervals (bench/stats.py), the claims report,
+rows shared across experiments, and the depth control (+t net applied k times).
+
+References are independent of the code under test: hand-computed differences, the normal
+approximation of the bootstrap interval of a mean, the paper's tables read directly."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from bench import stats
+from bench.claims import CLAIM_COLUMNS, judge
+from bench.experiment import ExperimentError, load_experiment
+from bench.results import SharedRows, share_key
+from bench.runner import run_experiment
+
+# ----------------------------------------------------------------------------- stats
+
+
+def test_constant_differences_give_a_zero_width_interval() -> None:
+    groups = [np.full(10, 0.37), np.full(7, 0.37), np.full(12, 0.37)]
+    iv = stats.hierarchical_bootstrap(groups, n_boot=2000)
+    assert iv.estimate == pytest.approx(0.37, abs=1e-12)
+    assert iv.low == pytest.approx(0.37, abs=1e-12)
+    assert iv.high == pytest.approx(0.37, abs=1e-12)
+    assert iv.verdict == "holds" and (iv.n_seeds, iv.n_images) == (3, 12)
+
+
+def test_one_seed_is_the_image_bootstrap_near_the_normal_approximation() -> None:
+    """One seed: the percentile interval of a mean of n values is close to
+    mean +- 1.96 sd / sqrt(n) (sd with ddof=0, the bootstrap's plug-in variance)."""
+    values = np.random.default_rng(7).normal(0.2, 0.5, size=400)
+    iv = stats.hierarchical_bootstrap([values], n_boot=20000)
+    half = 1.959964 * values.std(ddof=0) / math.sqrt(len(values))
+    assert iv.estimate == pytest.approx(values.mean(), abs=1e-12)
+    assert iv.low == pytest.approx(values.mean() - half, abs=0.1 * half)
+    assert iv.high == pytest.approx(values.mean() + half, abs=0.1 * half)
+
+
+def test_more_seed_spread_widens_the_interval() -> None:
+    rng = np.random.default_rng(3)
+    noise = [rng.normal(0.0, 0.1, size=10) for _ in range(3)]
+    narrow = [n + off for n, off in zip(noise, (0.0, 0.01, -0.01), strict=True)]
+    wide = [n + off for n, off in zip(noise, (0.0, 0.5, -0.5), strict=True)]
+    a = stats.hierarchical_bootstrap(narrow)
+    b = stats.hierarchical_bootstrap(wide)
+    assert (b.high - b.low) > 2 * (a.high - a.low)
+    # reproducible: a fixed generator seed
+    assert stats.hierarchical_bootstrap(wide) == b
+
+
+def test_verdicts() -> None:
+    assert stats.Interval(0.1, 0.01, 0.2, 3, 10).verdict == "holds"
+    assert stats.Interval(-0.1, -0.2, -0.01, 3, 10).verdict == "fails"
+    assert stats.Interval(0.1, -0.01, 0.2, 3, 10).verdict == "inconclusive"
+    assert stats.Interval(0.0, 0.0, 0.2, 3, 10).verdict == "inconclusive"
+
+
+def test_pairing_and_pooling_by_hand() -> None:
+    a = {(0, "x", 2.0): 30.0, (0, "x", 3.0): 28.0, (1, "x", 2.0): 31.0, (1, "y", 2.0): 29.0}
+    b = {(0, "x", 2.0): 29.5, (0, "x", 3.0): 28.5, (1, "x", 2.0): 30.0, (2, "x", 2.0): 0.0}
+    d = stats.paired_differences(a, b)
+    assert d == {(0, "x", 2.0): 0.5, (0, "x", 3.0): -0.5, (1, "x", 2.0): 1.0}
+    pooled = stats.pool_scales(d)
+    assert pooled == {(0, "x"): 0.0, (1, "x"): 1.0}
+    assert stats.mean_of_means(stats.by_seed(pooled)) == 0.5
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _claims_exp(claims: list[dict]) -> dict:
+    models = {m: {"model": {"name": "bicubic"}} for m in ("ode", "plus", "bic")}
+    models["ode"]["paper"] = "vdsr (ours)"
+    models["plus"]["paper"] = "VDSR+t"
+    return {
+        "name": "claims-test",
+        "models": models,
+        "sweeps": {"main": {"models": list(models), "datasets": {"B100": "2,4,5,6"}}},
+        "claims": claims,
+    }
+
+
+def _frame(values: dict[tuple, float]) -> pd.DataFrame:
+    rows = [
+        dict(model=m, sweep="main", dataset="B100", seed=str(seed), image=im, scale=s, psnr=v)
+        for (m, seed, im, s), v in values.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_claims_verdicts_and_the_extrapolation_delta_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    values = {}
+    for seed in (0, 1, 2):
+        for im in ("a", "b", "c", "d"):
+            for s in (2.0, 4.0, 5.0, 6.0):
+                base = 30 - s + rng.normal(0, 0.3)
+                values["bic", seed, im, s] = base - 1.0
+                values["plus", seed, im, s] = base
+                # the ODE: +0.25 at x2/x4; past x4 it loses 0.1 dB less per unit of scale
+                values["ode", seed, im, s] = base + 0.25 + (0.1 * (s - 4) if s > 4 else 0)
+    rows = _frame(values)
+    claims = [
+        {"claim": "ode > plus", "a": "ode", "b": "plus", "scales": "2,4", "paper_table": "t1"},
+        {"claim": "plus > ode", "a": "plus", "b": "ode", "scales": "2,4,7"},
+        {"claim": "graceful", "a": "ode", "b": "plus", "kind": "extrapolation", "scales": "5,6"},
+        {"claim": "noisy", "a": "bic", "b": "plus"},
+    ]
+    exp = load_experiment(_claims_exp(claims))
+    ref = pd.DataFrame(
+        [
+            dict(table="t1", dataset="B100", method=m, solver="", scale=s, psnr=v)
+            for m, s, v in [("vdsr (ours)", 2.0, 31.0), ("VDSR+t", 2.0, 30.5), ("VDSR+t", 4.0, 25)]
+        ]
+    )
+    out = {r["row"]["claim"]: r["row"] for r in judge(exp, "smoke", rows, ref, n_boot=500)}
+    assert list(out["ode > plus"]) == CLAIM_COLUMNS
+    first = out["ode > plus"]
+    assert first["scales"] == "x2 x4" and first["verdict"] == "holds"
+    assert float(first["ours_delta"]) == pytest.approx(0.25, abs=1e-9)
+    assert float(first["ci_low"]) == pytest.approx(0.25, abs=1e-9)
+    assert first["paper_delta"] == "0.50"  # only x2 has both methods in the paper's table
+    assert (first["n_images"], first["n_seeds"]) == (4, 3)
+    assert out["plus > ode"]["verdict"] == "fails" and out["plus > ode"]["scales"] == "x2 x4"
+    # drop of (plus - bic) from x4 to x5 and x6 minus that of (ode - bic): (0.1 + 0.2) / 2
+    graceful = out["graceful"]
+    assert float(graceful["ours_delta"]) == pytest.approx(0.15, abs=1e-9)
+    assert graceful["verdict"] == "holds" and graceful["paper_delta"] == ""
+    assert float(out["noisy"]["ours_delta"]) == pytest.approx(-1.0, abs=1e-9)
+
+
+def test_claims_are_checked_when_loaded() -> None:
+    with pytest.raises(ExperimentError, match="unknown model 'nope'"):
+        load_experiment(_claims_exp([{"claim": "x", "a": "ode", "b": "nope"}]))
+    with pytest.raises(ExperimentError, match="unknown key 'scale'"):
+        load_experiment(_claims_exp([{"claim": "x", "a": "ode", "b": "plus", "scale": "2"}]))
+    bad = _claims_exp([])
+    bad["sweeps"]["main"]["seeds"] = [0, "1"]
+    with pytest.raises(ExperimentError, match="seeds: expected a list of non-negative"):
+        load_experiment(bad)
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
+    claims, table1 = load_experiment("claims"), load_experiment("table1")
+    for profile in ("smoke", "cpu", "paper"):
+        t1 = {p.id: p.key for p in table1.all_plans(profile)}
+        plans = claims.all_plans(profile)
+        seed0 = {p.id: p.key for p in plans if p.seed in (0, None)}
+        for model in (
+            "vdsr+t",
+            "vdsr-ode",
+            "rdn+t",
+            "meta-rdn",
+            "rdn-ode",
+            "rdn-ode+",
+            "vdsr-fixed",
+        ):
+            assert seed0[model] == t1[model], (profile, model)
+        seeds = {p.seed for p in plans if p.id == "vdsr-ode"}
+        assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2})
+        keys = [p.key for p in plans if p.id == "vdsr-ode"]
+        assert len(set(keys)) == len(keys)
+    units = claims.units("cpu")
+    # ... and the same evaluation solvers, so table1's rows are shared, not evaluated again
+    t1_units = {(u.model.key, u.key[3]) for u in table1.units("cpu")}
+    for model in ("vdsr-ode", "rdn-ode", "rdn-ode+", "vdsr+t", "meta-rdn"):
+        unit = next(u for u in units if u.model.id == model and u.model.seed == 0)
+        assert (unit.model.key, unit.key[3]) in t1_units, model
+    assert {u.model.seed for u in units if u.model.id == "bicubic"} == {None}
+    bic = [u for u in units if u.model.id == "bicubic"]
+    assert len(bic) == len({u.key for u in bic}) == 9  # once, not once per seed
+    cpu = {p.id: p.train_cfg for p in claims.all_plans("cpu") if p.seed == 0}
+    assert cpu["vdsr+t-compute"]["max_steps"] == 4 * cpu["vdsr-ode"]["max_steps"] == 16000
+    assert cpu["rdn+t-compute"]["max_steps"] == 4 * cpu["rdn-ode"]["max_steps"] == 8000
+    assert cpu["vdsr+t-repeat4"]["max_steps"] == cpu["vdsr-ode"]["max_steps"]
+    assert cpu["vdsr-ode-euler4"]["train_solver"]["steps"] == 4
+    # solver-ablation's solver models are claims.yaml's (same checkpoints); its RK4 model is
+    # table1's vdsr-ode at cpu and paper
+    for profile in ("smoke", "cpu", "paper"):
+        ablation = {p.id: p.key for p in load_experiment("solver-ablation").all_plans(profile)}
+        mine = {p.id: p.key for p in claims.all_plans(profile) if p.seed == 0}
+        assert ablation["vdsr-ode-euler1"] == mine["vdsr-ode-euler1"]
+        assert ablation["vdsr-ode-euler4"] == mine["vdsr-ode-euler4"]
+        if profile != "smoke":
+            assert ablation["vdsr-ode-rk4"] == mine["vdsr-ode"]
+    # no `seeds`: an experiment plans exactly what it planned before (the configs' own seed)
+    assert {u.model.seed for u in table1.units("cpu") if u.model.trained} == {0}
+
+
+def test_train_all_trains_every_seed(monkeypatch, data_root) -> None:
+    from bench.train_all import _plans
+
+    monkeypatch.setenv("ODESR_DATA", str(data_root))  # the plan orders them by cost
+
+    plans = _plans(["claims"], "smoke")
+    assert {p.seed for p in plans if p.id == "rdn-ode"} == {0, 1}
+    assert len({p.key for p in plans}) == len(plans)
+
+
+# ----------------------------------------------------------------------------- depth control
+
+
+def test_depth_control_applies_the_tied_net_k_times() -> None:
+    from odesr.models import build
+
+    torch.manual_seed(0)
+    spec = {"name": "vdsr+t", "preset": "smoke", "t_plane": "normalized"}
+    once = build(spec).eval()
+    four = build(dict(spec, repeat=4)).eval()
+    four.load_state_dict(once.state_dict())  # the same parameters: tied weights
+    assert four.nfe_per_call == 4 and four.spec["repeat"] == 4 and "repeat" not in once.spec
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        ref = x
+        for _ in range(4):
+            ref = once(ref, 2.5)
+        assert torch.allclose(four(x, 2.5), ref, atol=1e-6)
+        zero = build(dict(spec, repeat=4, net={"zero_init_last": True})).eval()
+        assert torch.equal(zero(x, 2.5), x)  # starts at its bicubic input
+    with pytest.raises(ValueError, match="repeat must be a positive integer"):
+        build(dict(spec, repeat=0))
+
+
+# ----------------------------------------------------------------------------- shared rows
+
+
+def _images(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(
+            folder / f"im{i}.png"
+        )
+    return folder
+
+
+def _bicubic_exp(name: str, model: str, data: Path, scales: str, limit: int | None) -> dict:
+    return {
+        "name": name,
+        "models": {model: {"model": {"name": "bicubic"}}},
+        "sweeps": {"main": {"models": [model], "datasets": {str(data): scales}, "limit": limit}},
+    }
+
+
+def test_rows_are_shared_across_experiments(tmp_path: Path, monkeypatch) -> None:
+    import importlib
+
+    evaluate = importlib.import_module("odesr.evaluate")  # `odesr.evaluate` is also a function
+    data = _images(tmp_path / "imgs", 3)
+    evaluated: list[tuple] = []
+    real = evaluate.evaluate_images
+
+    def counting(model, images, scales, settings=None, on_batch=None):
+        evaluated.extend((m.name, float(s)) for m in images for s in scales)
+        return real(model, images, scales, settings, on_batch)
+
+    monkeypatch.setattr(evaluate, "evaluate_images", counting)
+    kw = dict(device="cpu", results_dir=tmp_path / "res", progress=False, log=lambda m: None)
+    run_experiment(_bicubic_exp("first", "bicubic", data, "2,3", 2), "smoke", **kw)
+    assert sorted(evaluated) == sorted((f"im{i}", s) for i in (0, 1) for s in (2.0, 3.0))
+    evaluated.clear()
+    summary = run_experiment(_bicubic_exp("second", "bic", data, "2,3,4", 3), "smoke", **kw)
+    # only what `first` did not evaluate: im2 at x2/x3 and every image at x4
+    assert sorted(evaluated) == sorted(
+        [("im2", 2.0), ("im2", 3.0)] + [(f"im{i}", 4.0) for i in range(3)]
+    )
+    assert summary.done == 3
+    with open(tmp_path / "res" / "smoke" / "first.csv", newline="") as fh:
+        first = {(r["image"], r["scale"]): r for r in csv.DictReader(fh)}
+    with open(tmp_path / "res" / "smoke" / "second.csv", newline="") as fh:
+        second = list(csv.DictReader(fh))
+    assert len(second) == 9 and {r["model"] for r in second} == {"bic"}
+    assert {r["experiment"] for r in second} == {"second"}
+    for r in second:
+        if (r["image"], r["scale"]) in first:
+            assert r["psnr"] == first[r["image"], r["scale"]]["psnr"]
+    # the ensemble is part of what identifies an evaluation
+    row = dict(second[0])
+    assert share_key(row) != share_key(dict(row, ensemble="x8"))
+
+
+def test_rows_from_before_the_ensemble_column(tmp_path: Path) -> None:
+    """An older results file has no ``ensemble`` column: the experiment that wrote it says
+    which of its models are ensembles; files of no experiment are not used."""
+    header = "model,weights,solver_opts,dataset,image,scale,protocol,y_rounding,psnr\n"
+    body = "m,w1,-,B100,a,2.0,metasr,matlab,30.0\nm+,w1,-,B100,a,2.0,metasr,matlab,30.5\n"
+    (tmp_path / "old.csv").write_text(header + body)
+    (tmp_path / "stranger.csv").write_text(header + body.replace("30.", "20."))
+    shared = SharedRows(tmp_path, lambda stem: {"m+": "x8", "m": ""} if stem == "old" else None)
+    names = ("weights", "solver_opts", "dataset", "image", "scale", "protocol", "y_rounding")
+    probe = dict(zip(names, ("w1", "-", "B100", "a", 2.0, "metasr", "matlab"), strict=True))
+    assert shared.get(dict(probe, ensemble=""))["psnr"] == "30.0"
+    assert shared.get(dict(probe, ensemble="x8"))["psnr"] == "30.5"
+    assert len(shared.rows) == 2
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_claims_smoke_end_to_end(tmp_path: Path, data_root, reference) -> None:
+    """`bench run claims --profile smoke` trains 2 seeds of tiny models, evaluates, and the
+    report writes claims.csv with the promised columns and verdicts that follow the intervals."""
+    from bench.report import write_report
+
+    kw = dict(
+        data_root=str(data_root),
+        results_dir=tmp_path / "res",
+        checkpoints_dir=tmp_path / "ck",
+    )
+    summary = run_experiment(
+        "claims", "smoke", device="cpu", progress=False, log=lambda m: None, **kw
+    )
+    assert summary.done == summary.planned > 0
+    write_report(
+        "claims", "smoke", log=lambda m: None, paper_tables=reference / "paper_tables.csv", **kw
+    )
+    out = tmp_path / "res" / "smoke"
+    with open(out / "claims.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == CLAIM_COLUMNS
+        rows = list(reader)
+    assert len(rows) == len(load_experiment("claims").raw["claims"])
+    for r in rows:
+        low, high = float(r["ci_low"]), float(r["ci_high"])
+        assert low <= float(r["ours_delta"]) <= high
+        expected = "holds" if low > 0 else "fails" if high < 0 else "inconclusive"
+        assert r["verdict"] == expected, r
+        assert (r["n_images"], r["n_seeds"]) == ("2", "2")
+    # paper_delta from the paper's table 1 at the claim scales it reports (x2, x4 at smoke)
+    paper = pd.read_csv(reference / "paper_tables.csv", keep_default_na=False)
+    t1 = paper[(paper["table"] == "table1") & paper["scale"].isin([2.0, 4.0])]
+    ode = t1[t1["method"] == "vdsr (ours)"].set_index("scale")["psnr"]
+    plus = t1[t1["method"] == "VDSR+t"].set_index("scale")["psnr"]
+    first = rows[0]
+    assert first["scales"] == "x2 x4 x5"
+    assert float(first["paper_delta"]) == pytest.approx((ode - plus).mean(), abs=0.006)
+    md = (out / "claims.md").read_text()
+    assert md.index("| claim | comparison |") < md.index("## vdsr-ODE > VDSR+t")
+    assert "seed spread" in md
+    # the per-image rows carry both training seeds (seed k of a is paired with seed k of b)
+    evals = pd.read_csv(out / "claims-psnr.csv", keep_default_na=False, dtype={"seed": str})
+    assert set(evals.loc[evals["model"] == "vdsr-ode", "seed"]) == {"0", "1"}
+    assert set(evals.loc[evals["model"] == "bicubic", "seed"]) == {""}
