@@ -245,6 +245,18 @@ class EvalRow:
     flops: float
 
 
+def train_flops(plan: ModelPlan) -> float:
+    """Forward FLOPs of training ``plan`` (steps x batch pixels x NFE per sample x FLOPs per
+    pixel averaged over the training scales); 0 for an untrained model."""
+    cfg = plan.train_cfg
+    if cfg is None:
+        return 0.0
+    scales = [float(s) for s in cfg["scales"]]
+    fpp = sum(flops_per_pixel(plan, s) for s in scales) / len(scales)
+    px = int(cfg["batch_size"]) * int(cfg["patch_size"]) ** 2
+    return int(cfg["max_steps"]) * px * train_nfe_per_step(cfg) * fpp
+
+
 def plan_experiment(exp: Experiment, profile: str, data_root: str | None = None) -> tuple:
     """(training rows, evaluation rows grouped per model/solver/dataset)."""
     units: list[Unit] = exp.units(profile)
@@ -255,10 +267,7 @@ def plan_experiment(exp: Experiment, profile: str, data_root: str | None = None)
         if cfg is None or plan.key in train:
             continue
         per_step = train_nfe_per_step(cfg)
-        scales = [float(s) for s in cfg["scales"]]
-        fpp = sum(flops_per_pixel(plan, s) for s in scales) / len(scales)
-        px = int(cfg["batch_size"]) * int(cfg["patch_size"]) ** 2
-        flops = int(cfg["max_steps"]) * px * per_step * fpp
+        flops = train_flops(plan)
         samples = f"{int(cfg['batch_size'])} x {int(cfg['patch_size'])}px"
         label = plan.id
         if plan.only_scales and len(plan.only_scales) == 1 and "config_per_scale" in plan.entry:

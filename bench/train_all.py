@@ -28,20 +28,17 @@ from odesr.cli import HelpFormatter
 
 def _plans(experiments: list[str], profile: str) -> list:
     """The distinct checkpoints the experiments need (every seed of their sweeps), longest
-    training first (estimated FLOPs,
-    :func:`bench.plan.plan_experiment`), so a pool of workers ends together."""
-    from bench.plan import plan_experiment
+    training first (estimated FLOPs, :func:`bench.plan.train_flops`), so a pool of workers
+    ends together."""
+    from bench.plan import train_flops
 
     seen: dict[str, object] = {}
-    flops: dict[str, float] = {}
     for name in experiments:
         exp = load_experiment(name)
         for plan in exp.all_plans(profile):  # every seed of every trained model
             if plan.train_cfg is not None:
                 seen.setdefault(plan.key, plan)
-        for row in plan_experiment(exp, profile)[0]:
-            flops.setdefault(row.key, row.flops)
-    return sorted(seen.values(), key=lambda p: -flops.get(p.key, 0.0))
+    return sorted(seen.values(), key=lambda p: -train_flops(p))
 
 
 def _work(args: tuple) -> tuple[str, float, str]:

@@ -38,6 +38,7 @@ PINNED_HASHES = {
     "cpu/rdn-ode": "ee96c1106c",
     "cpu/rdn-ode-path": "8604cb5903",
     "cpu/vdsr+t": "bfc8784ec4",
+    "cpu/vdsr+t-repeat4": "b14c902e3d",
     "cpu/vdsr-fixed": "6cead6e981",
     "cpu/vdsr-ode": "1ffe079495",
     "cpu/vdsr-ode-hr": "2174a993b1",
@@ -50,6 +51,7 @@ PINNED_HASHES = {
     "paper/rdn-ode": "76dba19acc",
     "paper/rdn-ode-path": "d1f8786bc3",
     "paper/vdsr+t": "0c21a31bea",
+    "paper/vdsr+t-repeat4": "e7cd953c06",
     "paper/vdsr-fixed": "71307ea22b",
     "paper/vdsr-ode": "eea6ba9db7",
     "paper/vdsr-ode-hr": "9365d8fc5f",
@@ -62,6 +64,7 @@ PINNED_HASHES = {
     "smoke/rdn-ode": "112c6147ce",
     "smoke/rdn-ode-path": "cb48e3d194",
     "smoke/vdsr+t": "35e2e01d0a",
+    "smoke/vdsr+t-repeat4": "f2082002b3",
     "smoke/vdsr-fixed": "047b143633",
     "smoke/vdsr-ode": "175ab37aab",
     "smoke/vdsr-ode-hr": "7d87f5ce12",
@@ -248,8 +251,8 @@ def test_repo_experiments_resolve_for_every_profile() -> None:
         exp = load_experiment(name)
         for profile in ("smoke", "cpu", "paper"):
             assert exp.units(profile), (name, profile)
-    sa = load_experiment("solver-ablation")
-    euler = next(u for u in sa.units("cpu") if u.model.id == "vdsr-ode-euler4")
+    claims = load_experiment("claims")
+    euler = next(u for u in claims.units("cpu") if u.model.id == "vdsr-ode-euler4")
     assert euler.model.train_cfg["train_solver"] == {
         "method": "euler",
         "steps": 4,
