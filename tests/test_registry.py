@@ -128,9 +128,9 @@ def test_load_model_names_paths_and_bundled(tmp_path):
     assert models.load_model("bicubic").spec == {"name": "bicubic"}
     bundled = models.load_model(None)
     assert bundled.is_ode and bundled.spec["name"] == "vdsr-ode"
-    # trained and evaluated with rk4 h=1 (the note stored with it says so)
-    assert "rk4 step_size 1.0" in models.load_checkpoint(models.BUNDLED_MODEL)[1]["note"]
-    assert bundled.solver == SolverSettings("rk4", None, 1.0)
+    # trained and evaluated with one RK4 step (the note stored with it says so)
+    assert "rk4 steps 1" in models.load_checkpoint(models.BUNDLED_MODEL)[1]["note"]
+    assert bundled.solver == SolverSettings("rk4", 1, None)
     assert SolverSettings.from_dict(bundled.spec["train_solver"]) == bundled.solver
     with pytest.raises(models.ModelError, match="unknown model 'nosuch'"):
         models.load_model("nosuch")
