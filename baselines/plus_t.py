@@ -11,7 +11,7 @@ makes every application the identity, so it starts at its bicubic input like the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -22,16 +22,17 @@ from odesr.nets import build_backbone, t_plane_value, with_t_plane
 class PlusT(SRModel):
     input_kind = "upscaled"
     nfe_per_call = 1
+    backbone_name: ClassVar[str] = "vdsr"  # as odesr.models.ODESR: subclasses name theirs
 
     def __init__(
         self,
-        backbone: str,
         preset: str = "paper",
         net: dict | None = None,
         t_plane: str = "raw",
         repeat: int = 1,
     ) -> None:
         super().__init__()
+        backbone = self.backbone_name
         t_plane_value(1.0, t_plane)  # validates the mode
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise ValueError(f"{backbone}+t: repeat must be a positive integer, got {repeat!r}")
@@ -59,24 +60,10 @@ class PlusT(SRModel):
 class VDSRPlusT(PlusT):
     """``vdsr+t``."""
 
-    def __init__(
-        self,
-        preset: str = "paper",
-        net: dict | None = None,
-        t_plane: str = "raw",
-        repeat: int = 1,
-    ) -> None:
-        super().__init__("vdsr", preset, net, t_plane, repeat)
+    backbone_name = "vdsr"
 
 
 class RDNPlusT(PlusT):
     """``rdn+t``."""
 
-    def __init__(
-        self,
-        preset: str = "paper",
-        net: dict | None = None,
-        t_plane: str = "raw",
-        repeat: int = 1,
-    ) -> None:
-        super().__init__("rdn", preset, net, t_plane, repeat)
+    backbone_name = "rdn"
