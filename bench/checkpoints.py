@@ -3,6 +3,10 @@
 A missing checkpoint is trained with :func:`odesr.train.train` (resuming from ``last.pt`` when an
 earlier run was killed). Training holds a lock (:mod:`filelock`) on ``<dir>.lock`` so two sweeps
 needing the same model train it once: the second waits and then finds ``final.pt``.
+
+Weights published with the results (``<results>/<profile>/weights/<key>.pt``, :mod:`bench.publish`)
+stand in for a missing ``final.pt``, so a fresh clone evaluates the committed weights instead of
+training them again.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ from filelock import FileLock
 
 from bench.experiment import ModelPlan
 
-__all__ = ["checkpoint_dir", "ensure_checkpoint", "deterministic"]
+__all__ = ["checkpoint_dir", "published_path", "ensure_checkpoint", "deterministic"]
 
 
 def checkpoint_dir(root: str | os.PathLike, profile: str, plan: ModelPlan) -> Path:
     return Path(root) / profile / plan.key
+
+
+def published_path(results: str | os.PathLike, profile: str, plan: ModelPlan) -> Path:
+    """Where :mod:`bench.publish` puts the weights-only copy of ``plan``'s ``final.pt``."""
+    return Path(results) / profile / "weights" / f"{plan.key}.pt"
 
 
 @contextlib.contextmanager
@@ -56,16 +65,21 @@ def ensure_checkpoint(
     progress: bool = True,
     log=print,
     nproc: int = 1,
+    results: str | os.PathLike | None = None,
 ) -> Path | None:
     """``final.pt`` of ``plan`` (trained now if missing); None for models without training.
 
-    ``nproc > 1`` trains with ``torchrun`` (DDP, one process per GPU) in a subprocess."""
+    With ``results`` given, weights published there (:func:`published_path`) are returned when
+    there is no ``final.pt``. ``nproc > 1`` trains with ``torchrun`` (DDP, one process per GPU)
+    in a subprocess."""
     if plan.train_cfg is None:
         return None
     out = checkpoint_dir(root, profile, plan)
     final = out / "final.pt"
     if final.exists():
         return final
+    if results is not None and published_path(results, profile, plan).exists():
+        return published_path(results, profile, plan)
     with _dir_lock(out):
         if final.exists():
             return final

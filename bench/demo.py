@@ -73,9 +73,8 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
         "seen_scales": "1.1:4.0:0.1",
         "models": {
             "bicubic": {"paper": "bicubic", "model": {"name": "bicubic"}},
-            "bundled": {  # the shipped cpu-profile vdsr-ODE (T91+BSD200), for comparison
+            "bundled": {  # the shipped cpu-profile vdsr-ODE (T91+BSD200), its own solver
                 "model": {"name": "vdsr-ode", "checkpoint": "bundled"},
-                "solver": {"method": "rk4", "step_size": 1.0},
             },
             "vdsr-ode": {
                 "paper": "vdsr (ours)",
@@ -137,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nPSNR (dB, Y) on {', '.join(TEST)} (skimage.data); vdsr-ode: cpu preset, "
         f"{args.steps} steps x batch 8 of 48px patches on {', '.join(TRAIN)}; bundled: the "
-        "shipped cpu-profile vdsr-ODE (1500 steps on T91+BSD200), rk4 h=1\n"
+        "shipped cpu-profile vdsr-ODE (T91+BSD200, its own default solver)\n"
     )
     print(table.to_string(float_format=lambda v: f"{v:7.2f}"))
     print()

@@ -198,8 +198,11 @@ def _unit_rows(
 class _LoadedModel:
     """The model of the last unit, reloaded only when the weights (or the ensemble) change."""
 
-    def __init__(self, checkpoints_dir, profile, data_root, device, progress, log) -> None:
+    def __init__(
+        self, checkpoints_dir, profile, data_root, device, progress, log, results_dir
+    ) -> None:
         self.args = (checkpoints_dir, profile, data_root, device, progress, log)
+        self.results_dir = results_dir
         self.key: tuple | None = None
         self.model: torch.nn.Module | None = None
         self.checkpoint: Path | None = None
@@ -211,7 +214,7 @@ class _LoadedModel:
         if (plan.key, plan.ensemble) != self.key:
             root, profile, data_root, device, progress, log = self.args
             self.checkpoint = ensure_checkpoint(
-                plan, root, profile, data_root, device, progress, log
+                plan, root, profile, data_root, device, progress, log, results=self.results_dir
             )
             self.model = _load_model(plan, self.checkpoint, device)
             self.params = count_params(self.model)
@@ -326,7 +329,7 @@ def run_experiment(
         torch=torch.__version__,
         device=device_label(device),
     )
-    loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log)
+    loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log, results_dir)
     images = _ImageCache(data_root)
     shared = SharedRows(store.path.parent, functools.partial(_ensembles, profile=profile))
 

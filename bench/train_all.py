@@ -21,7 +21,7 @@ import sys
 import time
 
 from bench import executors
-from bench.checkpoints import checkpoint_dir, ensure_checkpoint
+from bench.checkpoints import checkpoint_dir, ensure_checkpoint, published_path
 from bench.experiment import load_experiment
 from odesr.cli import HelpFormatter
 
@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-root", default=None, help="datasets folder (default: $ODESR_DATA, else ./data)"
     )
+    parser.add_argument(
+        "--results",
+        default="results",
+        help="results folder whose published weights (bench.publish) need no training "
+        "(default: results)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     parser.add_argument("--jobs", type=int, default=2, help="pool workers (default: 2)")
     executors.add_arguments(parser)
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         p
         for p in _plans(args.experiments, args.profile)
         if not (checkpoint_dir(args.checkpoints, args.profile, p) / "final.pt").exists()
+        and not published_path(args.results, args.profile, p).exists()
     ]
     if args.executor != "pool":
         return _submit(plans, args)

@@ -65,6 +65,8 @@ __all__ = [
     "build",
     "load_model",
     "save_checkpoint",
+    "weights_only_extra",
+    "TRAINING_STATE",
     "load",
     "load_checkpoint",
     "default_size",
@@ -459,6 +461,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
     buf = io.BytesIO()
     torch.save(payload, buf)
     write_bytes_atomic(path, buf.getvalue())
+
+
+TRAINING_STATE = ("optimizer", "scheduler", "rng", "ema")
+
+
+def weights_only_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's ``extra`` without what only resuming training needs (:data:`TRAINING_STATE`):
+    what is left (step, config, which weights) still identifies the run."""
+    return {k: v for k, v in extra.items() if k not in TRAINING_STATE}
 
 
 def _kind_matches(model: nn.Module, expected: str | Iterable[str]) -> bool:

@@ -475,3 +475,50 @@ def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
         for c in children:
             if _alive(c):
                 os.kill(c, signal.SIGKILL)
+
+
+def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, data_root) -> None:
+    """bench.publish strips training state; a run with no checkpoint evaluates the published
+    weights (same rows as from final.pt) and trains nothing."""
+    from bench.checkpoints import checkpoint_dir, published_path
+    from bench.publish import main as publish_main
+    from odesr.models import TRAINING_STATE, load_checkpoint
+
+    train = {"max_steps": 3, "data": ["Set5"], "val.every": 0, "checkpoint_every": 3}
+    exp = {
+        "name": "pub",
+        "models": {"m": {"config": "vdsr+t", "train": train}},
+        "sweeps": [{"name": "main", "models": ["m"], "datasets": {"Set5": "2"}, "limit": 1}],
+    }
+    path = tmp_path / "pub.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    ck, res_a, res_b = tmp_path / "ck", tmp_path / "a", tmp_path / "b"
+    run = functools.partial(
+        run_experiment,
+        load_experiment(path),
+        "smoke",
+        data_root=str(data_root),
+        device="cpu",
+        checkpoints_dir=ck,
+        progress=False,
+        log=lambda _: None,
+    )
+    run(results_dir=res_a)
+    (plan,) = load_experiment(path).all_plans("smoke")
+    final = checkpoint_dir(ck, "smoke", plan) / "final.pt"
+    assert set(TRAINING_STATE) & set(load_checkpoint(final)[1])  # optimizer state is there
+    assert (
+        publish_main(
+            [str(path), "--profile", "smoke", "--results", str(res_b), "--checkpoints", str(ck)]
+        )
+        == 0
+    )
+    published = published_path(res_b, "smoke", plan)
+    model, extra = load_checkpoint(published)
+    assert not set(TRAINING_STATE) & set(extra) and extra["step"] == 3
+    assert published.stat().st_size < final.stat().st_size
+    shutil.rmtree(ck)
+    run(results_dir=res_b)
+    assert not ck.exists()  # nothing trained
+    rows_a, rows_b = (_rows(res / "smoke" / "pub.csv") for res in (res_a, res_b))
+    assert [r["psnr"] for r in rows_a] == [r["psnr"] for r in rows_b]

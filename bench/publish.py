@@ -1,0 +1,78 @@
+"""Publish trained weights next to the results they made: ``results/<profile>/weights/<key>.pt``.
+
+    python -m bench.publish table1 --profile cpu [--results results] [--checkpoints checkpoints]
+
+For every trained plan of the experiments whose ``final.pt`` exists, writes its weights and spec
+only (no optimizer, scheduler or RNG state; :func:`odesr.models.weights_only_extra`) under the
+plan's weights key. ``bench run`` and ``bench.train_all`` use a published file when the checkpoint
+folder has no ``final.pt`` (:func:`bench.checkpoints.ensure_checkpoint`), so a fresh clone
+re-derives the committed numbers without training. A file already published for a key is left
+alone (the key names the config, recipe and seed, so the weights are the same run's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.checkpoints import checkpoint_dir, published_path
+from bench.experiment import ExperimentError, load_experiment
+from odesr.cli import HelpFormatter
+from odesr.models import load_checkpoint, save_checkpoint, weights_only_extra
+
+__all__ = ["main", "publish"]
+
+
+def publish(final: Path, out: Path) -> int:
+    """Write the weights-only copy of ``final`` to ``out`` (atomic); returns its size in bytes."""
+    model, extra = load_checkpoint(final)
+    save_checkpoint(out, model, **weights_only_extra(extra))
+    return out.stat().st_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.publish", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument("experiments", nargs="+", help="experiment names or YAML paths")
+    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument(
+        "--checkpoints", default="checkpoints", help="checkpoint folder (default: checkpoints)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        plans = {
+            p.key: p
+            for name in args.experiments
+            for p in load_experiment(name).all_plans(args.profile)
+            if p.train_cfg is not None
+        }
+    except ExperimentError as exc:
+        print(f"bench.publish: {exc}", file=sys.stderr)
+        return 2
+    written = kept = missing = 0
+    total = 0
+    for key, plan in sorted(plans.items()):
+        out = published_path(args.results, args.profile, plan)
+        final = checkpoint_dir(args.checkpoints, args.profile, plan) / "final.pt"
+        if out.exists():
+            kept += 1
+            total += out.stat().st_size
+        elif final.exists():
+            size = publish(final, out)
+            total += size
+            written += 1
+            print(f"  {key}: {size / 1e6:.2f} MB -> {out}")
+        else:
+            missing += 1
+    print(
+        f"bench.publish: {written} written, {kept} already published, {missing} not trained; "
+        f"{total / 1e6:.1f} MB under {Path(args.results) / args.profile / 'weights'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
