@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.experiment import Experiment, load_experiment, training_budget
+from bench.experiment import Experiment, dataset_label, load_experiment, training_budget
 from bench.runner import results_path
 from odesr.evaluate import parse_scales
 from odesr.io import read_csv_rows, write_text_atomic
@@ -68,12 +68,21 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def current_rows(df: pd.DataFrame, exp: Experiment, profile: str) -> pd.DataFrame:
-    """Only the rows made with the weights the experiment names now (older rows of a model whose
-    training config changed stay in the CSV but are not reported)."""
+    """Only the rows made with the weights the experiment names now, on the image subset it names
+    now (older rows, of a model whose training config changed or of a smaller subset, stay in the
+    CSV but are not reported: a mean over a mix of subsets is no subset's mean)."""
     if "weights" not in df:
         return df
     keys = {(p.id, p.key) for p in exp.all_plans(profile)}
     mask = [(m, w) in keys for m, w in zip(df["model"], df["weights"], strict=True)]
+    if "subset" in df and "dataset" in df:
+        subsets = {(u.model.id, dataset_label(u.dataset), u.subset) for u in exp.units(profile)}
+        mask = [
+            keep and (not sub or (m, d, sub) in subsets)
+            for keep, m, d, sub in zip(
+                mask, df["model"], df["dataset"], df["subset"].fillna(""), strict=True
+            )
+        ]
     return df[mask]
 
 

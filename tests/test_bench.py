@@ -187,6 +187,27 @@ def test_put_unit_replaces_not_duplicates(tmp_path: Path) -> None:
     assert len(store.done_units()) == 2
 
 
+def test_report_rows_are_the_current_subset_only(tmp_path: Path) -> None:
+    """Rows of an earlier, smaller image subset of the same (untrained) model stay in the CSV but
+    are not reported: the mean over 3 images is not mixed with the mean over 1."""
+    from bench.report import current_rows, load_results, summarize
+
+    data = _images(tmp_path / "imgs", n=3, size=(30, 30))
+    exp = _experiment(data, models=("bicubic",))
+    kw = dict(device="cpu", results_dir=tmp_path / "res", progress=False, log=lambda m: None)
+    exp["sweeps"][0]["limit"] = 1
+    run_experiment(exp, "smoke", **kw)
+    exp["sweeps"][0]["limit"] = None
+    run_experiment(exp, "smoke", **kw)
+    rows = load_results(tmp_path / "res" / "smoke" / "tiny.csv")
+    assert set(rows["subset"]) == {"first 1", "all"}
+    current = current_rows(rows, load_experiment(exp), "smoke")
+    assert set(current["subset"]) == {"all"} and len(current) == 3 * 4  # 3 images x 4 scales
+    by_hand = rows[rows["subset"] == "all"].groupby("scale")["psnr"].mean()
+    summary = summarize(current).set_index("scale")["psnr"]
+    assert summary.to_dict() == pytest.approx(by_hand.to_dict())
+
+
 def test_report_on_tiny_csv(tmp_path: Path) -> None:
     data = _images(tmp_path / "imgs", n=2, size=(30, 30))
     exp = _experiment(data)
