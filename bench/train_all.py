@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     parser.add_argument("--jobs", type=int, default=2, help="pool workers (default: 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per worker (default: cores // jobs). The thread count changes the "
+        "order of float reductions, so weights trained with another count differ slightly "
+        "(python -m bench.repro measures how much)",
+    )
     executors.add_arguments(parser)
     args = parser.parse_args(argv)
     plans = [
@@ -89,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.executor != "pool":
         return _submit(plans, args)
-    print(f"{len(plans)} checkpoints to train with {args.jobs} workers on {args.device}")
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    print(
+        f"{len(plans)} checkpoints to train with {args.jobs} workers on {args.device}"
+        + ("" if args.device != "cpu" else f", {threads} threads each")
+    )
     work = [
         (p, args.checkpoints, args.profile, args.data_root, args.device, threads) for p in plans
     ]

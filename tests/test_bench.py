@@ -543,3 +543,13 @@ def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, dat
     assert not ck.exists()  # nothing trained
     rows_a, rows_b = (_rows(res / "smoke" / "pub.csv") for res in (res_a, res_b))
     assert [r["psnr"] for r in rows_a] == [r["psnr"] for r in rows_b]
+
+
+def test_train_all_threads_option(tmp_path: Path, capsys) -> None:
+    """--threads sets the torch threads per worker (default cores // jobs), and says so."""
+    from bench.train_all import main as train_all
+
+    path = tmp_path / "none.yaml"
+    path.write_text(yaml.safe_dump(_experiment(_images(tmp_path / "imgs", n=1), models=("b",))))
+    assert train_all([str(path), "--jobs", "1", "--threads", "1", "--profile", "smoke"]) == 0
+    assert "0 checkpoints to train with 1 workers on cpu, 1 threads each" in capsys.readouterr().out
