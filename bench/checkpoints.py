@@ -78,8 +78,9 @@ def ensure_checkpoint(
     final = out / "final.pt"
     if final.exists():
         return final
-    if results is not None and published_path(results, profile, plan).exists():
-        return published_path(results, profile, plan)
+    published = published_path(results, profile, plan) if results is not None else None
+    if published is not None and published.exists():
+        return published
     with _dir_lock(out):
         if final.exists():
             return final

@@ -70,19 +70,19 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 def current_rows(df: pd.DataFrame, exp: Experiment, profile: str) -> pd.DataFrame:
     """Only the rows made with the weights the experiment names now, on the image subset it names
     now (older rows, of a model whose training config changed or of a smaller subset, stay in the
-    CSV but are not reported: a mean over a mix of subsets is no subset's mean)."""
+    CSV but are not reported: a mean over a mix of subsets is no subset's mean). Rows without a
+    subset (older files) are matched on the weights alone."""
     if "weights" not in df:
         return df
-    keys = {(p.id, p.key) for p in exp.all_plans(profile)}
-    mask = [(m, w) in keys for m, w in zip(df["model"], df["weights"], strict=True)]
-    if "subset" in df and "dataset" in df:
-        subsets = {(u.model.id, dataset_label(u.dataset), u.subset) for u in exp.units(profile)}
-        mask = [
-            keep and (not sub or (m, d, sub) in subsets)
-            for keep, m, d, sub in zip(
-                mask, df["model"], df["dataset"], df["subset"].fillna(""), strict=True
-            )
-        ]
+    units = {
+        (u.model.id, u.model.key, dataset_label(u.dataset), u.subset) for u in exp.units(profile)
+    }
+    weights = {unit[:2] for unit in units}
+    subsets = df["subset"].fillna("") if "subset" in df else pd.Series("", index=df.index)
+    mask = [
+        (m, w, d, s) in units if s else (m, w) in weights
+        for m, w, d, s in zip(df["model"], df["weights"], df["dataset"], subsets, strict=True)
+    ]
     return df[mask]
 
 
