@@ -47,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--models", default=None, help="comma list: only these model ids")
     run.add_argument("--batch-size", type=int, default=8, help="images per evaluation batch")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-train",
+        action="store_true",
+        help="evaluate only the units whose weights exist; leave the others for a later run "
+        "(while bench.train_all trains them elsewhere); --executor here only",
+    )
     executors.add_arguments(run, here="here")
     rep = sub.add_parser(
         "report",
@@ -96,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             models = [m.strip() for m in args.models.split(",")] if args.models else None
             if args.executor != "here":
+                if args.no_train:
+                    parser.error("--no-train works with --executor here only")
                 opts = executors.options_from_args(args)
                 kwargs = dict(
                     data_root=args.data_root,
@@ -118,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 models=models,
                 progress=not args.no_progress,
                 batch_size=args.batch_size,
+                train=not args.no_train,
             )
             print(
                 f"bench run: {summary.done} units run, {summary.skipped} already there, "

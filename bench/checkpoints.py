@@ -56,6 +56,23 @@ def _dir_lock(path: Path) -> Iterator[None]:
         yield
 
 
+def trained_checkpoint(
+    plan: ModelPlan,
+    root: str | os.PathLike,
+    profile: str,
+    results: str | os.PathLike | None = None,
+) -> Path | None:
+    """The weights of ``plan`` that exist now, without training: ``final.pt``, else the copy
+    published under ``results``; None when neither exists (or the model needs no training)."""
+    if plan.train_cfg is None:
+        return None
+    final = checkpoint_dir(root, profile, plan) / "final.pt"
+    if final.exists():
+        return final
+    published = published_path(results, profile, plan) if results is not None else None
+    return published if published is not None and published.exists() else None
+
+
 def ensure_checkpoint(
     plan: ModelPlan,
     root: str | os.PathLike,
@@ -74,13 +91,11 @@ def ensure_checkpoint(
     in a subprocess."""
     if plan.train_cfg is None:
         return None
+    existing = trained_checkpoint(plan, root, profile, results)
+    if existing is not None:
+        return existing
     out = checkpoint_dir(root, profile, plan)
     final = out / "final.pt"
-    if final.exists():
-        return final
-    published = published_path(results, profile, plan) if results is not None else None
-    if published is not None and published.exists():
-        return published
     with _dir_lock(out):
         if final.exists():
             return final

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bench.checkpoints import ensure_checkpoint
+from bench.checkpoints import ensure_checkpoint, trained_checkpoint
 from bench.experiment import (
     Experiment,
     ModelPlan,
@@ -305,10 +305,14 @@ def run_experiment(
     on_unit: Callable[[Unit], None] | None = None,
     batch_size: int = 8,
     log: Callable[[str], None] | None = None,
+    train: bool = True,
 ) -> RunSummary:
     """Run every missing unit of ``experiment`` for ``profile``; returns counts and the CSV path.
 
-    ``on_unit`` is called after each unit is written (tests inject a failure there).
+    ``train=False`` evaluates only the units whose weights exist (trained or published) and
+    logs how many it left for later, instead of training the missing checkpoints first (for
+    evaluating while ``bench.train_all`` trains the rest). ``on_unit`` is called after each unit
+    is written (tests inject a failure there).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
@@ -317,6 +321,23 @@ def run_experiment(
     units = exp.units(profile, models)
     done = store.done_units()
     todo = [u for u in units if u.key not in done]
+    if not train:
+        ready = [
+            u
+            for u in todo
+            if not u.model.trained
+            or trained_checkpoint(u.model, checkpoints_dir, profile, results_dir) is not None
+        ]
+        if len(ready) < len(todo):
+            keys = {u.key for u in ready}
+            waiting = sorted(
+                {f"{u.model.id} seed {u.model.seed}" for u in todo if u.key not in keys}
+            )
+            log(
+                f"bench: {exp.name}/{profile}: {len(todo) - len(ready)} units wait for weights "
+                f"not trained yet (--no-train): {', '.join(waiting)}"
+            )
+        todo = ready
     summary = RunSummary(len(units), len(units) - len(todo), 0, store.path)
     if not todo:
         log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")

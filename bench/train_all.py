@@ -26,10 +26,11 @@ from bench.experiment import load_experiment
 from odesr.cli import HelpFormatter
 
 
-def _plans(experiments: list[str], profile: str) -> list:
+def _plans(experiments: list[str], profile: str, models: str | None = None) -> list:
     """The distinct checkpoints the experiments need (every seed of their sweeps), longest
     training first (estimated FLOPs, :func:`bench.plan.train_flops`), so a pool of workers
-    ends together."""
+    ends together. ``models`` ("a,b,c"): only these model ids, in this order (seeds in order
+    within one); ValueError names an id the experiments do not train."""
     from bench.plan import train_flops
 
     seen: dict[str, object] = {}
@@ -38,7 +39,19 @@ def _plans(experiments: list[str], profile: str) -> list:
         for plan in exp.all_plans(profile):  # every seed of every trained model
             if plan.train_cfg is not None:
                 seen.setdefault(plan.key, plan)
-    return sorted(seen.values(), key=lambda p: -train_flops(p))
+    plans = sorted(seen.values(), key=lambda p: -train_flops(p))
+    if not models:
+        return plans
+    wanted = [m.strip() for m in models.split(",") if m.strip()]
+    known = {p.id for p in plans}
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        raise ValueError(
+            f"--models: {', '.join(unknown)} is not a trained model of {' '.join(experiments)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    rank = {m: i for i, m in enumerate(wanted)}
+    return sorted((p for p in plans if p.id in rank), key=lambda p: (rank[p.id], p.seed))
 
 
 def _work(args: tuple) -> tuple[str, float, str]:
@@ -87,11 +100,22 @@ def main(argv: list[str] | None = None) -> int:
         "order of float reductions, so weights trained with another count differ slightly "
         "(python -m bench.repro measures how much)",
     )
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated model ids of the experiments to train, in this order of priority "
+        "(default: all, longest first). Use it to train the checkpoints a claim needs first on a "
+        "small machine: --models vdsr-ode,rdn-ode,meta-rdn",
+    )
     executors.add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        plans = _plans(args.experiments, args.profile, args.models)
+    except ValueError as exc:
+        parser.error(str(exc))
     plans = [
         p
-        for p in _plans(args.experiments, args.profile)
+        for p in plans
         if not (checkpoint_dir(args.checkpoints, args.profile, p) / "final.pt").exists()
         and not published_path(args.results, args.profile, p).exists()
     ]

@@ -553,3 +553,39 @@ def test_train_all_threads_option(tmp_path: Path, capsys) -> None:
     path.write_text(yaml.safe_dump(_experiment(_images(tmp_path / "imgs", n=1), models=("b",))))
     assert train_all([str(path), "--jobs", "1", "--threads", "1", "--profile", "smoke"]) == 0
     assert "0 checkpoints to train with 1 workers on cpu, 1 threads each" in capsys.readouterr().out
+
+
+def test_run_no_train_evaluates_only_trained_weights(tmp_path: Path, data_root) -> None:
+    """--no-train: units of untrained weights wait (nothing is trained, the log names them);
+    the next run with training completes the experiment without redoing the bicubic units."""
+    train = {"max_steps": 2, "data": ["Set5"], "val.every": 0, "checkpoint_every": 2}
+    exp = {
+        "name": "notrain",
+        "models": {
+            "b": {"model": {"name": "bicubic"}},
+            "m": {"config": "vdsr+t", "train": train},
+        },
+        "sweeps": [{"name": "main", "models": ["b", "m"], "datasets": {"Set5": "2,3"}, "limit": 1}],
+    }
+    path = tmp_path / "notrain.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    ck, res = tmp_path / "ck", tmp_path / "res"
+    logged: list[str] = []
+    run = functools.partial(
+        run_experiment,
+        load_experiment(path),
+        "smoke",
+        data_root=str(data_root),
+        device="cpu",
+        checkpoints_dir=ck,
+        results_dir=res,
+        progress=False,
+        log=logged.append,
+    )
+    first = run(train=False)
+    assert (first.planned, first.done) == (4, 2) and not ck.exists()
+    assert any("2 units wait for weights" in m and "m seed 0" in m for m in logged)
+    assert {r["model"] for r in _rows(first.results)} == {"b"}
+    second = run()
+    assert (second.skipped, second.done) == (2, 2)
+    assert sorted(r["model"] for r in _rows(second.results)) == ["b", "b", "m", "m"]

@@ -207,6 +207,16 @@ def test_train_all_trains_every_seed(monkeypatch, data_root) -> None:
     plans = _plans(["claims"], "smoke")
     assert {p.seed for p in plans if p.id == "rdn-ode"} == {0, 1}
     assert len({p.key for p in plans}) == len(plans)
+    # --models: only these ids, in the given order, seeds ascending within one
+    chosen = _plans(["claims"], "smoke", "rdn-ode, vdsr+t")
+    assert [(p.id, p.seed) for p in chosen] == [
+        ("rdn-ode", 0),
+        ("rdn-ode", 1),
+        ("vdsr+t", 0),
+        ("vdsr+t", 1),
+    ]
+    with pytest.raises(ValueError, match="bicubic"):
+        _plans(["claims"], "smoke", "rdn-ode,bicubic")  # bicubic is not trained
 
 
 # ----------------------------------------------------------------------------- depth control
