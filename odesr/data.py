@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ __all__ = [
     "dataset_dir",
     "list_images",
     "load_image",
+    "load_images",
     "read_image",
 ]
 
@@ -101,6 +104,15 @@ def list_images(
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Decode a file to ``(array H x W x C float64 in [0, 1], bit_depth)``, C in {1, 3, 4}.
 
+    See :func:`_decode` for what is read and refused."""
+    arr, depth = _decode(path)
+    return (arr / 255.0, depth) if arr.dtype == np.uint8 else (arr, depth)
+
+
+def _decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a file to ``(array H x W x C, bit_depth)``, C in {1, 3, 4}: ``uint8`` as stored
+    for 8-bit images, float64 in [0, 1] otherwise.
+
     EXIF orientation is applied (the array is the image as displayed). Transparency given as a
     palette or ``tRNS`` colour comes back as an alpha channel (C = 4). 32-bit float grey
     (Pillow mode ``F``, e.g. float TIFF) must hold finite values in [0, 1] and is returned as is
@@ -142,11 +154,11 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             if "transparency" in img.info and mode in ("P", "L", "RGB"):
                 mode = "RGBA"
             if mode in ("L", "1"):
-                arr = np.asarray(img.convert("L"), dtype=np.float64)[..., None]
+                arr = np.asarray(img.convert("L"))[..., None]
             elif mode in ("RGBA", "LA", "PA"):
-                arr = np.asarray(img.convert("RGBA"), dtype=np.float64)
+                arr = np.asarray(img.convert("RGBA"))
             else:
-                arr = np.asarray(img.convert("RGB"), dtype=np.float64)
+                arr = np.asarray(img.convert("RGB"))
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path}: image is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -160,17 +172,32 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise DataError(f"{path}: {reason} ({exc.__class__.__name__}: {exc})") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DataError(f"{path}: image has no pixels")
-    return arr / 255.0, 8
+    return arr, 8
 
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Load an image for the networks: RGB (3, H, W) float32 in [0, 1] (grey replicated, alpha
-    dropped)."""
-    arr, depth = read_image(path)
+    dropped). 8-bit values are ``v / 255`` in float32, the float32 rounding of
+    :func:`read_image`'s float64 values (equal for every 8-bit ``v``)."""
+    arr, depth = _decode(path)
     channels = arr.shape[2]
     if channels == 4:
         arr, channels = arr[..., :3], 3
     if channels == 1:
         arr = np.repeat(arr, 3, axis=2)
     rgb = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float32)
+    if arr.dtype == np.uint8:
+        rgb.div_(255.0)
     return LoadedImage(Path(path), rgb, channels, depth)
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike], threads: int | None = None
+) -> list[LoadedImage]:
+    """:func:`load_image` of every path, in order, on ``threads`` threads (None: one per core;
+    decoding releases the GIL). The first unreadable file (in order) raises its error."""
+    threads = min(threads or os.cpu_count() or 1, len(paths))
+    if threads < 2:
+        return [load_image(p) for p in paths]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(load_image, paths))

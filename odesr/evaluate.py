@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from odesr.data import LoadedImage, list_images, load_image
+from odesr.data import LoadedImage, list_images, load_images
 from odesr.degrade import (
     DEFAULT_PROTOCOL,
     make_case,
@@ -338,7 +338,7 @@ def evaluate_dataset(
     files = list_images(dataset, data_root)
     if limit is not None:
         files = files[:limit]
-    images = [load_image(f) for f in files]
+    images = load_images(files)
     bar = None
     if progress:
         from tqdm import tqdm
