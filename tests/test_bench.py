@@ -443,6 +443,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
     exp = {
         "name": "long",

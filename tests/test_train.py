@@ -200,6 +200,7 @@ def test_nan_loss_stops_with_clear_error(tmp_path: Path, monkeypatch, capsys) ->
     assert not (tmp_path / "r" / "final.pt").exists()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cmd = [
