@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 export ODESR_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install test test-fast lint bench bench-save bench-eval clean
+.PHONY: install test test-slow test-all lint bench bench-save bench-eval clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# two test processes (pytest-xdist), one thread each (tests/conftest.py)
+# two test processes (pytest-xdist), one thread each (tests/conftest.py); `make test` leaves out
+# the slower end-to-end and real-data checks (marked slow), which `make test-slow` runs; CI both
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2
-
-test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 -m slow
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check odesr baselines bench tests
@@ -59,7 +63,7 @@ demo: $(VENV)/.installed
 data: $(VENV)/.installed
 	$(PY) -m bench.fetch_data --data-root $(ODESR_DATA)
 
-# smoke profile end to end vs bench/baselines/smoke.csv (also run by `make test`)
+# smoke profile end to end vs bench/baselines/smoke.csv (also run by `make test-slow`)
 regress: $(VENV)/.installed
 	$(PY) -m bench.regress --data-root $(ODESR_DATA)
 
@@ -67,6 +71,6 @@ regress-update: $(VENV)/.installed
 	$(PY) -m bench.regress --data-root $(ODESR_DATA) --update
 
 # the bundled model on Set5 x2/x4 >= bicubic + margin and within 0.02 dB of
-# bench/baselines/bundled-set5.csv (also run by `make test`)
+# bench/baselines/bundled-set5.csv (also run by `make test-slow`)
 quality: $(VENV)/.installed
 	$(PY) -m bench.quality --data-root $(ODESR_DATA)

@@ -88,11 +88,21 @@ def deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
+# parsed YAML by the file's text: composing one experiment reads the same few config files
+# hundreds of times, and PyYAML's parser dominated that time
+_PARSED: dict[str, Any] = {}
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
-    """A YAML file holding a mapping (empty file: ``{}``); syntax errors as one-line ConfigError."""
+    """A YAML file holding a mapping (empty file: ``{}``); syntax errors as one-line ConfigError.
+
+    Each call reads the file and returns its own copy (text parsed before is not parsed again)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
+            text = fh.read()
+        if text not in _PARSED:
+            _PARSED[text] = yaml.safe_load(text)
+        doc = copy.deepcopy(_PARSED[text])
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -6,13 +6,21 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 # One intra-op thread per test process (subprocesses inherit it): the tests' tensors are small,
 # where a second thread costs more than it gives, and a busy machine makes threads much slower.
 # `make test` runs two test processes instead (pytest-xdist), one per core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the xdist controller (-n N) runs no tests: it does not import torch (3 CPU-seconds)
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ODESR_SHARED", REPO.parent / "shared"))
@@ -47,6 +55,8 @@ def reference() -> Path:
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

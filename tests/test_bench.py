@@ -443,13 +443,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
     exp = {
         "name": "long",
         "models": {
             "m": {
                 "config": "vdsr+t",
-                "train": {"max_steps": 100000, "data": ["T91"], "val.every": 0},
+                "train": {"max_steps": 100000, "data": ["Set5"], "val.every": 0},
             }
         },
         "sweeps": [{"name": "main", "models": ["m"], "datasets": {"Set5": "2"}}],

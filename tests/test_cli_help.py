@@ -72,10 +72,14 @@ def test_train_and_upscale_help(capsys) -> None:
     assert "(default: cpu)" in upscale and "(default: png)" not in upscale  # stated in its text
 
 
-def test_bench_help_keeps_examples_as_lines() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, cwd=REPO
-    ).stdout
+def test_bench_help_keeps_examples_as_lines(capsys, monkeypatch) -> None:
+    from bench.__main__ import main
+
+    monkeypatch.setenv("COLUMNS", "80")  # argparse's width, as in a terminal of 80 columns
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
     assert "\n  python -m bench plan table1 --profile paper\n" in out
     assert "``" not in out.split("examples:")[1]
 

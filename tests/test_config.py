@@ -8,6 +8,7 @@ in results/cpu/table1.csv), so a change here means retraining.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -163,34 +164,47 @@ def test_overrides_are_checked() -> None:
         load_config({"model": {"name": "vdsr-ode"}, "lr_halve": 3})
 
 
-def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120
+def _cli(*args: str) -> tuple[int, str]:
+    """``python ARGS`` in a new process: (exit status, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120
     )
+    return proc.returncode, proc.stderr
 
 
-def _one_line_exit_2(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+def _in_process(main, capsys, *argv: str) -> tuple[int, str]:
+    """``main(argv)`` of a command, in this process (no new torch import): (status, stderr)."""
+    capsys.readouterr()
+    status = main(list(argv))
+    return status, capsys.readouterr().err
+
+
+def _one_line_exit_2(result: tuple[int, str], *needles: str) -> None:
+    status, stderr = result
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
 
 
-def test_train_cli_refuses_bad_configs(tmp_path: Path) -> None:
+def test_train_cli_refuses_bad_configs(tmp_path: Path, capsys) -> None:
+    from odesr.train import main
+
     out = str(tmp_path / "run")
+    # the process itself once: `python -m odesr.train` exits 2 with the one line, no traceback
     proc = _cli("-m", "odesr.train", "smoke/vdsr-ode", "--set", "lr=abc", "--out", out)
     _one_line_exit_2(proc, "lr", "abc")
-    proc = _cli("-m", "odesr.train", "smoke/vdsr-ode", "--set", "nosuch.key=3", "--out", out)
-    _one_line_exit_2(proc, "nosuch")
+    train = functools.partial(_in_process, main, capsys)
+    _one_line_exit_2(train("smoke/vdsr-ode", "--set", "nosuch.key=3", "--out", out), "nosuch")
     broken = tmp_path / "broken.yaml"
     broken.write_text("model: {name: vdsr-ode\nlr: [1,\n")
-    _one_line_exit_2(_cli("-m", "odesr.train", str(broken), "--out", out), "broken.yaml", "YAML")
+    _one_line_exit_2(train(str(broken), "--out", out), "broken.yaml", "YAML")
     typo = tmp_path / "typo.yaml"
     typo.write_text("model: {name: vdsr-ode}\nbatchsize: 3\n")
-    _one_line_exit_2(_cli("-m", "odesr.train", str(typo), "--out", out), "batchsize")
-    _one_line_exit_2(_cli("-m", "odesr.train", "smoke/nosuch", "--out", out), "'nosuch'")
+    _one_line_exit_2(train(str(typo), "--out", out), "batchsize")
+    _one_line_exit_2(train("smoke/nosuch", "--out", out), "'nosuch'")
     assert not (tmp_path / "run").exists()
 
 
@@ -225,23 +239,27 @@ def test_experiment_refuses_unknown_keys(tmp_path: Path, change: dict, needle: s
         load_experiment(path)
 
 
-def test_bench_cli_refuses_bad_experiments(tmp_path: Path) -> None:
+def test_bench_cli_refuses_bad_experiments(tmp_path: Path, capsys) -> None:
+    from bench.__main__ import main
+
     res = str(tmp_path / "res")
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: broken\nmodels: {bicubic: {model: {name: bicubic}\n")
+    # the process itself once: `python -m bench run` exits 2 with the one line, no traceback
     proc = _cli("-m", "bench", "run", str(broken), "--profile", "smoke", "--results", res)
     _one_line_exit_2(proc, "broken.yaml", "YAML syntax error")
+    bench_run = functools.partial(_in_process, main, capsys, "run")
     unknown = _experiment_file(
         tmp_path, sweeps={"main": {"models": ["bicubic", "nosuch"], "datasets": {"Set5": "2"}}}
     )
-    proc = _cli("-m", "bench", "run", str(unknown), "--profile", "smoke", "--results", res)
+    proc = bench_run(str(unknown), "--profile", "smoke", "--results", res)
     _one_line_exit_2(proc, "unknown model 'nosuch'")
     bad_train = _experiment_file(
         tmp_path,
         models={"m": {"config": "vdsr-ode", "train": {"lr": "abc"}}},
         sweeps={"main": {"models": ["m"], "datasets": {"Set5": "2"}}},
     )
-    proc = _cli("-m", "bench", "run", str(bad_train), "--profile", "smoke", "--results", res)
+    proc = bench_run(str(bad_train), "--profile", "smoke", "--results", res)
     _one_line_exit_2(proc, "'m'", "lr")
     assert not (tmp_path / "res").exists()
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 pytest.importorskip("submitit", reason="submitit is a dev dependency (make install)")
+pytestmark = pytest.mark.slow  # each job is a process of its own (torch imported in each)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,6 @@ def _env(data_root: Path) -> dict:
     return dict(os.environ, ODESR_DATA=str(data_root), OMP_NUM_THREADS="1")
 
 
-@pytest.mark.slow
 def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root: Path) -> None:
     exp, ck, jobs = _experiment(tmp_path), tmp_path / "ck", tmp_path / "jobs"
     cmd = [sys.executable, "-m", "bench.train_all", str(exp), "--checkpoints", str(ck)]

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from bench.quality import MARGIN_DB, TOL_DB, check, measure, read_baseline
 
 
+@pytest.mark.slow
 def test_bundled_model_beats_bicubic_and_matches_baseline(data_root, reference) -> None:
     rows = measure(str(data_root))
     problems = check(rows, read_baseline())

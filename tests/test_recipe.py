@@ -111,16 +111,16 @@ def test_mixed_scales_need_a_fixed_step_count():
 
 def test_holdout_images_are_not_trained_on(tmp_path):
     root = str(_data_root())
-    cfg = _cfg("smoke/vdsr+t", data=["T91"], holdout={"dataset": "T91", "n_images": 3})
+    cfg = _cfg("smoke/vdsr+t", data=["Set5"], holdout={"dataset": "Set5", "n_images": 3})
     held = tr.holdout_files(cfg, root)
     assert len(held) == 3
-    everything = tr.load_training_images(["T91"], root)
-    kept = tr.load_training_images(["T91"], root, exclude=held)
+    everything = tr.load_training_images(["Set5"], root)
+    kept = tr.load_training_images(["Set5"], root, exclude=held)
     assert len(kept) == len(everything) - 3
     cfg["val"] = {**cfg["val"], "dataset": "holdout", "every": 1, "n_images": 2}
     assert [img.path for img in tr._load_val_images(cfg, root)] == held[:2]
-    with pytest.raises(tr.TrainError, match="leaves no T91 image"):
-        tr.holdout_files({**cfg, "holdout": {"dataset": "T91", "n_images": 10_000}}, root)
+    with pytest.raises(tr.TrainError, match="leaves no Set5 image"):
+        tr.holdout_files({**cfg, "holdout": {"dataset": "Set5", "n_images": 10_000}}, root)
 
 
 def _recipe(**over) -> dict:

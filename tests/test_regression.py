@@ -7,6 +7,8 @@ If a change moves the numbers on purpose: ``python -m bench.regress --update`` (
 
 from __future__ import annotations
 
+import pytest
+
 from bench.regress import BASELINE, compare, drift, main, read_baseline, run_smoke
 from odesr.io import write_csv_atomic
 
@@ -24,6 +26,7 @@ _ROW = dict(
 )
 
 
+@pytest.mark.slow
 def test_smoke_matches_baseline(data_root, tmp_path) -> None:
     rows = run_smoke("ci-smoke", str(data_root), workdir=str(tmp_path))
     problems = compare(rows, read_baseline(BASELINE))

@@ -20,11 +20,11 @@ event_accumulator = pytest.importorskip(
 
 def _data_root() -> Path:
     for cand in (os.environ.get("ODESR_DATA"), str(REPO.parent / "shared" / "datasets")):
-        if cand and (Path(cand) / "T91" / "HR").is_dir():
+        if cand and (Path(cand) / "Set5" / "HR").is_dir():
             return Path(cand)
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("T91 not found (set ODESR_DATA to the datasets folder)")
-    pytest.skip("T91 not found (set ODESR_DATA)")
+        pytest.fail("Set5 not found (set ODESR_DATA to the datasets folder)")
+    pytest.skip("Set5 not found (set ODESR_DATA)")
 
 
 def _events(run: Path):
@@ -36,7 +36,7 @@ def _events(run: Path):
 def test_training_writes_scalars_and_images(tmp_path: Path, one_thread) -> None:
     val = {"every": 3, "dataset": "Set5", "scales": [2.0, 3.0], "n_images": 1, "max_size": 32}
     cfg = tr.load_config(
-        "smoke/vdsr-ode", {"data": ["T91"], "val": val, "log_every": 2, "max_steps": 6}
+        "smoke/vdsr-ode", {"data": ["Set5"], "val": val, "log_every": 2, "max_steps": 6}
     )
     run = tmp_path / "run"
     tr.train(cfg, run, device="cpu", data_root=str(_data_root()), progress=False)
@@ -71,7 +71,7 @@ def test_training_writes_scalars_and_images(tmp_path: Path, one_thread) -> None:
 def test_resume_purges_events_past_the_checkpoint(tmp_path: Path, one_thread) -> None:
     import shutil
 
-    base = {"data": ["T91"], "val": {"every": 0}, "log_every": 1, "checkpoint_every": 2}
+    base = {"data": ["Set5"], "val": {"every": 0}, "log_every": 1, "checkpoint_every": 2}
     run, data = tmp_path / "run", str(_data_root())
 
     def train(max_steps: int, resume: bool) -> None:

@@ -23,15 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 def _data_root() -> Path:
     """The datasets folder ($ODESR_DATA or the shared copy); missing data fails under CI=true."""
     for cand in (os.environ.get("ODESR_DATA"), "/work/shared/datasets", str(REPO / "data")):
-        if cand and (Path(cand) / "T91" / "HR").is_dir():
+        if cand and (Path(cand) / "Set5" / "HR").is_dir():
             return Path(cand)
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("T91 not found (set ODESR_DATA to the datasets folder)")
-    pytest.skip("T91 not found (set ODESR_DATA)")
+        pytest.fail("Set5 not found (set ODESR_DATA to the datasets folder)")
+    pytest.skip("Set5 not found (set ODESR_DATA)")
 
 
 def _cfg(name: str = "smoke/vdsr-ode", **over) -> dict:
-    base = {"data": ["T91"], "val": {"every": 0}, "log_every": 1}
+    base = {"data": ["Set5"], "val": {"every": 0}, "log_every": 1}
     base.update(over)
     return tr.load_config(name, base)
 
@@ -130,7 +130,7 @@ def test_sigkill_then_resume_gives_same_final_checkpoint(tmp_path: Path) -> None
         "cpu",
         "--no-progress",
         "--set",
-        "data=[T91]",
+        "data=[Set5]",
         "--set",
         "val.every=0",
         "--set",
@@ -189,7 +189,7 @@ def test_nan_loss_stops_with_clear_error(tmp_path: Path, monkeypatch, capsys) ->
             "--set",
             "val.every=0",
             "--set",
-            "data=[T91]",
+            "data=[Set5]",
         ]
     )
     assert tr.run_from_args(args) == tr.EXIT_NONFINITE
@@ -200,6 +200,7 @@ def test_nan_loss_stops_with_clear_error(tmp_path: Path, monkeypatch, capsys) ->
     assert not (tmp_path / "r" / "final.pt").exists()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cmd = [
@@ -219,7 +220,7 @@ def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
         "--max-steps",
         "4",
         "--set",
-        "data=[T91]",
+        "data=[Set5]",
         "--set",
         "val.every=0",
     ]
