@@ -39,10 +39,12 @@ bench: $(VENV)/.installed
 bench-save: $(VENV)/.installed
 	ODESR_BENCH_SAVE=1 $(BENCH_PYTEST)
 
-# whole-process bicubic B100 x 30 scales vs the peer pipeline; network inference vs matmul peak
+# whole-process bicubic B100 x 30 scales vs the peer pipeline; network inference and training
+# steps vs the matmul peak (run it on a quiet machine: nothing else computing)
 bench-eval: $(VENV)/.installed
 	$(PY) -m bench.speed_eval
 	$(PY) -m bench.inference_speed --skip-wall
+	OMP_NUM_THREADS=1 $(PY) bench/train_speed.py --steps 10
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
