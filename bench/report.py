@@ -359,10 +359,17 @@ def caption(
     models: list[str],
     extra: str = "",
 ) -> str:
-    seeds = summary.loc[summary["model"].isin(models), "seeds"] if "seeds" in summary else []
     over = "images"
-    if len(seeds) and int(max(seeds)) > 1:
-        over = f"images per training seed, then over the {int(max(seeds))} seeds"
+    if "seeds" in summary:
+        per_model = summary[summary["model"].isin(models)].groupby("model", sort=False)["seeds"]
+        counts = {m: int(n) for m, n in per_model.max().items()}
+        trained = {m: n for m, n in counts.items() if n >= 1}
+        if trained and max(trained.values()) > 1:
+            over = "images per training seed, then over the seeds"
+            if len(set(trained.values())) == 1:
+                over += f" ({max(trained.values())})"
+            else:  # say which model has how many: a partial run is not a 3-seed mean
+                over += " (" + ", ".join(f"{m}: {n}" for m, n in trained.items()) + ")"
     text = (
         f"{what}. Profile {profile}. Data: {_subset_text(summary, models)}. "
         f"PSNR on Y, mean over {over}. Training: {_budget_text(exp, profile, models)}."

@@ -364,3 +364,20 @@ def test_claims_smoke_end_to_end(tmp_path: Path, data_root, reference) -> None:
     evals = pd.read_csv(out / "claims-psnr.csv", keep_default_na=False, dtype={"seed": str})
     assert set(evals.loc[evals["model"] == "vdsr-ode", "seed"]) == {"0", "1"}
     assert set(evals.loc[evals["model"] == "bicubic", "seed"]) == {""}
+
+
+def test_caption_names_the_seed_count_of_each_model_when_they_differ() -> None:
+    """A partial run (one model at 3 seeds, its twin at 1) must not read as a 3-seed mean."""
+    from bench.report import caption
+
+    exp = load_experiment("claims")
+    row = dict(dataset="B100", n=10, subset="first 10", device="cpu:x86_64x1")
+    summary = pd.DataFrame(
+        [dict(row, model="vdsr+t", seeds=3), dict(row, model="vdsr-ode", seeds=1)]
+    )
+    text = caption(exp, "cpu", "What", summary, ["vdsr+t", "vdsr-ode"])
+    assert "then over the seeds (vdsr+t: 3, vdsr-ode: 1)" in text
+    same = summary.assign(seeds=3)
+    assert "then over the seeds (3)." in caption(exp, "cpu", "What", same, ["vdsr+t", "vdsr-ode"])
+    one = summary.assign(seeds=1)
+    assert "mean over images." in caption(exp, "cpu", "What", one, ["vdsr+t", "vdsr-ode"])
