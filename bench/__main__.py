@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(
                 f"bench run: {summary.done} units run, {summary.skipped} already there, "
-                f"{summary.planned} planned -> {summary.results}"
+                + (f"{summary.waiting} waiting for weights, " if summary.waiting else "")
+                + f"{summary.planned} planned -> {summary.results}"
             )
             return 0
         from bench.report import write_report

@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass
 class RunSummary:
     planned: int
-    skipped: int
+    skipped: int  # already in the results file
     done: int
     results: Path
+    waiting: int = 0  # not run: their weights are not trained yet (train=False)
 
 
 def results_path(results_dir: str | os.PathLike, profile: str, experiment: str) -> Path:
@@ -321,6 +322,7 @@ def run_experiment(
     units = exp.units(profile, models)
     done = store.done_units()
     todo = [u for u in units if u.key not in done]
+    waiting = 0
     if not train:
         ready = [
             u
@@ -328,17 +330,16 @@ def run_experiment(
             if not u.model.trained
             or trained_checkpoint(u.model, checkpoints_dir, profile, results_dir) is not None
         ]
-        if len(ready) < len(todo):
+        waiting = len(todo) - len(ready)
+        if waiting:
             keys = {u.key for u in ready}
-            waiting = sorted(
-                {f"{u.model.id} seed {u.model.seed}" for u in todo if u.key not in keys}
-            )
+            names = sorted({f"{u.model.id} seed {u.model.seed}" for u in todo if u.key not in keys})
             log(
-                f"bench: {exp.name}/{profile}: {len(todo) - len(ready)} units wait for weights "
-                f"not trained yet (--no-train): {', '.join(waiting)}"
+                f"bench: {exp.name}/{profile}: {waiting} units wait for weights "
+                f"not trained yet (--no-train): {', '.join(names)}"
             )
         todo = ready
-    summary = RunSummary(len(units), len(units) - len(todo), 0, store.path)
+    summary = RunSummary(len(units), len(units) - len(todo) - waiting, 0, store.path, waiting)
     if not todo:
         log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
         return summary

@@ -584,9 +584,10 @@ def test_run_no_train_evaluates_only_trained_weights(tmp_path: Path, data_root) 
         log=logged.append,
     )
     first = run(train=False)
-    assert (first.planned, first.done) == (4, 2) and not ck.exists()
+    assert (first.planned, first.done, first.skipped, first.waiting) == (4, 2, 0, 2)
+    assert not ck.exists()
     assert any("2 units wait for weights" in m and "m seed 0" in m for m in logged)
     assert {r["model"] for r in _rows(first.results)} == {"b"}
     second = run()
-    assert (second.skipped, second.done) == (2, 2)
+    assert (second.skipped, second.done, second.waiting) == (2, 2, 0)
     assert sorted(r["model"] for r in _rows(second.results)) == ["b", "b", "m", "m"]
