@@ -341,7 +341,13 @@ def run_experiment(
         todo = ready
     summary = RunSummary(len(units), len(units) - len(todo) - waiting, 0, store.path, waiting)
     if not todo:
-        log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
+        if waiting:
+            log(
+                f"bench: {exp.name}/{profile}: nothing to run now ({summary.skipped} of "
+                f"{len(units)} units in {store.path}, {waiting} waiting for weights)"
+            )
+        else:
+            log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
         return summary
     log(f"bench: {exp.name}/{profile}: {len(todo)} of {len(units)} units to run -> {store.path}")
     common = dict(

@@ -588,6 +588,10 @@ def test_run_no_train_evaluates_only_trained_weights(tmp_path: Path, data_root) 
     assert not ck.exists()
     assert any("2 units wait for weights" in m and "m seed 0" in m for m in logged)
     assert {r["model"] for r in _rows(first.results)} == {"b"}
+    logged.clear()
+    again = run(train=False)  # nothing ready to run: says so, does not claim all are there
+    assert (again.skipped, again.done, again.waiting) == (2, 0, 2)
+    assert any("nothing to run now (2 of 4 units" in m and "2 waiting" in m for m in logged)
     second = run()
     assert (second.skipped, second.done, second.waiting) == (2, 2, 0)
     assert sorted(r["model"] for r in _rows(second.results)) == ["b", "b", "m", "m"]
