@@ -324,21 +324,21 @@ def run_experiment(
     todo = [u for u in units if u.key not in done]
     waiting = 0
     if not train:
-        ready = [
+        absent = [
             u
             for u in todo
-            if not u.model.trained
-            or trained_checkpoint(u.model, checkpoints_dir, profile, results_dir) is not None
+            if u.model.trained
+            and trained_checkpoint(u.model, checkpoints_dir, profile, results_dir) is None
         ]
-        waiting = len(todo) - len(ready)
-        if waiting:
-            keys = {u.key for u in ready}
-            names = sorted({f"{u.model.id} seed {u.model.seed}" for u in todo if u.key not in keys})
+        waiting = len(absent)
+        if absent:
+            names = sorted({f"{u.model.id} seed {u.model.seed}" for u in absent})
             log(
                 f"bench: {exp.name}/{profile}: {waiting} units wait for weights "
                 f"not trained yet (--no-train): {', '.join(names)}"
             )
-        todo = ready
+            keys = {u.key for u in absent}
+            todo = [u for u in todo if u.key not in keys]
     summary = RunSummary(len(units), len(units) - len(todo) - waiting, 0, store.path, waiting)
     if not todo:
         if waiting:

@@ -21,7 +21,7 @@ import sys
 import time
 
 from bench import executors
-from bench.checkpoints import checkpoint_dir, ensure_checkpoint, published_path
+from bench.checkpoints import ensure_checkpoint, trained_checkpoint
 from bench.experiment import load_experiment
 from odesr.cli import HelpFormatter
 
@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     plans = [
         p
         for p in plans
-        if not (checkpoint_dir(args.checkpoints, args.profile, p) / "final.pt").exists()
-        and not published_path(args.results, args.profile, p).exists()
+        if trained_checkpoint(p, args.checkpoints, args.profile, args.results) is None
     ]
     if args.executor != "pool":
         return _submit(plans, args)
