@@ -64,6 +64,7 @@ def experiment(train_dir: Path, test_dir: Path, steps: int, scales: str) -> dict
         **recipe("new"),
         "train_solver": {"method": "euler", "grid": "one-step", "step_size": None},
         "val.every": 0,
+        "holdout.n_images": 0,  # the cpu preset holds out BSD200 images: the demo needs no data
         "checkpoint_every": 50,
         "log_every": 10,
     }
@@ -113,18 +114,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench.report import load_results, summarize, write_report
     from bench.runner import results_path, run_experiment
+    from odesr.data import DataError
+    from odesr.models import ModelError
+    from odesr.train import TrainError
 
     start = time.perf_counter()
     train_dir, test_dir = write_images(Path(args.workdir))
     exp = experiment(train_dir, test_dir, args.steps, args.scales)
-    run_experiment(
-        exp,
-        "demo",
-        device=args.device,
-        results_dir=args.results,
-        checkpoints_dir=args.checkpoints,
-        progress=True,
-    )
+    try:
+        run_experiment(
+            exp,
+            "demo",
+            device=args.device,
+            results_dir=args.results,
+            checkpoints_dir=args.checkpoints,
+            progress=True,
+        )
+    except (DataError, TrainError, ModelError, ValueError, FileNotFoundError) as exc:
+        print(f"bench.demo: {exc}", file=sys.stderr)
+        return 2
     written = write_report(
         exp, "demo", results_dir=args.results, checkpoints_dir=args.checkpoints, device=args.device
     )
