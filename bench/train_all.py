@@ -26,11 +26,14 @@ from bench.experiment import load_experiment
 from odesr.cli import HelpFormatter
 
 
-def _plans(experiments: list[str], profile: str, models: str | None = None) -> list:
+def _plans(
+    experiments: list[str], profile: str, models: str | None = None, seeds: str | None = None
+) -> list:
     """The distinct checkpoints the experiments need (every seed of their sweeps), longest
     training first (estimated FLOPs, :func:`bench.plan.train_flops`), so a pool of workers
     ends together. ``models`` ("a,b,c"): only these model ids, in this order (seeds in order
-    within one); ValueError names an id the experiments do not train."""
+    within one); ``seeds`` ("0,1"): only these training seeds. ValueError names an id or a seed
+    the experiments do not train."""
     from bench.plan import train_flops
 
     seen: dict[str, object] = {}
@@ -40,6 +43,19 @@ def _plans(experiments: list[str], profile: str, models: str | None = None) -> l
             if plan.train_cfg is not None:
                 seen.setdefault(plan.key, plan)
     plans = sorted(seen.values(), key=lambda p: -train_flops(p))
+    if seeds:
+        try:
+            wanted_seeds = {int(s) for s in seeds.split(",") if s.strip()}
+        except ValueError:
+            raise ValueError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        known_seeds = ", ".join(map(str, sorted({p.seed for p in plans})))
+        missing = sorted(wanted_seeds - {p.seed for p in plans})
+        if missing:
+            raise ValueError(
+                f"--seeds: {', '.join(map(str, missing))} is not a training seed of "
+                f"{' '.join(experiments)} (known: {known_seeds})"
+            )
+        plans = [p for p in plans if p.seed in wanted_seeds]
     if not models:
         return plans
     wanted = [m.strip() for m in models.split(",") if m.strip()]
@@ -107,10 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         "(default: all, longest first). Use it to train the checkpoints a claim needs first on a "
         "small machine: --models vdsr-ode,rdn-ode,meta-rdn",
     )
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated training seeds to train (default: every seed of the sweeps), e.g. "
+        "--seeds 0 to get one seed of every model before the others",
+    )
     executors.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        plans = _plans(args.experiments, args.profile, args.models)
+        plans = _plans(args.experiments, args.profile, args.models, args.seeds)
     except ValueError as exc:
         parser.error(str(exc))
     plans = [

@@ -217,6 +217,14 @@ def test_train_all_trains_every_seed(monkeypatch, data_root) -> None:
     ]
     with pytest.raises(ValueError, match="bicubic"):
         _plans(["claims"], "smoke", "rdn-ode,bicubic")  # bicubic is not trained
+    # --seeds: only these training seeds (one seed of every model first on a small machine)
+    first = _plans(["claims"], "smoke", "rdn-ode, vdsr+t", seeds="1")
+    assert [(p.id, p.seed) for p in first] == [("rdn-ode", 1), ("vdsr+t", 1)]
+    assert {p.seed for p in _plans(["claims"], "smoke", seeds="0")} == {0}
+    with pytest.raises(ValueError, match="--seeds: 7 is not a training seed"):
+        _plans(["claims"], "smoke", seeds="0,7")
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        _plans(["claims"], "smoke", seeds="zero")
 
 
 # ----------------------------------------------------------------------------- depth control
