@@ -266,15 +266,48 @@ def _bicubic_rows(
     out = []
     for i in which:
         image = images[i]
-        hr = image.rgb[None].to(settings.device, settings.dtype)
+        native = _native_bicubic(image, settings)
+        hr = image.rgb if native else image.rgb[None].to(settings.device, settings.dtype)
         for k, scale in enumerate(scales):
-            _, lr, case = make_case(hr, scale, settings.protocol)
-            start = time.perf_counter()
-            sr = upscale(lr, scale, case.sr_size)
-            seconds = time.perf_counter() - start
-            p, s = _score_member(sr, image, scale, settings)
+            p, s, seconds = _bicubic_pair(image, hr, scale, settings, native)
             out.append((k * len(images) + i, _row(image, scale, p, s, seconds, 0, settings)))
     return out
+
+
+def _native_bicubic(image: LoadedImage, settings: EvalSettings) -> bool:
+    """Whether :func:`_bicubic_pair` takes the native kernels (``odesr.native``) for ``image``:
+    built and not switched off (``ODESR_NATIVE=0``), CPU, float32 resize and metrics, MATLAB luma
+    rounding, an RGB file. Otherwise the torch path."""
+    if (
+        image.channels != 3
+        or torch.device(settings.device).type != "cpu"
+        or settings.dtype != torch.float32
+        or settings.metric_dtype != torch.float32
+        or settings.y_rounding != "matlab"
+        or image.rgb.dtype != torch.float32
+    ):
+        return False
+    from odesr import native
+
+    return native.available()
+
+
+def _bicubic_pair(
+    image: LoadedImage, hr: torch.Tensor, scale: float, settings: EvalSettings, native: bool
+) -> tuple[float, float, float]:
+    """(PSNR, SSIM, seconds of the enlargement) of bicubic on one image at one scale: the native
+    kernels when ``native`` (:func:`_native_bicubic`; ``hr`` is then ``image.rgb``), else
+    degrade, enlarge and score with torch (``hr``: (1, 3, H, W) on the device)."""
+    if native:
+        from odesr import native as kernels
+
+        return kernels.bicubic_pair(hr, scale, settings.protocol)
+    _, lr, case = make_case(hr, scale, settings.protocol)
+    start = time.perf_counter()
+    sr = upscale(lr, scale, case.sr_size)
+    seconds = time.perf_counter() - start
+    p, s = _score_member(sr, image, scale, settings)
+    return p, s, seconds
 
 
 _JOB: tuple = ()  # (images, scales, settings) of the running bicubic pool, inherited by fork

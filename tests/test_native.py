@@ -1,0 +1,96 @@
+"""The optional native kernels (``odesr.native``) against the torch path they replace in the
+bicubic evaluation. Without the built library these tests skip, except under ``CI=true``, where
+they fail."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from odesr import native
+from odesr.evaluate import EvalSettings, _bicubic_pair, evaluate_images
+from odesr.models import build
+from odesr.resize import imresize
+
+SCALES = [1.1, 1.5, 2.0, 2.7, 3.3, 4.0]
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    if not native.available():
+        why = native.load_error() or f"{native.ENV}=0"
+        message = f"odesr native kernels unavailable ({why}); build: python setup.py build_ext -i"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return native
+
+
+@pytest.fixture(scope="module")
+def b100(data_root):
+    from odesr.data import list_images, load_image
+
+    return [load_image(f) for f in list_images("B100", data_root)[:3]]
+
+
+def test_native_resize_matches_imresize_float64(kernels, b100):
+    plane = b100[0].rgb[1, :120, :97].contiguous()
+    for scale, size, border in [
+        (1 / 2.7, None, "replicate"),
+        (1 / 1.1, None, "symmetric"),
+        (1 / 4.0, (31, 25), "replicate"),
+        (2.7, None, "symmetric"),
+        (1.1, (131, 107), "symmetric"),
+    ]:
+        want = imresize(plane.double(), scale=scale, size=size, border=border).numpy()
+        got = kernels.resize(plane.numpy(), scale, size, border=border)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-5, (scale, border)
+
+
+def test_native_pair_matches_torch_float32_and_float64(kernels, b100):
+    """Per image and scale: within 1e-4 dB / 1e-5 SSIM of the torch float32 path and 2e-4 dB /
+    1e-5 of the float64 one (SR pixels on a quantisation boundary round differently)."""
+    f32 = EvalSettings()
+    f64 = EvalSettings(dtype=torch.float64, metric_dtype=torch.float64)
+    for image in b100:
+        for scale in SCALES:
+            p, s, _ = kernels.bicubic_pair(image.rgb, scale, f32.protocol)
+            p32, s32, _ = _bicubic_pair(image, image.rgb[None], scale, f32, False)
+            p64, s64, _ = _bicubic_pair(image, image.rgb[None].double(), scale, f64, False)
+            assert abs(p - p32) < 1e-4 and abs(s - s32) < 1e-5, (image.name, scale)
+            assert abs(p - p64) < 2e-4 and abs(s - s64) < 1e-5, (image.name, scale)
+
+
+def test_native_sr_is_the_torch_sr_up_to_boundary_pixels(kernels, b100):
+    from odesr.degrade import make_case, upscale
+    from odesr.metrics import shave_for
+
+    image = b100[1]
+    for scale in (1.1, 2.7, 4.0):
+        _, lr, case = make_case(image.rgb[None].double(), scale)
+        sr = upscale(lr, scale, case.sr_size)[0].numpy()
+        sh = shave_for(scale)
+        want = np.floor(np.clip(sr, 0, 1) * 255 + 0.5)[:, sh:-sh, sh:-sh]
+        got = np.zeros(want.shape, np.uint8)
+        kernels.bicubic_pair(image.rgb, scale, "metasr", got)
+        diff = np.abs(got.astype(np.int64) - want)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, scale
+
+
+def test_evaluation_takes_native_path_and_env_switches_it_off(kernels, b100, monkeypatch):
+    model = build({"name": "bicubic"})
+    fast = evaluate_images(model, b100[:2], [1.1, 2.7, 4.0], EvalSettings(workers=2))
+    monkeypatch.setenv(native.ENV, "0")
+    assert not native.available()
+    torch_rows = evaluate_images(model, b100[:2], [1.1, 2.7, 4.0], EvalSettings(workers=1))
+    assert [(r["image"], r["scale"]) for r in fast] == [
+        (r["image"], r["scale"]) for r in torch_rows
+    ]
+    assert any(a["psnr"] != b["psnr"] for a, b in zip(fast, torch_rows, strict=True))  # native ran
+    for a, b in zip(fast, torch_rows, strict=True):
+        assert abs(a["psnr"] - b["psnr"]) < 1e-4 and abs(a["ssim"] - b["ssim"]) < 1e-5
+        assert a["seconds"] > 0
