@@ -74,6 +74,19 @@ def test_bicubic_pair(benchmark, record_ratio, image):
     record_ratio(peer / benchmark.stats.stats.min, "peer pipeline pair time / ours")
 
 
+def test_bicubic_pair_native(benchmark, record_ratio, image):
+    """The same pair through the native kernels (odesr.native; what `odesr eval --model bicubic`
+    runs when they are built), HR side prepared."""
+    from odesr import native
+
+    if not native.available():
+        pytest.skip(f"native kernels unavailable: {native.load_error() or native.ENV + '=0'}")
+    benchmark(lambda: native.bicubic_pair(image.rgb, SCALE, "metasr"))
+    u8 = np.asarray(Image.open(image.path).convert("RGB"))
+    peer = best_seconds(lambda: peer_pair(u8, SCALE), 1)
+    record_ratio(peer / benchmark.stats.stats.min, "peer pipeline pair time / ours (native)")
+
+
 @pytest.mark.parametrize("name", ["vdsr-ode", "rdn-ode"])
 def test_ode_solve(benchmark, record_ratio, matmul_gflops, name):
     """rk4 (3/8 rule) at step 1 from t0 = 2 (4 NFE), cpu presets, 96x128 image."""
