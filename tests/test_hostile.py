@@ -442,12 +442,16 @@ def test_second_eval_writer_refused(folder, tmp_path, capsys) -> None:
     assert rc == 0 and out.read_bytes().startswith(b"model,")
 
 
+# The slow fsync sleeps in short slices: a process-directed SIGTERM may be delivered to any
+# thread (torch's or an image loader's), and Python runs the handler only when the main thread
+# returns to bytecode; one 60 s sleep would then outlast the test's timeout (seen once in CI).
 _SLOW_WRITE = """
 import os, sys, time
 import odesr.io
 def slow_fsync(fd):
     print("writing", flush=True)
-    time.sleep(60)
+    for _ in range(600):
+        time.sleep(0.1)
 os.fsync = slow_fsync
 from odesr.cli import main
 sys.exit(main(sys.argv[1:]))
