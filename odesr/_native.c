@@ -53,6 +53,7 @@ static _Thread_local float *scratch = NULL;
 static _Thread_local size_t scratch_len = 0;
 
 static float *workspace(size_t n) {
+    if (n == 0) n = 1; /* an empty request still gets a buffer: NULL means out of memory */
     if (n > scratch_len) {
         free(scratch);
         scratch = (float *)malloc(n * sizeof(float));

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import math
 import os
 from functools import lru_cache
 
@@ -132,7 +133,16 @@ def resize(
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D plane, got shape {x.shape}")
     h, w = x.shape
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     oh, ow = size if size is not None else (output_size(h, scale), output_size(w, scale))
+    oh, ow = int(oh), int(ow)
+    if oh < 0 or ow < 0:
+        raise ValueError(f"output size must not be negative, got {(oh, ow)}")
+    if oh == 0 or ow == 0:
+        return np.empty((oh, ow), dtype=np.float32)
+    if h == 0 or w == 0:  # no source pixel for the taps to read
+        raise ValueError(f"cannot resize an empty plane of shape {x.shape} to {(oh, ow)}")
     tv = _taps(h, int(oh), float(scale), bool(antialias), border)[0]
     th = _taps(w, int(ow), float(scale), bool(antialias), border)[0]
     out = np.empty((int(oh), int(ow)), dtype=np.float32)

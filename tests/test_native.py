@@ -94,3 +94,33 @@ def test_evaluation_takes_native_path_and_env_switches_it_off(kernels, b100, mon
     for a, b in zip(fast, torch_rows, strict=True):
         assert abs(a["psnr"] - b["psnr"]) < 1e-4 and abs(a["ssim"] - b["ssim"]) < 1e-5
         assert a["seconds"] > 0
+
+
+def test_native_resize_empty_planes_raise_and_empty_outputs_are_empty(kernels):
+    """An empty plane has no pixel for the taps to read: with an explicit size and replicate
+    borders the kernel used to read before the array (AddressSanitizer: heap-buffer-overflow).
+    An empty output, asked for on a fresh thread (no scratch yet), used to be a MemoryError."""
+    import threading
+
+    empty = np.zeros((0, 5), np.float32)
+    for border in ("replicate", "symmetric"):
+        with pytest.raises(ValueError, match="empty plane"):
+            kernels.resize(empty, 2.0, (3, 3), border=border)
+    assert kernels.resize(empty, 2.0).shape == (0, 10)
+    for scale in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            kernels.resize(np.ones((5, 5), np.float32), scale)
+    with pytest.raises(ValueError, match="negative"):
+        kernels.resize(np.ones((5, 5), np.float32), 2.0, (-2, 3))
+    got = {}
+
+    def fresh_thread():
+        try:
+            got["shape"] = kernels.resize(np.ones((5, 5), np.float32), 2.0, (0, 3)).shape
+        except Exception as exc:  # reported below
+            got["shape"] = repr(exc)
+
+    thread = threading.Thread(target=fresh_thread)
+    thread.start()
+    thread.join()
+    assert got["shape"] == (0, 3)
