@@ -190,9 +190,15 @@ def bicubic_pair(
     receives the shaved 8-bit SR image (for tests)."""
     if hr.dim() != 3 or hr.shape[0] != 3 or hr.dtype != torch.float32:
         raise ValueError(f"expected a float32 RGB image (3, H, W), got {tuple(hr.shape)}")
+    if hr.device.type != "cpu":
+        raise ValueError(f"the native kernels read CPU memory, got a tensor on {hr.device}")
     H, W = hr.shape[-2:]
     case = protocol_case(H, W, scale, protocol)
     (ch, cw), (lh, lw), (sh, sw) = case.hr_crop, case.lr_size, case.sr_size
+    if sh > H or sw > W:  # metasr above x5 can round the SR past the frame: odesr.metrics.score
+        raise ValueError(  # refuses it, so the native path must too
+            f"SR {sh}x{sw} of protocol {protocol!r} at scale {scale} does not fit the {H}x{W} image"
+        )
     down, up = float(1.0 / scale), float(scale)
     dv = _taps(ch, lh, down, True, case.lr_border)[0]
     dh = _taps(cw, lw, down, True, case.lr_border)[0]

@@ -124,3 +124,19 @@ def test_native_resize_empty_planes_raise_and_empty_outputs_are_empty(kernels):
     thread.start()
     thread.join()
     assert got["shape"] == (0, 3)
+
+
+def test_native_pair_refuses_sr_larger_than_hr_as_the_torch_path_does(kernels):
+    """metasr above x5 can make the SR a pixel larger than the HR frame (41 rows at x6: crop 37,
+    LR 7, SR 42); the torch path raises there and the native path used to return a score."""
+    from pathlib import Path
+
+    from odesr.data import LoadedImage
+
+    rgb = torch.rand(3, 41, 41)
+    image = LoadedImage(Path("x.png"), rgb, 3, 8)
+    with pytest.raises(ValueError, match="does not fit"):
+        _bicubic_pair(image, rgb[None], 6.0, EvalSettings(), False)
+    with pytest.raises(ValueError, match="does not fit"):
+        kernels.bicubic_pair(rgb, 6.0, "metasr")
+    kernels.bicubic_pair(rgb, 6.0, "floor")  # the same image where the SR fits
