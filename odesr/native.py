@@ -105,7 +105,10 @@ def _taps(in_len: int, out_len: int, scale: float, antialias: bool, border: str)
     col = np.ascontiguousarray(cols, dtype=np.int32)
     val = np.ascontiguousarray(vals, dtype=np.float32)
     t = _Taps(in_len, out_len, ptr.ctypes.data, col.ctypes.data, val.ctypes.data)
-    return t, (ptr, col, val)
+    # the struct holds raw pointers: it keeps its arrays alive itself, so that a caller holding
+    # only the struct survives the entry's eviction from this cache (another thread's inserts)
+    t._arrays = (ptr, col, val)
+    return t, t._arrays
 
 
 @lru_cache(maxsize=1)
@@ -154,8 +157,9 @@ def resize(
     return out
 
 
-# the HR side of the last image scored (the evaluation goes image by image): (hr, arrays)
-_HR: list = [None, None]
+# the HR side of the last image scored (the evaluation goes image by image):
+# (hr, its version counter, (plane, stats)), replaced as a whole and read once (thread-safe)
+_HR: tuple | None = None
 
 
 def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +168,10 @@ def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     (4, H - 10, W - 10): mean, twice_mean, lum_den, var_c2, computed by the library with the SR
     side's arithmetic, so that the float32 rounding of the two sides cancels as in the torch
     path."""
-    if _HR[0] is hr:
-        return _HR[1]
+    global _HR
+    cached = _HR
+    if cached is not None and cached[0] is hr and cached[1] == hr._version:
+        return cached[2]
     plane = _plane(hr[None].float(), True, "matlab")[0, 0].numpy()
     plane = np.ascontiguousarray(plane, dtype=np.float32)
     H, W = plane.shape
@@ -173,7 +179,7 @@ def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     ptrs = [stats[i].ctypes.data for i in range(4)]
     if _lib().odesr_hr_stats(plane.ctypes.data, H, W, _gauss().ctypes.data, *ptrs) != 0:
         raise MemoryError("odesr native HR statistics: out of memory")
-    _HR[:] = [hr, (plane, stats)]
+    _HR = (hr, hr._version, (plane, stats))
     return plane, stats
 
 

@@ -140,3 +140,29 @@ def test_native_pair_refuses_sr_larger_than_hr_as_the_torch_path_does(kernels):
     with pytest.raises(ValueError, match="does not fit"):
         kernels.bicubic_pair(rgb, 6.0, "metasr")
     kernels.bicubic_pair(rgb, 6.0, "floor")  # the same image where the SR fits
+
+
+def test_native_taps_keep_their_arrays_and_hr_cache_follows_in_place_edits(kernels):
+    """The taps struct holds raw pointers: bicubic_pair and resize keep only the struct, so the
+    arrays must live as long as it does, not as long as the lru_cache entry (evicted by another
+    thread's inserts during the call: use after free). The cached HR side is keyed by the
+    tensor and its version, so an in-place edit of the image is not scored against stale
+    statistics."""
+    import gc
+    import weakref
+
+    t, arrays = kernels._taps(37, 11, 1 / 3.3, True, "replicate")
+    refs = [weakref.ref(a) for a in arrays]
+    del arrays
+    kernels._taps.cache_clear()
+    gc.collect()
+    assert all(r() is not None for r in refs)
+    del t
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+    rgb = torch.rand(3, 48, 40)
+    kernels.bicubic_pair(rgb, 2.0, "metasr")
+    rgb.mul_(0.5)
+    edited = kernels.bicubic_pair(rgb, 2.0, "metasr")[:2]
+    assert edited == kernels.bicubic_pair(rgb.clone(), 2.0, "metasr")[:2]
