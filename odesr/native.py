@@ -152,6 +152,8 @@ def resize(
     rc = _lib().odesr_resize_plane(
         x.ctypes.data, w, ctypes.byref(tv), ctypes.byref(th), out.ctypes.data
     )
+    if rc == -3:
+        raise ValueError("odesr native resize: taps do not fit the plane")
     if rc != 0:
         raise MemoryError("odesr native resize: out of memory")
     return out
@@ -232,6 +234,8 @@ def bicubic_pair(
     )  # fmt: skip
     if rc == -2:
         raise ValueError(f"image of {H}x{W} is too small for SSIM at scale {scale}")
+    if rc == -3:
+        raise ValueError(f"odesr native pair: taps do not fit the {H}x{W} image")
     if rc != 0:
         raise MemoryError("odesr native pair: out of memory")
     return out[0], out[1], out[2]

@@ -166,3 +166,42 @@ def test_native_taps_keep_their_arrays_and_hr_cache_follows_in_place_edits(kerne
     rgb.mul_(0.5)
     edited = kernels.bicubic_pair(rgb, 2.0, "metasr")[:2]
     assert edited == kernels.bicubic_pair(rgb.clone(), 2.0, "metasr")[:2]
+
+
+def test_native_kernel_refuses_taps_outside_the_image(kernels):
+    """The C entry points check the taps before following them (a column outside the input, an
+    output without taps, taps of one axis not chaining with the next): an error code, never a
+    read outside the arrays."""
+    import ctypes
+
+    lib = kernels._lib()
+    plane = np.ones((6, 5), np.float32)
+    out = np.zeros((3, 3), np.float32)
+    good = kernels._taps(5, 3, 0.5, True, "symmetric")[0]
+    ptr = np.array([0, 1, 2, 3], np.int32)
+    val = np.ones(3, np.float32)
+    for cols, in_len, ptr_ in [
+        ([0, 1, 5], 5, ptr),  # column past the input
+        ([0, -1, 2], 5, ptr),  # column before it
+        ([0, 1, 2], 5, np.array([0, 1, 1, 3], np.int32)),  # an output without taps
+        ([0, 1, 2], 0, ptr),  # empty input
+    ]:
+        col = np.array(cols, np.int32)
+        bad = kernels._Taps(in_len, 3, ptr_.ctypes.data, col.ctypes.data, val.ctypes.data)
+        rc = lib.odesr_resize_plane(
+            plane.ctypes.data, 5, ctypes.byref(bad), ctypes.byref(good), out.ctypes.data
+        )
+        assert rc == -3, cols
+    rows = kernels._taps(6, 3, 0.5, True, "symmetric")[0]
+    assert (
+        lib.odesr_resize_plane(  # a row stride shorter than the taps' rows
+            plane.ctypes.data, 4, ctypes.byref(rows), ctypes.byref(good), out.ctypes.data
+        )
+        == -3
+    )
+    assert (
+        lib.odesr_resize_plane(
+            plane.ctypes.data, 5, ctypes.byref(rows), ctypes.byref(good), out.ctypes.data
+        )
+        == 0
+    )
