@@ -53,12 +53,25 @@ static _Thread_local float *scratch = NULL;
 static _Thread_local size_t scratch_len = 0;
 
 static float *workspace(size_t n) {
+    if (n == 0) n = 1; /* an empty request still gets a buffer: NULL means out of memory */
     if (n > scratch_len) {
         free(scratch);
         scratch = (float *)malloc(n * sizeof(float));
         scratch_len = scratch ? n : 0;
     }
     return scratch;
+}
+
+/* Taps that the passes can follow without reading outside their arrays: lengths positive,
+ * ptr[0] == 0, every output with at least one tap, every column inside the input. */
+static int taps_ok(const odesr_taps *t) {
+    if (!t || t->in_len < 1 || t->out_len < 1 || !t->ptr || !t->col || !t->val) return 0;
+    if (t->ptr[0] != 0) return 0;
+    for (int32_t o = 0; o < t->out_len; o++)
+        if (t->ptr[o + 1] <= t->ptr[o]) return 0;
+    for (int32_t k = 0; k < t->ptr[t->out_len]; k++)
+        if (t->col[k] < 0 || t->col[k] >= t->in_len) return 0;
+    return 1;
 }
 
 /* ---- resize along the row axis: out rows o in [o0, o1) of n columns each ---- */
@@ -177,10 +190,11 @@ HOT static void luma(const int32_t *restrict r, const int32_t *restrict g, const
 }
 
 /* Resize one plane (in_h x in_w, row stride `is`) with taps `tv` (rows) and `th` (columns) into
- * `out` (tv->out_len x th->out_len, contiguous): rows first, float32. Returns 0, or -1 without
- * memory. */
+ * `out` (tv->out_len x th->out_len, contiguous): rows first, float32. Returns 0, -1 without
+ * memory, -3 for taps that do not fit (see taps_ok) or a row stride shorter than a row. */
 int odesr_resize_plane(const float *in, int64_t is, const odesr_taps *tv, const odesr_taps *th,
                        float *out) {
+    if (!taps_ok(tv) || !taps_ok(th) || is < th->in_len) return -3;
     int oh = tv->out_len, ow = th->out_len, iw = th->in_len;
     size_t a = (size_t)oh * iw, b = (size_t)ow * oh;
     float *buf = workspace(2 * a + b);
@@ -386,11 +400,15 @@ static double now(void) {
  * (shave, shave) pixel); `sr_out`, unless NULL, gets the shaved 8-bit SR (3 x (H' - 2 shave) x
  * (W' - 2 shave)). dv/dh: crop rows/cols -> LR; uv/uh: LR -> SR. `seconds` gets the time of
  * the enlargement (the model's part). Returns 0, -1 without memory, -2 if the shaved SR is smaller
- * than the SSIM window. */
+ * than the SSIM window, -3 for taps that do not fit the image or each other. */
 int odesr_bicubic_pair(const float *hr, int64_t H, int64_t W, const odesr_taps *dv,
                        const odesr_taps *dh, const odesr_taps *uv, const odesr_taps *uh,
                        int shave, const odesr_reference *ref, const float *gauss, double *psnr,
                        double *ssim, double *seconds, uint8_t *sr_out) {
+    if (!taps_ok(dv) || !taps_ok(dh) || !taps_ok(uv) || !taps_ok(uh) || dv->in_len > H ||
+        dh->in_len > W || uv->in_len != dv->out_len || uh->in_len != dh->out_len || shave < 0 ||
+        H > INT32_MAX || W > INT32_MAX)
+        return -3;
     int cw = dh->in_len, lh = dv->out_len, lw = dh->out_len;
     int sh = uv->out_len, sw = uh->out_len;
     int hs = sh - 2 * shave, ws = sw - 2 * shave;

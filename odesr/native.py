@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import math
 import os
 from functools import lru_cache
 
@@ -104,7 +105,10 @@ def _taps(in_len: int, out_len: int, scale: float, antialias: bool, border: str)
     col = np.ascontiguousarray(cols, dtype=np.int32)
     val = np.ascontiguousarray(vals, dtype=np.float32)
     t = _Taps(in_len, out_len, ptr.ctypes.data, col.ctypes.data, val.ctypes.data)
-    return t, (ptr, col, val)
+    # the struct holds raw pointers: it keeps its arrays alive itself, so that a caller holding
+    # only the struct survives the entry's eviction from this cache (another thread's inserts)
+    t._arrays = (ptr, col, val)
+    return t, t._arrays
 
 
 @lru_cache(maxsize=1)
@@ -132,20 +136,32 @@ def resize(
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D plane, got shape {x.shape}")
     h, w = x.shape
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     oh, ow = size if size is not None else (output_size(h, scale), output_size(w, scale))
+    oh, ow = int(oh), int(ow)
+    if oh < 0 or ow < 0:
+        raise ValueError(f"output size must not be negative, got {(oh, ow)}")
+    if oh == 0 or ow == 0:
+        return np.empty((oh, ow), dtype=np.float32)
+    if h == 0 or w == 0:  # no source pixel for the taps to read
+        raise ValueError(f"cannot resize an empty plane of shape {x.shape} to {(oh, ow)}")
     tv = _taps(h, int(oh), float(scale), bool(antialias), border)[0]
     th = _taps(w, int(ow), float(scale), bool(antialias), border)[0]
     out = np.empty((int(oh), int(ow)), dtype=np.float32)
     rc = _lib().odesr_resize_plane(
         x.ctypes.data, w, ctypes.byref(tv), ctypes.byref(th), out.ctypes.data
     )
+    if rc == -3:
+        raise ValueError("odesr native resize: taps do not fit the plane")
     if rc != 0:
         raise MemoryError("odesr native resize: out of memory")
     return out
 
 
-# the HR side of the last image scored (the evaluation goes image by image): (hr, arrays)
-_HR: list = [None, None]
+# the HR side of the last image scored (the evaluation goes image by image):
+# (hr, its version counter, (plane, stats)), replaced as a whole and read once (thread-safe)
+_HR: tuple | None = None
 
 
 def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +170,10 @@ def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     (4, H - 10, W - 10): mean, twice_mean, lum_den, var_c2, computed by the library with the SR
     side's arithmetic, so that the float32 rounding of the two sides cancels as in the torch
     path."""
-    if _HR[0] is hr:
-        return _HR[1]
+    global _HR
+    cached = _HR
+    if cached is not None and cached[0] is hr and cached[1] == hr._version:
+        return cached[2]
     plane = _plane(hr[None].float(), True, "matlab")[0, 0].numpy()
     plane = np.ascontiguousarray(plane, dtype=np.float32)
     H, W = plane.shape
@@ -163,7 +181,7 @@ def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     ptrs = [stats[i].ctypes.data for i in range(4)]
     if _lib().odesr_hr_stats(plane.ctypes.data, H, W, _gauss().ctypes.data, *ptrs) != 0:
         raise MemoryError("odesr native HR statistics: out of memory")
-    _HR[:] = [hr, (plane, stats)]
+    _HR = (hr, hr._version, (plane, stats))
     return plane, stats
 
 
@@ -180,9 +198,15 @@ def bicubic_pair(
     receives the shaved 8-bit SR image (for tests)."""
     if hr.dim() != 3 or hr.shape[0] != 3 or hr.dtype != torch.float32:
         raise ValueError(f"expected a float32 RGB image (3, H, W), got {tuple(hr.shape)}")
+    if hr.device.type != "cpu":
+        raise ValueError(f"the native kernels read CPU memory, got a tensor on {hr.device}")
     H, W = hr.shape[-2:]
     case = protocol_case(H, W, scale, protocol)
     (ch, cw), (lh, lw), (sh, sw) = case.hr_crop, case.lr_size, case.sr_size
+    if sh > H or sw > W:  # metasr above x5 can round the SR past the frame: odesr.metrics.score
+        raise ValueError(  # refuses it, so the native path must too
+            f"SR {sh}x{sw} of protocol {protocol!r} at scale {scale} does not fit the {H}x{W} image"
+        )
     down, up = float(1.0 / scale), float(scale)
     dv = _taps(ch, lh, down, True, case.lr_border)[0]
     dh = _taps(cw, lw, down, True, case.lr_border)[0]
@@ -210,6 +234,8 @@ def bicubic_pair(
     )  # fmt: skip
     if rc == -2:
         raise ValueError(f"image of {H}x{W} is too small for SSIM at scale {scale}")
+    if rc == -3:
+        raise ValueError(f"odesr native pair: taps do not fit the {H}x{W} image")
     if rc != 0:
         raise MemoryError("odesr native pair: out of memory")
     return out[0], out[1], out[2]

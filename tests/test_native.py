@@ -94,3 +94,114 @@ def test_evaluation_takes_native_path_and_env_switches_it_off(kernels, b100, mon
     for a, b in zip(fast, torch_rows, strict=True):
         assert abs(a["psnr"] - b["psnr"]) < 1e-4 and abs(a["ssim"] - b["ssim"]) < 1e-5
         assert a["seconds"] > 0
+
+
+def test_native_resize_empty_planes_raise_and_empty_outputs_are_empty(kernels):
+    """An empty plane has no pixel for the taps to read: with an explicit size and replicate
+    borders the kernel used to read before the array (AddressSanitizer: heap-buffer-overflow).
+    An empty output, asked for on a fresh thread (no scratch yet), used to be a MemoryError."""
+    import threading
+
+    empty = np.zeros((0, 5), np.float32)
+    for border in ("replicate", "symmetric"):
+        with pytest.raises(ValueError, match="empty plane"):
+            kernels.resize(empty, 2.0, (3, 3), border=border)
+    assert kernels.resize(empty, 2.0).shape == (0, 10)
+    for scale in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            kernels.resize(np.ones((5, 5), np.float32), scale)
+    with pytest.raises(ValueError, match="negative"):
+        kernels.resize(np.ones((5, 5), np.float32), 2.0, (-2, 3))
+    got = {}
+
+    def fresh_thread():
+        try:
+            got["shape"] = kernels.resize(np.ones((5, 5), np.float32), 2.0, (0, 3)).shape
+        except Exception as exc:  # reported below
+            got["shape"] = repr(exc)
+
+    thread = threading.Thread(target=fresh_thread)
+    thread.start()
+    thread.join()
+    assert got["shape"] == (0, 3)
+
+
+def test_native_pair_refuses_sr_larger_than_hr_as_the_torch_path_does(kernels):
+    """metasr above x5 can make the SR a pixel larger than the HR frame (41 rows at x6: crop 37,
+    LR 7, SR 42); the torch path raises there and the native path used to return a score."""
+    from pathlib import Path
+
+    from odesr.data import LoadedImage
+
+    rgb = torch.rand(3, 41, 41)
+    image = LoadedImage(Path("x.png"), rgb, 3, 8)
+    with pytest.raises(ValueError, match="does not fit"):
+        _bicubic_pair(image, rgb[None], 6.0, EvalSettings(), False)
+    with pytest.raises(ValueError, match="does not fit"):
+        kernels.bicubic_pair(rgb, 6.0, "metasr")
+    kernels.bicubic_pair(rgb, 6.0, "floor")  # the same image where the SR fits
+
+
+def test_native_taps_keep_their_arrays_and_hr_cache_follows_in_place_edits(kernels):
+    """The taps struct holds raw pointers: bicubic_pair and resize keep only the struct, so the
+    arrays must live as long as it does, not as long as the lru_cache entry (evicted by another
+    thread's inserts during the call: use after free). The cached HR side is keyed by the
+    tensor and its version, so an in-place edit of the image is not scored against stale
+    statistics."""
+    import gc
+    import weakref
+
+    t, arrays = kernels._taps(37, 11, 1 / 3.3, True, "replicate")
+    refs = [weakref.ref(a) for a in arrays]
+    del arrays
+    kernels._taps.cache_clear()
+    gc.collect()
+    assert all(r() is not None for r in refs)
+    del t
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+    rgb = torch.rand(3, 48, 40)
+    kernels.bicubic_pair(rgb, 2.0, "metasr")
+    rgb.mul_(0.5)
+    edited = kernels.bicubic_pair(rgb, 2.0, "metasr")[:2]
+    assert edited == kernels.bicubic_pair(rgb.clone(), 2.0, "metasr")[:2]
+
+
+def test_native_kernel_refuses_taps_outside_the_image(kernels):
+    """The C entry points check the taps before following them (a column outside the input, an
+    output without taps, taps of one axis not chaining with the next): an error code, never a
+    read outside the arrays."""
+    import ctypes
+
+    lib = kernels._lib()
+    plane = np.ones((6, 5), np.float32)
+    out = np.zeros((3, 3), np.float32)
+    good = kernels._taps(5, 3, 0.5, True, "symmetric")[0]
+    ptr = np.array([0, 1, 2, 3], np.int32)
+    val = np.ones(3, np.float32)
+    for cols, in_len, ptr_ in [
+        ([0, 1, 5], 5, ptr),  # column past the input
+        ([0, -1, 2], 5, ptr),  # column before it
+        ([0, 1, 2], 5, np.array([0, 1, 1, 3], np.int32)),  # an output without taps
+        ([0, 1, 2], 0, ptr),  # empty input
+    ]:
+        col = np.array(cols, np.int32)
+        bad = kernels._Taps(in_len, 3, ptr_.ctypes.data, col.ctypes.data, val.ctypes.data)
+        rc = lib.odesr_resize_plane(
+            plane.ctypes.data, 5, ctypes.byref(bad), ctypes.byref(good), out.ctypes.data
+        )
+        assert rc == -3, cols
+    rows = kernels._taps(6, 3, 0.5, True, "symmetric")[0]
+    assert (
+        lib.odesr_resize_plane(  # a row stride shorter than the taps' rows
+            plane.ctypes.data, 4, ctypes.byref(rows), ctypes.byref(good), out.ctypes.data
+        )
+        == -3
+    )
+    assert (
+        lib.odesr_resize_plane(
+            plane.ctypes.data, 5, ctypes.byref(rows), ctypes.byref(good), out.ctypes.data
+        )
+        == 0
+    )
