@@ -26,13 +26,30 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ODESR_SHARED", REPO.parent / "shared"))
 
 
+def _skip_or_fail(message: str) -> None:
+    """Skip a test whose prerequisite is missing; under ``CI=true`` fail it instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
-        message = f"required test data missing: {path}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _skip_or_fail(f"required test data missing: {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    """:mod:`odesr.native`, built and switched on (else skip; fail under ``CI=true``)."""
+    from odesr import native
+
+    if not native.available():
+        why = native.load_error() or f"{native.ENV}=0"
+        _skip_or_fail(
+            f"odesr native kernels unavailable ({why}); build: python setup.py build_ext -i"
+        )
+    return native
 
 
 @pytest.fixture(scope="session")

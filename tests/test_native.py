@@ -4,8 +4,6 @@ they fail."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -16,17 +14,6 @@ from odesr.models import build
 from odesr.resize import imresize
 
 SCALES = [1.1, 1.5, 2.0, 2.7, 3.3, 4.0]
-
-
-@pytest.fixture(scope="module")
-def kernels():
-    if not native.available():
-        why = native.load_error() or f"{native.ENV}=0"
-        message = f"odesr native kernels unavailable ({why}); build: python setup.py build_ext -i"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return native
 
 
 @pytest.fixture(scope="module")
