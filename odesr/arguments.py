@@ -36,6 +36,13 @@ def train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key (dotted, YAML value)",
     )
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="make batches ahead in N worker processes (same batches; for a GPU; default 0)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -67,6 +67,7 @@ from odesr.config import (
 from odesr.degrade import path_pad, path_point, quantize
 from odesr.ensemble import forward_transform
 from odesr.ode import grid_options
+from odesr.prefetch import BatchSource, batch_source
 from odesr.resize import imresize
 
 __all__ = [
@@ -341,27 +342,60 @@ class PatchSampler:
             return 1.0 + (t_max - 1.0) * u
         return self.scales[self._randint(len(self.scales), self.scale_gen)]
 
-    def _hr_view(self, size: int) -> tuple[torch.Tensor, int, int]:
-        img = self.images[self.usable[self._randint(len(self.usable))]]
+    def _draw_view(self, size: int) -> tuple[int, int, bool, int, int]:
+        """``(image index, rot, flip, top, left)`` of one ``size`` crop of an augmented image."""
+        index = self.usable[self._randint(len(self.usable))]
         rot, flip = self._randint(4), bool(self._randint(2))
-        img = forward_transform(img, rot, flip)
-        top = self._randint(img.shape[-2] - size + 1)
-        left = self._randint(img.shape[-1] - size + 1)
-        return img, top, left
+        height, width = self.images[index].shape[-2:]
+        if rot % 2:
+            height, width = width, height
+        top = self._randint(height - size + 1)
+        left = self._randint(width - size + 1)
+        return index, rot, flip, top, left
+
+    def plan(self) -> dict:
+        """The random draws of the next batch (cheap): ``{"mixed", "samples"}`` with one
+        ``(scale, image index, rot, flip, top, left)`` per sample. :meth:`make` turns a plan into
+        the batch, a pure function of the images and the plan, so batches can be made ahead in
+        worker processes (:mod:`odesr.prefetch`) and come out the same."""
+        if self.mixed:
+            samples = []
+            for _ in range(self.batch):
+                t = self._draw_scale()  # the scale first, then the view, per sample
+                samples.append((t, *self._draw_view(self.patch)))
+            return {"mixed": True, "samples": samples}
+        t = self._draw_scale()
+        return {
+            "mixed": False,
+            "samples": [(t, *self._draw_view(self.patch)) for _ in range(self.batch)],
+        }
+
+    def make(self, plan: dict) -> dict:
+        """The batch of a :meth:`plan` (see :meth:`next`)."""
+        if plan["mixed"]:
+            parts = [self._make_samples([sample]) for sample in plan["samples"]]
+            return {
+                "scale": torch.tensor([b["scale"] for b in parts], dtype=torch.float64),
+                "x": torch.cat([b["x"] for b in parts]),
+                "target": torch.cat([b["target"] for b in parts]),
+            }
+        return self._make_samples(plan["samples"])
 
     def next(self) -> dict:
         """One batch: ``{"scale", "x", "target"}`` (+ ``"size"`` for LR models). ``scale`` is a
         float, or a (B,) float64 tensor (one scale per sample) when ``mixed``."""
-        if self.mixed:
-            return self._next_mixed()
-        return self.batch_at(self._draw_scale(), self.batch)
+        return self.make(self.plan())
 
-    def batch_at(self, t: float, count: int) -> dict:
-        """``count`` samples at scale ``t`` (see :meth:`next`)."""
+    def _make_samples(self, samples: Sequence[tuple]) -> dict:
+        """One batch of samples that share a scale."""
+        t = samples[0][0]
+        views = [
+            (forward_transform(self.images[index], rot, flip), top, left)
+            for _, index, rot, flip, top, left in samples
+        ]
         xs, ys = [], []
         if self.input_kind == "upscaled":
-            for _ in range(count):
-                img, top, left = self._hr_view(self.patch)
+            for img, top, left in views:
                 if self.objective == "path":
                     x, y = path_derivative(
                         img, top, left, self.patch, t, float(self.cfg["path"]["h"])
@@ -384,22 +418,11 @@ class PatchSampler:
         sr_n = int(math.floor(lr_n * t + 1e-9))
         if lr_n < 2:
             raise TrainError(f"patch_size {n} is too small for scale {t}")
-        for _ in range(count):
-            img, top, left = self._hr_view(n)
-            hr = _to_float(img[..., top : top + n, left : left + n])
-            xs.append(hr)
-        hr = torch.stack(xs)
+        hr = torch.stack(
+            [_to_float(img[..., top : top + n, left : left + n]) for img, top, left in views]
+        )
         lr = quantize(imresize(hr, scale=1.0 / t, size=(lr_n, lr_n)))
         return {"scale": t, "x": lr, "target": hr[..., :sr_n, :sr_n], "size": (sr_n, sr_n)}
-
-    def _next_mixed(self) -> dict:
-        """Like :meth:`next` with a scale drawn per sample (``upscaled`` models only)."""
-        batches = [self.batch_at(self._draw_scale(), 1) for _ in range(self.batch)]
-        return {
-            "scale": torch.tensor([b["scale"] for b in batches], dtype=torch.float64),
-            "x": torch.cat([b["x"] for b in batches]),
-            "target": torch.cat([b["target"] for b in batches]),
-        }
 
 
 def holdout_files(cfg: dict, data_root: str | None) -> list[Path]:
@@ -480,7 +503,7 @@ class _Step(nn.Module):
             if cfg["objective"] in SIMULATION_FREE:
                 return model.func(_as_t(t, x), x)  # f ~ dI/dt (path), g ~ HR (hr): one pass
             solver = grid_options(cfg["train_solver"] or {})
-            solver["checkpoint"] = bool(cfg["checkpoint_recompute"])
+            solver["checkpoint"] = cfg["checkpoint_recompute"]  # false, true/step or eval
             if torch.is_tensor(t):
                 return solve_per_sample(model.func, x, t, **solver)
             return model(x, t, **solver)
@@ -729,8 +752,12 @@ def train(
     device: str | None = None,
     data_root: str | None = None,
     progress: bool = True,
+    data_workers: int = 0,
 ) -> dict:
     """Train per ``cfg`` into ``run_dir``; returns ``{"step", "loss", "final", ...}``.
+
+    ``data_workers`` > 0 makes batches ahead in that many worker processes
+    (:mod:`odesr.prefetch`; the same batches, so the same weights).
 
     Raises :class:`NonFiniteLoss` on a NaN/inf loss (``last.pt`` keeps the last good state) and
     :class:`TrainError` on config/data problems.
@@ -744,7 +771,9 @@ def train(
             torch.cuda.set_device(dev)
         torch.distributed.init_process_group(backend=backend)
     try:
-        result = _train(cfg, Path(run_dir), resume, dev, data_root, progress, world, rank)
+        result = _train(
+            cfg, Path(run_dir), resume, dev, data_root, progress, world, rank, data_workers
+        )
         if distributed:
             torch.distributed.barrier()  # nobody tears down while a peer is still talking
         return result
@@ -762,7 +791,7 @@ class _Run:
     ema: nn.Module | None
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
-    sampler: PatchSampler
+    sampler: BatchSource  # a PatchSampler, or a Prefetcher around one
     step: int = 0
 
 
@@ -960,6 +989,7 @@ def _train(
     progress: bool,
     world: int,
     rank: int,
+    data_workers: int = 0,
 ) -> dict:
     distributed, main_rank = world > 1, rank == 0
     seed = int(cfg["seed"])
@@ -972,7 +1002,11 @@ def _train(
     sampler = PatchSampler(
         images, cfg, kind, objective, seed, rank, model.supported_scales, bool(cfg["mixed_scales"])
     )
-    run = _Run(cfg, model, ema, opt, sched, sampler)
+    try:
+        source = batch_source(sampler, int(data_workers))
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    run = _Run(cfg, model, ema, opt, sched, source)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     last, final = run_dir / "last.pt", run_dir / "final.pt"
@@ -1011,9 +1045,12 @@ def _train(
     val_every = int(cfg["val"].get("every") or 0)
     t_mark, s_mark = time.perf_counter(), run.step
     loss_sum, loss_n, loss_value, grad_norm = 0.0, 0, float("nan"), float("nan")
+    data_s = 0.0  # time spent waiting for batches since the last log record
     try:
         while run.step < max_steps:
-            batch = sampler.next()
+            t_data = time.perf_counter()
+            batch = source.next()
+            data_s += time.perf_counter() - t_data
             loss_value, grad_norm = _train_step(run, step_module, batch, dev, world, last)
             step = run.step
             loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
@@ -1028,13 +1065,14 @@ def _train(
                     loss=loss_sum / loss_n,
                     lr=opt.param_groups[0]["lr"],
                     steps_per_s=(step - s_mark) / max(now - t_mark, 1e-9),
+                    data_share=data_s / max(now - t_mark, 1e-9),
                 )
                 if not torch.is_tensor(batch["scale"]):  # a mixed batch has no one scale
                     record["scale"] = batch["scale"]
                 if math.isfinite(grad_norm):
                     record["grad_norm"] = grad_norm
                 _log_metrics(log, bar, record)
-                t_mark, s_mark, loss_sum, loss_n = now, step, 0.0, 0
+                t_mark, s_mark, loss_sum, loss_n, data_s = now, step, 0.0, 0, 0.0
             if val_every and step % val_every == 0 and main_rank and val_images:
                 v = _validate(ema if ema is not None else model, val_images, cfg, dev)
                 _log_metrics(
@@ -1045,6 +1083,8 @@ def _train(
     finally:
         if bar is not None:
             bar.close()
+        if source is not sampler:
+            source.close()
     _save(run, last, world, rank)
     _save(run, final, world, rank, final=True)
     result: dict[str, Any] = {"step": run.step, "loss": loss_value, "final": str(final)}
@@ -1084,6 +1124,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             device=args.device,
             data_root=args.data_root,
             progress=not args.no_progress,
+            data_workers=args.data_workers,
         )
     except NonFiniteLoss as exc:
         print(f"odesr train: {exc}", file=sys.stderr)

@@ -36,9 +36,15 @@ def _cfg(name: str = "smoke/vdsr-ode", **over) -> dict:
     return tr.load_config(name, base)
 
 
-def _run(cfg: dict, out: Path, resume: bool = False) -> dict:
+def _run(cfg: dict, out: Path, resume: bool = False, data_workers: int = 0) -> dict:
     return tr.train(
-        cfg, out, resume=resume, device="cpu", data_root=str(_data_root()), progress=False
+        cfg,
+        out,
+        resume=resume,
+        device="cpu",
+        data_root=str(_data_root()),
+        progress=False,
+        data_workers=data_workers,
     )
 
 
@@ -115,6 +121,18 @@ def test_resume_is_bitwise_identical(tmp_path: Path, name: str) -> None:
         assert all(torch.equal(v[n], eb["optimizer"]["state"][k][n]) for n in v)
     steps = [r["step"] for r in _log(tmp_path / "split") if "loss" in r and "done" not in r]
     assert steps == list(range(1, 8))  # log has no duplicate/missing step after resume
+
+
+def test_data_workers_train_the_same_weights(tmp_path: Path) -> None:
+    """Batches made ahead by 2 workers, with a resume in the middle, train bitwise the weights
+    of the serial run (the prefetched but untrained batches are drawn again after the resume)."""
+    cfg = _cfg("smoke/vdsr-ode", max_steps=7, checkpoint_every=3)
+    _run(cfg, tmp_path / "serial")
+    _run({**cfg, "max_steps": 4}, tmp_path / "ahead", data_workers=2)
+    _run(cfg, tmp_path / "ahead", resume=True, data_workers=2)
+    assert _same_state(_final(tmp_path / "serial")[0], _final(tmp_path / "ahead")[0])
+    shares = [r["data_share"] for r in _log(tmp_path / "ahead") if "data_share" in r]
+    assert len(shares) == 7 and all(0.0 <= s <= 1.0 for s in shares)
 
 
 def test_sigkill_then_resume_gives_same_final_checkpoint(tmp_path: Path) -> None:
