@@ -14,6 +14,7 @@ over worker processes (``EvalSettings.workers``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import signal
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,7 @@ MAX_SCALES = 1000  # scales per evaluation (a 0.001 grid over 1..2 is 1000)
 __all__ = [
     "MAX_SCALES",
     "EVAL_COLUMNS",
+    "gpu_float32",
     "parse_scales",
     "EvalSettings",
     "evaluate_images",
@@ -135,6 +137,22 @@ class EvalSettings:
     tile: int | None = None
     metric_dtype: torch.dtype = torch.float32  # float64: the reference path (slower)
     workers: int | None = None  # bicubic on the CPU: processes (None: one per core)
+    tf32: bool = False  # CUDA convolutions/matmuls in TF32 (faster, not exact): gpu_float32
+
+
+@contextlib.contextmanager
+def gpu_float32(tf32: bool = False) -> Iterator[None]:
+    """CUDA convolutions and matmuls in full float32 for the block (``tf32=False``, what every
+    evaluation uses unless asked) or in TF32 (10-bit mantissa products: faster on Ampere and
+    later GPUs, about 1e-3 relative error per layer). PyTorch's own defaults are mixed (cuDNN
+    convolutions TF32, matmuls float32), so a GPU evaluation would otherwise not be float32.
+    No effect on the CPU."""
+    prev = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
 
 
 def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:
@@ -216,7 +234,6 @@ def evaluate_images(
     """Rows ``{image, scale, psnr, ssim, seconds, nfe, protocol}`` for every image and scale
     (scale-major; within a scale, images of equal size together, in the given order)."""
     settings = settings or EvalSettings()
-    device = torch.device(settings.device)
     groups = _group(images, settings.batch_size)
     scales = list(scales)
     for scale in scales:  # fail before any work, with the file's name: too small, tiles too costly
@@ -231,30 +248,45 @@ def evaluate_images(
     if getattr(model, "spec", {}).get("name") == "bicubic":
         return _evaluate_bicubic(images, scales, settings, on_batch)
     rows: list[dict] = []
-    for scale in scales:
-        for members in groups:
-            hr = torch.stack([m.rgb for m in members]).to(device, settings.dtype)
-            _, lr, case = make_case(hr, scale, settings.protocol)
-            start = time.perf_counter()
-            with torch.no_grad():
-                result = model.super_resolve(
-                    lr, scale, case.sr_size, solver=settings.solver or None, tile=settings.tile
-                )
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = (time.perf_counter() - start) / len(members)
-            if not bool(torch.isfinite(result.image).all()):
-                from odesr.models import ModelError
+    with gpu_float32(settings.tf32):
+        for scale in scales:
+            rows += _model_rows(model, groups, scale, settings, on_batch)
+    return rows
 
-                raise ModelError(
-                    f"{members[0].path}: the model output holds NaN/inf at scale {scale:g}; "
-                    "no results written"
-                )
-            for i, m in enumerate(members):
-                p, s = _score_member(result.image[i : i + 1], m, scale, settings)
-                rows.append(_row(m, scale, p, s, seconds, int(result.nfe), settings))
-            if on_batch is not None:
-                on_batch(len(members))
+
+def _model_rows(
+    model: torch.nn.Module,
+    groups: list[list[LoadedImage]],
+    scale: float,
+    settings: EvalSettings,
+    on_batch: Callable[[int], None] | None,
+) -> list[dict]:
+    """Rows of every image at one scale (``evaluate_images``, inside ``gpu_float32``)."""
+    device = torch.device(settings.device)
+    rows: list[dict] = []
+    for members in groups:
+        hr = torch.stack([m.rgb for m in members]).to(device, settings.dtype)
+        _, lr, case = make_case(hr, scale, settings.protocol)
+        start = time.perf_counter()
+        with torch.no_grad():
+            result = model.super_resolve(
+                lr, scale, case.sr_size, solver=settings.solver or None, tile=settings.tile
+            )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / len(members)
+        if not bool(torch.isfinite(result.image).all()):
+            from odesr.models import ModelError
+
+            raise ModelError(
+                f"{members[0].path}: the model output holds NaN/inf at scale {scale:g}; "
+                "no results written"
+            )
+        for i, m in enumerate(members):
+            p, s = _score_member(result.image[i : i + 1], m, scale, settings)
+            rows.append(_row(m, scale, p, s, seconds, int(result.nfe), settings))
+        if on_batch is not None:
+            on_batch(len(members))
     return rows
 
 
@@ -465,6 +497,17 @@ def path_following(
     is the bicubic input: ``psnr_path`` there measures only the LR's 8-bit rounding and borders.
     """
     settings = settings or EvalSettings()
+    with gpu_float32(settings.tf32):
+        return _path_rows(model, images, scales, grids, settings)
+
+
+def _path_rows(
+    model: torch.nn.Module,
+    images: Sequence[LoadedImage],
+    scales: Iterable[float],
+    grids: dict[str, dict],
+    settings: EvalSettings,
+) -> list[dict]:
     device = torch.device(settings.device)
     rows: list[dict] = []
     for image in images:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -163,3 +164,33 @@ def test_bicubic_worker_pool_finishes_when_parent_ignores_sigterm(data_root):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "5"
+
+
+def test_models_are_evaluated_in_float32_not_tf32():
+    """PyTorch's default runs cuDNN convolutions in TF32 on a GPU; an evaluation turns that off
+    for the model's solve (unless EvalSettings.tf32) and restores the caller's settings after."""
+    from odesr.data import LoadedImage
+    from odesr.evaluate import evaluate_images
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        spec = {"name": "probe"}
+
+        def super_resolve(self, lr, scale, size, solver=None, tile=None):
+            from types import SimpleNamespace
+
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            up = torch.nn.functional.interpolate(lr, size=size, mode="bicubic")
+            return SimpleNamespace(image=up.clamp(0, 1), nfe=0)
+
+    image = LoadedImage(path=Path("probe.png"), rgb=torch.rand(3, 24, 24), channels=3, bit_depth=8)
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        evaluate_images(Probe(), [image], [2.0])
+        evaluate_images(Probe(), [image], [2.0], EvalSettings(tf32=True))
+        assert seen == [(False, False), (True, True)]
+        assert torch.backends.cudnn.allow_tf32 is True  # the caller's setting is back
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
