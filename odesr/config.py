@@ -35,6 +35,7 @@ import yaml
 __all__ = [
     "CONFIG_DIR",
     "OPEN_KEYS",
+    "CHOICES",
     "ConfigError",
     "apply_overrides",
     "check_keys",
@@ -51,6 +52,12 @@ __all__ = [
 CONFIG_DIR = Path(__file__).with_name("configs")
 MODELS_FILE = "models.yaml"
 OPEN_KEYS = frozenset({"model", "train_solver", "val.solver"})  # free-form mappings
+# keys that take one of a few values of mixed types (checked instead of the default's type)
+CHOICES: dict[str, tuple[Any, ...]] = {
+    # activation checkpointing of the training solve (odesr.ode.solve's checkpoint): false,
+    # true/step (per solver step), eval (per function evaluation: big backbones)
+    "checkpoint_recompute": (False, True, "step", "eval"),
+}
 _PROFILE_KEYS = frozenset({"base", "groups", "models"})
 # The weights key hashes what changes the weights: the config (seed included) and the recipe
 # version. Keys that existed when the key was introduced always count; a key added since counts
@@ -125,7 +132,13 @@ def _type_error(key: str, value: Any, default: Any) -> ConfigError:
 
 
 def _checked_value(key: str, value: Any, default: Any) -> Any:
-    """``value`` if it has the default's type (a number for floats, text like '1e-4' included)."""
+    """``value`` if it has the default's type (a number for floats, text like '1e-4' included)
+    or, for a key of :data:`CHOICES`, is one of its values."""
+    if key in CHOICES:
+        if not any(type(value) is type(c) and value == c for c in CHOICES[key]):
+            shown = ", ".join(str(c).lower() for c in CHOICES[key])
+            raise ConfigError(f"{key}: expected one of {shown}, got {value!r}")
+        return value
     if default is None or value is None:
         return value
     if isinstance(default, bool):

@@ -49,7 +49,7 @@ PINNED_HASHES = {
     "paper/rdn-fixed-x2": "2859aff7d9",
     "paper/rdn-fixed-x3": "d60c7a037f",
     "paper/rdn-fixed-x4": "13dc9c73d8",
-    "paper/rdn-ode": "76dba19acc",
+    "paper/rdn-ode": "bba15e6784",  # checkpoint_recompute eval (device check)
     "paper/rdn-ode-path": "d1f8786bc3",
     "paper/vdsr+t": "0c21a31bea",
     "paper/vdsr+t-repeat4": "e7cd953c06",
@@ -76,7 +76,7 @@ PINNED_HASHES = {
 # name: (patch_size, batch_size, max_steps, lr, lr_halve_every, train_solver or None, recompute)
 KEY_VALUES = {
     "paper/vdsr-ode": (200, 16, 600000, 1e-4, 100000, ("rk4", None), True),
-    "paper/rdn-ode": (130, 8, 600000, 1e-4, 100000, ("rk4", None), True),
+    "paper/rdn-ode": (130, 8, 600000, 1e-4, 100000, ("rk4", None), "eval"),
     "paper/rdn-ode-path": (130, 8, 600000, 1e-4, 100000, ("rk4", None), False),
     "paper/rdn-fixed-x3": (144, 16, 600000, 1e-4, 100000, None, False),
     "paper/vdsr+t": (200, 16, 600000, 1e-4, 100000, None, False),
@@ -157,9 +157,14 @@ def test_overrides_are_checked() -> None:
         (["lr=abc"], "lr"),
         (["max_steps=1.5"], "max_steps"),
         (["val=3"], "val"),
+        (["checkpoint_recompute=maybe"], "checkpoint_recompute: expected one of false, true"),
+        (["checkpoint_recompute=1"], "checkpoint_recompute"),
     ):
         with pytest.raises(TrainError, match=name):
             load_config("smoke/vdsr-ode", bad)
+    for value in (False, True, "step", "eval"):
+        override = [f"checkpoint_recompute={str(value).lower()}"]
+        assert load_config("smoke/vdsr-ode", override)["checkpoint_recompute"] == value
     with pytest.raises(TrainError, match="unknown key 'lr_halve'"):
         load_config({"model": {"name": "vdsr-ode"}, "lr_halve": 3})
 
