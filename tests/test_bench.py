@@ -402,10 +402,10 @@ def test_real_manifest_parses() -> None:
     assert {"B100", "BSD200", "Set5", "T91"} <= set(m)
 
 
-def test_gains_table_and_pair_wins() -> None:
+def test_gains_table_and_pair_difference() -> None:
     import pandas as pd
 
-    from bench.report import gains_table, pair_wins
+    from bench.report import gains_table, pair_difference
 
     rows = [
         ("bicubic-subset", "", 2.0, 30.0),
@@ -430,8 +430,8 @@ def test_gains_table_and_pair_wins() -> None:
     assert header == ["scale", "ode", "plus"]
     assert table[0] == ["×2", "+1.00 (+2.50)", "+1.20"]
     assert table[1] == ["×3", "+0.50", "+0.40"]
-    assert pair_wins(summary, "B100", "ode", "plus") == (
-        "ode above plus at 1 of 2 scales (-0.20 to +0.10 dB)"
+    assert pair_difference(summary, "B100", "ode", "plus") == (
+        "ode - plus: -0.05 dB averaged over 2 scales (per scale -0.20 to +0.10)"
     )
 
 
