@@ -334,7 +334,9 @@ def write_claims(
         "seeds; 95% hierarchical bootstrap interval (seeds resampled, then images within each; "
         f"{n_boot} replicates, fixed generator seed). Verdict: holds if ci_low > 0, fails if "
         "ci_high < 0, else inconclusive. paper_delta: the paper's tables over the claim scales "
-        "they report (listed per claim below), empty where they report none.\n",
+        "they report (listed per claim below), empty where they report none. A row with "
+        "n_seeds 1 has an interval over images only: the spread between training seeds (each "
+        "claim's table of per-model seed spreads below) is not in it.\n",
         _md(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
     ]
     for res in results:
