@@ -305,6 +305,25 @@ def _seed_means(rows: pd.DataFrame, models: list[str], sweep: str, dataset: str)
     return _md(["model", "seeds"] + [f"×{s:g}" for s in scales], table)
 
 
+def _devices(rows: pd.DataFrame) -> str:
+    """Where the rows were evaluated: each device with its row count, and for any device but the
+    most common one, which models and seeds it evaluated."""
+    if "device" not in rows or rows.empty:
+        return ""
+    counts = rows["device"].value_counts()
+    parts = []
+    for device, n in counts.items():
+        text = f"{device} ({n} rows"
+        if device != counts.index[0]:
+            sub = rows[rows["device"] == device]
+            who = sub.groupby("model", sort=True)["seed"].apply(
+                lambda s: ", ".join(sorted({str(x) for x in s}))
+            )
+            text += ": " + "; ".join(f"{m} seed {seeds}" for m, seeds in who.items())
+        parts.append(text + ")")
+    return "Rows evaluated on " + ", ".join(parts) + ".\n"
+
+
 def write_claims(
     exp: Experiment,
     profile: str,
@@ -338,6 +357,7 @@ def write_claims(
         "n_seeds 1 has an interval over images only: the spread between training seeds (each "
         "claim's table of per-model seed spreads below) is not in it.\n",
         _md(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
+        _devices(rows),
     ]
     for res in results:
         claim, row = res["claim"], res["row"]

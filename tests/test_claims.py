@@ -391,3 +391,17 @@ def test_caption_names_the_seed_count_of_each_model_when_they_differ() -> None:
     assert "then over the seeds (3)." in caption(exp, "cpu", "What", same, ["vdsr+t", "vdsr-ode"])
     one = summary.assign(seeds=1)
     assert "mean over images." in caption(exp, "cpu", "What", one, ["vdsr+t", "vdsr-ode"])
+
+
+def test_claims_md_names_the_devices_of_its_rows() -> None:
+    import pandas as pd
+
+    from bench.claims import _devices
+
+    rows = pd.DataFrame(
+        [dict(model="a", seed="0", device="cpu:x86_64x1")] * 3
+        + [dict(model="b", seed=s, device="cuda:H100") for s in ("2", "1")]
+    )
+    assert _devices(rows) == (
+        "Rows evaluated on cpu:x86_64x1 (3 rows), cuda:H100 (2 rows: b seed 1, 2).\n"
+    )
