@@ -26,13 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = {  # seed 0 of each claims model (the rows of results/cpu/claims-psnr.csv)
-    "vdsr+t": "vdsr+t-bfc8784ec4",
-    "vdsr-ode": "vdsr-ode-1ffe079495",
-    "rdn+t": "rdn+t-47fb334f18",
-    "rdn-ode": "rdn-ode-ee96c1106c",
-    "meta-rdn": "meta-rdn-4416c17573",
-}
+CLAIMS_ROWS = REPO / "results/cpu/claims-psnr.csv"
+MODELS = ("vdsr+t", "vdsr-ode", "rdn+t", "rdn-ode", "meta-rdn")  # seed 0 of each, as committed
 SCALES = (2.0, 3.0, 4.0, 6.0)
 # (model, steps with workers 0, steps with workers N)
 TRAIN_RUNS = (
@@ -58,15 +53,17 @@ def cross_device(data_root: str, device: str, n_images: int = 10) -> list[dict]:
     from odesr.io import read_csv_rows
     from odesr.models import load_model
 
-    cpu_rows = read_csv_rows(REPO / "results/cpu/claims-psnr.csv").rows
     images = load_images(list_images("B100", data_root)[:n_images])
+    seed0 = [
+        r
+        for r in read_csv_rows(CLAIMS_ROWS).rows
+        if r["seed"] == "0" and r["dataset"] == "B100" and r["model"] in MODELS
+    ]
     out = []
-    for model_name, weights in WEIGHTS.items():
-        ref = {
-            (r["image"], float(r["scale"])): float(r["psnr"])
-            for r in cpu_rows
-            if r["weights"] == weights and r["model"] == model_name and r["dataset"] == "B100"
-        }
+    for model_name in MODELS:
+        mine = [r for r in seed0 if r["model"] == model_name]
+        weights = mine[0]["weights"]  # the published weights' key
+        ref = {(r["image"], float(r["scale"])): float(r["psnr"]) for r in mine}
         model = load_model(REPO / "results/cpu/weights" / f"{weights}.pt", device)
         for tf32 in (False, True):
             start = time.perf_counter()
@@ -99,9 +96,9 @@ def train_speed(
     (``fraction`` of the steps: a dry run on the CPU)."""
     import torch
 
-    cuda = device.startswith("cuda")
-
     from odesr.train import load_config, train
+
+    cuda = device.startswith("cuda")
 
     results = []
     for model_name, serial_steps, ahead_steps in TRAIN_RUNS:
@@ -111,9 +108,14 @@ def train_speed(
                 continue
             cfg = load_config(
                 f"paper/{model_name}",
-                {"data": ["T91"], "val": {"every": 0}, "log_every": 5, "checkpoint_every": 0},
+                {
+                    "data": ["T91"],
+                    "val": {"every": 0},
+                    "log_every": 5,
+                    "checkpoint_every": 0,
+                    "max_steps": steps,
+                },
             )
-            cfg["max_steps"] = steps
             run_dir = out / f"train-{model_name}-w{n_workers}"
             if cuda:
                 torch.cuda.reset_peak_memory_stats()

@@ -146,9 +146,9 @@ def resize(
         return np.empty((oh, ow), dtype=np.float32)
     if h == 0 or w == 0:  # no source pixel for the taps to read
         raise ValueError(f"cannot resize an empty plane of shape {x.shape} to {(oh, ow)}")
-    tv = _taps(h, int(oh), float(scale), bool(antialias), border)[0]
-    th = _taps(w, int(ow), float(scale), bool(antialias), border)[0]
-    out = np.empty((int(oh), int(ow)), dtype=np.float32)
+    tv = _taps(h, oh, float(scale), bool(antialias), border)[0]
+    th = _taps(w, ow, float(scale), bool(antialias), border)[0]
+    out = np.empty((oh, ow), dtype=np.float32)
     rc = _lib().odesr_resize_plane(
         x.ctypes.data, w, ctypes.byref(tv), ctypes.byref(th), out.ctypes.data
     )
