@@ -324,6 +324,50 @@ def _devices(rows: pd.DataFrame) -> str:
     return "Rows evaluated on " + ", ".join(parts) + ".\n"
 
 
+def _segments_text(segments: list[dict]) -> str:
+    """``trained_on`` segments (odesr.train) as one phrase; the step a segment starts at is named
+    only when a run moved between machines."""
+    parts = []
+    for seg in segments:
+        text = f"{seg.get('device', '?')} (torch {seg.get('torch', '?')}"
+        text += ", TF32)" if seg.get("tf32") else ")"
+        if len(segments) > 1:
+            text += f" from step {seg.get('from_step', 0)}"
+        parts.append(text)
+    return " then ".join(parts)
+
+
+def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
+    """Where the weights behind the rows were trained, read from the published weights
+    (``bench.publish``; their ``trained_on``): each machine with the models and seeds it trained.
+    Weights published before checkpoints recorded it, or not published, are named as such."""
+    import torch
+
+    if "weights" not in rows or rows.empty:
+        return ""
+    trained = rows[rows["weights"].fillna("").astype(str) != ""]
+    groups: dict[str, dict[str, set]] = {}
+    for (model, seed, key), _ in trained.groupby(["model", "seed", "weights"], sort=True):
+        path = weights_dir / f"{key}.pt"
+        if not path.exists():
+            where = "unpublished weights (no record here)"
+        else:
+            extra = torch.load(path, map_location="cpu", weights_only=True).get("extra", {})
+            segments = extra.get("trained_on")
+            where = _segments_text(segments) if segments else "no record (published before it)"
+        groups.setdefault(where, {}).setdefault(str(model), set()).add(str(seed))
+    if not groups:
+        return ""
+    parts = []
+    for where, models in sorted(groups.items(), key=lambda kv: -sum(map(len, kv[1].values()))):
+        who = "; ".join(
+            f"{m} seed{'s' if len(seeds) > 1 else ''} {', '.join(sorted(seeds))}"
+            for m, seeds in sorted(models.items())
+        )
+        parts.append(f"{where}: {who}")
+    return "Weights trained on " + ". ".join(parts) + ".\n"
+
+
 def write_claims(
     exp: Experiment,
     profile: str,
@@ -358,6 +402,7 @@ def write_claims(
         "claim's table of per-model seed spreads below) is not in it.\n",
         _md(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
         _devices(rows),
+        _trained_on(rows, out_dir / "weights"),
     ]
     for res in results:
         claim, row = res["claim"], res["row"]

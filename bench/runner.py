@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from bench.experiment import (
     solver_label,
 )
 from bench.results import ResultsFile, SharedRows
+from odesr.evaluate import device_label
 from odesr.models import BUNDLED_MODEL, build, is_ode, load_model
 from odesr.ode import SolverSettings
 
@@ -75,13 +75,6 @@ def git_rev() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev or "unknown") + ("-dirty" if dirty else "")
-
-
-def device_label(device: str) -> str:
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(dev)}"
-    return f"cpu:{platform.machine()}x{torch.get_num_threads()}"
 
 
 def _backbone(plan: ModelPlan) -> str:

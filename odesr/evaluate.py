@@ -18,6 +18,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import platform
 import signal
 import time
 import weakref
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_SCALES",
     "EVAL_COLUMNS",
     "gpu_float32",
+    "device_label",
     "parse_scales",
     "EvalSettings",
     "evaluate_images",
@@ -153,6 +155,15 @@ def gpu_float32(tf32: bool = False) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
+
+
+def device_label(device: str | torch.device) -> str:
+    """What a results row or a checkpoint names its machine by: ``cuda:<GPU name>``, or
+    ``cpu:<arch>x<torch threads>`` (the thread count changes float reduction order)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return f"cpu:{platform.machine()}x{torch.get_num_threads()}"
 
 
 def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:

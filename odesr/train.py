@@ -39,7 +39,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -793,6 +793,25 @@ class _Run:
     sched: torch.optim.lr_scheduler.LRScheduler
     sampler: BatchSource  # a PatchSampler, or a Prefetcher around one
     step: int = 0
+    trained_on: list[dict] = field(default_factory=list)  # segments, see _machine_segment
+
+
+def _machine_segment(run: _Run, dev: torch.device, world: int) -> None:
+    """Record where the next steps run: ``run.trained_on`` (saved in every checkpoint, kept by
+    published weights) lists ``{from_step, device, torch, world, tf32}`` segments, a new one each
+    time a resume changes any of them. Weights trained on another machine, thread count or
+    torch differ by float reduction order, so a report can say which rows came from where."""
+    from odesr.evaluate import device_label
+
+    segment = {
+        "device": device_label(dev),
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is not weights_only-safe
+        "world": world,
+        "tf32": bool(torch.backends.cudnn.allow_tf32) if dev.type == "cuda" else False,
+    }
+    last = run.trained_on[-1] if run.trained_on else None
+    if last is None or {k: last.get(k) for k in segment} != segment:
+        run.trained_on.append({"from_step": run.step, **segment})
 
 
 def _seed_everything(seed: int) -> None:
@@ -882,6 +901,7 @@ def _restore(run: _Run, last: Path, rank: int, world: int) -> None:
     run.opt.load_state_dict(ckpt["optimizer"])
     run.sched.load_state_dict(ckpt["scheduler"])
     run.step = int(ckpt["step"])
+    run.trained_on = list(ckpt.get("trained_on", []))
     rng = ckpt["rng"]
     _set_rng_state(_rank_rng_state(rng, rank, world))
     samplers = rng["samplers"]
@@ -912,6 +932,7 @@ def _save(run: _Run, path: Path, world: int, rank: int, final: bool = False) -> 
         rng={"samplers": states, "ranks": globals_},  # index = rank
         config=run.cfg,
         weights="ema" if run.ema is not None else "last",
+        trained_on=run.trained_on,
     )
     if run.ema is not None and not final:
         extra["ema"] = run.ema.state_dict()
@@ -1017,6 +1038,7 @@ def _train(
             f"odesr train: {run_dir} has a checkpoint; starting over (use --resume to continue)",
             file=sys.stderr,
         )
+    _machine_segment(run, dev, world)
     if main_rank:
         with open(run_dir / "config.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(cfg, fh, sort_keys=False)

@@ -405,3 +405,31 @@ def test_claims_md_names_the_devices_of_its_rows() -> None:
     assert _devices(rows) == (
         "Rows evaluated on cpu:x86_64x1 (3 rows), cuda:H100 (2 rows: b seed 1, 2).\n"
     )
+
+
+def test_claims_md_names_where_the_weights_were_trained(tmp_path: Path) -> None:
+    """Read back from the published weights' ``trained_on``: a machine change mid-run names its
+    step; weights without a record, or not published, say so."""
+    from bench.claims import _trained_on
+    from odesr.models import build, save_checkpoint
+
+    net = build({"name": "vdsr+t", "preset": "smoke"})
+    gpu = {"device": "cuda:H100", "torch": "2.11", "world": 1, "tf32": False}
+    cpu = {"device": "cpu:x86_64x1", "torch": "2.13", "world": 1, "tf32": False}
+    save_checkpoint(tmp_path / "k1.pt", net, trained_on=[{"from_step": 0, **gpu}])
+    save_checkpoint(tmp_path / "k2.pt", net, trained_on=[{"from_step": 0, **gpu}])
+    save_checkpoint(
+        tmp_path / "k3.pt", net, trained_on=[{"from_step": 0, **cpu}, {"from_step": 50, **gpu}]
+    )
+    save_checkpoint(tmp_path / "k4.pt", net)
+    rows = pd.DataFrame(
+        [dict(model="a", seed=1, weights="k1"), dict(model="a", seed=2, weights="k2")] * 2
+        + [dict(model="b", seed=0, weights="k3"), dict(model="c", seed=0, weights="k4")]
+        + [dict(model="d", seed=0, weights="k5"), dict(model="bicubic", seed="", weights="")]
+    )
+    assert _trained_on(rows, tmp_path) == (
+        "Weights trained on cuda:H100 (torch 2.11): a seeds 1, 2. "
+        "cpu:x86_64x1 (torch 2.13) from step 0 then cuda:H100 (torch 2.11) from step 50: b seed 0. "
+        "no record (published before it): c seed 0. "
+        "unpublished weights (no record here): d seed 0.\n"
+    )

@@ -123,6 +123,30 @@ def test_resume_is_bitwise_identical(tmp_path: Path, name: str) -> None:
     assert steps == list(range(1, 8))  # log has no duplicate/missing step after resume
 
 
+def test_checkpoints_record_the_machine_of_each_segment(tmp_path: Path) -> None:
+    """``trained_on``: one segment per machine setting, a new one from the step a resume changed
+    the torch thread count at; published weights keep it (weights_only_extra)."""
+    import platform
+
+    from odesr.models import load_checkpoint, weights_only_extra
+
+    cfg = _cfg("smoke/vdsr-ode", max_steps=5, checkpoint_every=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _run({**cfg, "max_steps": 2}, tmp_path / "run")
+        _run({**cfg, "max_steps": 3}, tmp_path / "run", resume=True)  # same machine: no new one
+        torch.set_num_threads(2)
+        _run(cfg, tmp_path / "run", resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    _, extra = load_checkpoint(tmp_path / "run" / "final.pt")
+    segments = weights_only_extra(extra)["trained_on"]
+    cpu = f"cpu:{platform.machine()}"
+    assert [(s["from_step"], s["device"]) for s in segments] == [(0, cpu + "x1"), (3, cpu + "x2")]
+    assert all(s["torch"] == torch.__version__ and s["world"] == 1 for s in segments)
+
+
 def test_data_workers_train_the_same_weights(tmp_path: Path) -> None:
     """Batches made ahead by 2 workers, with a resume in the middle, train bitwise the weights
     of the serial run (the prefetched but untrained batches are drawn again after the resume)."""
