@@ -169,6 +169,8 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
         ):
             assert seed0[model] == t1[model], (profile, model)
         seeds = {p.seed for p in plans if p.id == "vdsr-ode"}
+        assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2, 3, 4})  # seeds5: 0-4
+        seeds = {p.seed for p in plans if p.id == "rdn-ode"}
         assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2})
         keys = [p.key for p in plans if p.id == "vdsr-ode"]
         assert len(set(keys)) == len(keys)
