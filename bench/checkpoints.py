@@ -83,12 +83,13 @@ def ensure_checkpoint(
     log=print,
     nproc: int = 1,
     results: str | os.PathLike | None = None,
+    tf32: bool = False,
 ) -> Path | None:
     """``final.pt`` of ``plan`` (trained now if missing); None for models without training.
 
     With ``results`` given, weights published there (:func:`published_path`) are returned when
     there is no ``final.pt``. ``nproc > 1`` trains with ``torchrun`` (DDP, one process per GPU)
-    in a subprocess."""
+    in a subprocess. ``tf32``: GPU math in TF32 instead of float32 (:func:`odesr.train.train`)."""
     if plan.train_cfg is None:
         return None
     existing = trained_checkpoint(plan, root, profile, results)
@@ -104,7 +105,7 @@ def ensure_checkpoint(
         resume = (out / "last.pt").exists()
         log(f"bench: training {plan.id} -> {out}" + (" (resuming)" if resume else ""))
         if nproc > 1:
-            _train_torchrun(plan, out, resume, nproc, device, data_root)
+            _train_torchrun(plan, out, resume, nproc, device, data_root, tf32)
             return final
         with deterministic(torch.device(device).type == "cpu"):
             train(
@@ -114,12 +115,19 @@ def ensure_checkpoint(
                 device=device,
                 data_root=data_root,
                 progress=progress,
+                tf32=tf32,
             )
     return final
 
 
 def _train_torchrun(
-    plan: ModelPlan, out: Path, resume: bool, nproc: int, device: str, data_root: str | None
+    plan: ModelPlan,
+    out: Path,
+    resume: bool,
+    nproc: int,
+    device: str,
+    data_root: str | None,
+    tf32: bool = False,
 ) -> None:
     import subprocess
 
@@ -131,7 +139,7 @@ def _train_torchrun(
     config_file = out / "job-config.yaml"  # the resolved config, so the hash key is unchanged
     write_text_atomic(config_file, yaml.safe_dump(plan.train_cfg, sort_keys=False))
     cmd = torchrun_command(
-        config_file, out, nproc, resume=resume, device=device, data_root=data_root
+        config_file, out, nproc, resume=resume, device=device, data_root=data_root, tf32=tf32
     )
     proc = subprocess.run(cmd, env=env_for_torchrun())
     if proc.returncode != 0 or not (out / "final.pt").exists():

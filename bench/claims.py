@@ -345,16 +345,17 @@ def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
 
     if "weights" not in rows or rows.empty:
         return ""
-    trained = rows[rows["weights"].fillna("").astype(str) != ""]
+    seed = rows["seed"].astype(str).str.strip()
+    trained = rows[~seed.isin(["", "nan", "None"]) & (rows["weights"].astype(str).str[:1] != "{")]
     groups: dict[str, dict[str, set]] = {}
     for (model, seed, key), _ in trained.groupby(["model", "seed", "weights"], sort=True):
         path = weights_dir / f"{key}.pt"
         if not path.exists():
-            where = "unpublished weights (no record here)"
+            where = "not published (no record here)"
         else:
             extra = torch.load(path, map_location="cpu", weights_only=True).get("extra", {})
             segments = extra.get("trained_on")
-            where = _segments_text(segments) if segments else "no record (published before it)"
+            where = _segments_text(segments) if segments else "not recorded (trained before it was)"
         groups.setdefault(where, {}).setdefault(str(model), set()).add(str(seed))
     if not groups:
         return ""
@@ -365,7 +366,7 @@ def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
             for m, seeds in sorted(models.items())
         )
         parts.append(f"{where}: {who}")
-    return "Weights trained on " + ". ".join(parts) + ".\n"
+    return "Where the weights were trained (their `trained_on`): " + ". ".join(parts) + ".\n"
 
 
 def write_claims(

@@ -165,9 +165,11 @@ class TrainJob(_Job):
         device: str,
         nproc: int = 1,
         threads: int | None = None,
+        tf32: bool = False,
     ) -> None:
         self.plan, self.root, self.profile = plan, root, profile
         self.data_root, self.device, self.nproc, self.threads = data_root, device, nproc, threads
+        self.tf32 = tf32
 
     def __call__(self) -> str:
         from bench.checkpoints import ensure_checkpoint
@@ -185,6 +187,7 @@ class TrainJob(_Job):
             progress=False,
             log=lambda msg: print(msg, flush=True),
             nproc=self.nproc,
+            tf32=self.tf32,
         )
         print(f"bench: {self.plan.key}: {final}", flush=True)
         return str(final)

@@ -71,14 +71,14 @@ def _plans(
 
 
 def _work(args: tuple) -> tuple[str, float, str]:
-    plan, root, profile, data_root, device, threads = args
+    plan, root, profile, data_root, device, threads, tf32 = args
     import torch
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         ensure_checkpoint(
-            plan, root, profile, data_root, device, progress=False, log=lambda *_: None
+            plan, root, profile, data_root, device, progress=False, log=lambda *_: None, tf32=tf32
         )
         status = "ok"
     except Exception as exc:  # reported, the other workers go on
@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     parser.add_argument("--jobs", type=int, default=2, help="pool workers (default: 2)")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="GPU training math in TF32 (faster; default: full float32, recorded in trained_on)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -148,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if args.device != "cpu" else f", {threads} threads each")
     )
     work = [
-        (p, args.checkpoints, args.profile, args.data_root, args.device, threads) for p in plans
+        (p, args.checkpoints, args.profile, args.data_root, args.device, threads, args.tf32)
+        for p in plans
     ]
     failed = 0
     # SIGTERM (kill, pkill) -> SystemExit, so leaving the `with` terminates the workers instead of
@@ -176,7 +182,14 @@ def _submit(plans: list, args: argparse.Namespace) -> int:
     with executor.batch():
         for plan in plans:
             job_fn = executors.TrainJob(
-                plan, args.checkpoints, args.profile, args.data_root, device, nproc, threads
+                plan,
+                args.checkpoints,
+                args.profile,
+                args.data_root,
+                device,
+                nproc,
+                threads,
+                tf32=args.tf32,
             )
             jobs.append(executor.submit(job_fn))
     failed = executors.wait(

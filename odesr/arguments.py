@@ -43,6 +43,12 @@ def train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="N",
         help="make batches ahead in N worker processes (same batches; for a GPU; default 0)",
     )
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="GPU convolutions and matmuls in TF32 (faster, not float32; default: full float32, "
+        "as odesr eval; recorded in the checkpoint's trained_on)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -753,11 +753,15 @@ def train(
     data_root: str | None = None,
     progress: bool = True,
     data_workers: int = 0,
+    tf32: bool = False,
 ) -> dict:
     """Train per ``cfg`` into ``run_dir``; returns ``{"step", "loss", "final", ...}``.
 
     ``data_workers`` > 0 makes batches ahead in that many worker processes
-    (:mod:`odesr.prefetch`; the same batches, so the same weights).
+    (:mod:`odesr.prefetch`; the same batches, so the same weights). On a GPU the convolutions
+    and matmuls run in full float32 unless ``tf32`` (faster, 10-bit mantissa products; PyTorch's
+    own default is TF32 for cuDNN convolutions), as evaluation does (``gpu_float32``); the
+    checkpoints' ``trained_on`` records which.
 
     Raises :class:`NonFiniteLoss` on a NaN/inf loss (``last.pt`` keeps the last good state) and
     :class:`TrainError` on config/data problems.
@@ -770,10 +774,13 @@ def train(
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         torch.distributed.init_process_group(backend=backend)
+    from odesr.evaluate import gpu_float32
+
     try:
-        result = _train(
-            cfg, Path(run_dir), resume, dev, data_root, progress, world, rank, data_workers
-        )
+        with gpu_float32(tf32):
+            result = _train(
+                cfg, Path(run_dir), resume, dev, data_root, progress, world, rank, data_workers
+            )
         if distributed:
             torch.distributed.barrier()  # nobody tears down while a peer is still talking
         return result
@@ -1147,6 +1154,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             progress=not args.no_progress,
             data_workers=args.data_workers,
+            tf32=args.tf32,
         )
     except NonFiniteLoss as exc:
         print(f"odesr train: {exc}", file=sys.stderr)

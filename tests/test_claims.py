@@ -427,11 +427,12 @@ def test_claims_md_names_where_the_weights_were_trained(tmp_path: Path) -> None:
     rows = pd.DataFrame(
         [dict(model="a", seed=1, weights="k1"), dict(model="a", seed=2, weights="k2")] * 2
         + [dict(model="b", seed=0, weights="k3"), dict(model="c", seed=0, weights="k4")]
-        + [dict(model="d", seed=0, weights="k5"), dict(model="bicubic", seed="", weights="")]
+        + [dict(model="d", seed=0, weights="k5"), dict(model="bicubic", seed="", weights="{}")]
     )
     assert _trained_on(rows, tmp_path) == (
-        "Weights trained on cuda:H100 (torch 2.11): a seeds 1, 2. "
+        "Where the weights were trained (their `trained_on`): "
+        "cuda:H100 (torch 2.11): a seeds 1, 2. "
         "cpu:x86_64x1 (torch 2.13) from step 0 then cuda:H100 (torch 2.11) from step 50: b seed 0. "
-        "no record (published before it): c seed 0. "
-        "unpublished weights (no record here): d seed 0.\n"
+        "not recorded (trained before it was): c seed 0. "
+        "not published (no record here): d seed 0.\n"
     )

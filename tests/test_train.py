@@ -295,3 +295,20 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert tr.resume_mismatch(cfg, {**cfg, "max_steps": 9, "log_every": 5}) == []
     res = _run({**cfg, "max_steps": 5}, tmp_path / "r", resume=True)  # extending is fine
     assert res["step"] == 5
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_training_math_is_float32_unless_tf32_is_asked(tmp_path: Path, monkeypatch, tf32) -> None:
+    """``train(tf32=...)`` sets the cuDNN/cuBLAS TF32 flags for the whole run (PyTorch's own
+    default is TF32 for convolutions) and restores them after; the flags are what a GPU reads."""
+    seen = {}
+
+    def fake_train(*args, **kwargs):
+        seen["flags"] = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        return {"step": 0, "loss": 0.0}
+
+    monkeypatch.setattr(tr, "_train", fake_train)
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    tr.train(_cfg(), tmp_path / "run", device="cpu", tf32=tf32)
+    assert seen["flags"] == (tf32, tf32)
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
