@@ -347,7 +347,7 @@ class Experiment:
             return [{}]
         given = sweep.get("solvers")
         if not given:
-            return [dict(plan.solver) or DEFAULT_SOLVER.as_dict()]
+            return [dict(plan.solver) or _own_solver(plan)]
         out = []
         for spec in given:
             out.extend(_expand_grid(dict(spec)))
@@ -399,6 +399,14 @@ def _check_document(doc: dict, where: str) -> None:
                     f"{where}: sweeps.{name}: unknown model {model_id!r} "
                     f"(defined: {', '.join(models)})"
                 )
+
+
+def _own_solver(plan: ModelPlan) -> dict:
+    """The evaluation solver of a model entry without ``solver``: the one its model spec names
+    (e.g. ``method: path-step`` of an hr model), else :data:`odesr.ode.DEFAULT_SOLVER`."""
+    spec = (plan.train_cfg or {}).get("model") or plan.model_spec or {}
+    own = {k: spec[k] for k in DEFAULT_SOLVER.as_dict() if k in spec}
+    return own or DEFAULT_SOLVER.as_dict()
 
 
 def _is_ode_plan(plan: ModelPlan) -> bool:

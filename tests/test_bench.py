@@ -257,6 +257,22 @@ def test_report_on_a_fresh_clone_rewrites_nothing(
             assert path.read_bytes() == (committed / path.name).read_bytes(), path.name
 
 
+def test_a_model_entry_without_solver_is_evaluated_with_its_own() -> None:
+    """The hr model names path-step in its model spec (the only solver it accepts); an entry
+    without ``solver`` takes it, other ODE models the default one-step RK4."""
+    from odesr.ode import DEFAULT_SOLVER
+
+    exp = load_experiment("solver-ablation")
+    for profile in ("smoke", "cpu", "paper"):
+        units = exp.units(profile)
+        hr = {tuple(sorted(u.solver.items())) for u in units if u.model.id == "vdsr-ode-hr"}
+        assert hr == {(("method", "path-step"), ("steps", 1))}, profile
+    units = load_experiment("table1").units("cpu")
+    assert {u.solver["method"] for u in units if u.model.id == "vdsr-ode"} == {
+        DEFAULT_SOLVER.method
+    }
+
+
 def test_experiment_files_resolve() -> None:
     for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke", "claims"):
         exp = load_experiment(name)
