@@ -341,22 +341,25 @@ def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
     """Where the weights behind the rows were trained, read from the published weights
     (``bench.publish``; their ``trained_on``): each machine with the models and seeds it trained.
     Weights published before checkpoints recorded it, or not published, are named as such."""
-    import torch
+    from odesr.train import read_checkpoint
 
     if "weights" not in rows or rows.empty:
         return ""
-    seed = rows["seed"].astype(str).str.strip()
-    trained = rows[~seed.isin(["", "nan", "None"]) & (rows["weights"].astype(str).str[:1] != "{")]
+    seeds = rows["seed"].astype(str).str.strip()
+    trained = rows[~seeds.isin(["", "nan", "None"]) & (rows["weights"].astype(str).str[:1] != "{")]
+    where_of: dict[str, str] = {}  # weights key -> text (a key serves several models and sweeps)
     groups: dict[str, dict[str, set]] = {}
     for (model, seed, key), _ in trained.groupby(["model", "seed", "weights"], sort=True):
-        path = weights_dir / f"{key}.pt"
-        if not path.exists():
-            where = "not published (no record here)"
-        else:
-            extra = torch.load(path, map_location="cpu", weights_only=True).get("extra", {})
-            segments = extra.get("trained_on")
-            where = _segments_text(segments) if segments else "not recorded (trained before it was)"
-        groups.setdefault(where, {}).setdefault(str(model), set()).add(str(seed))
+        if key not in where_of:
+            path = weights_dir / f"{key}.pt"
+            if not path.exists():
+                where_of[key] = "not published (no record here)"
+            else:
+                segments = read_checkpoint(path)[1].get("trained_on")
+                where_of[key] = (
+                    _segments_text(segments) if segments else "not recorded (trained before it was)"
+                )
+        groups.setdefault(where_of[key], {}).setdefault(str(model), set()).add(str(seed))
     if not groups:
         return ""
     parts = []
