@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from odesr.config import weights_hash
 from odesr.data import list_images, load_image
 from odesr.evaluate import EvalSettings, evaluate_images, summarize
 from odesr.io import write_text_atomic
@@ -79,10 +80,10 @@ def score(cfg: dict, final: Path, spec: dict, data_root: str | None, cache: dict
     from odesr.models import build, load
 
     scales = [float(s) for s in spec["scales"]]
-    sets = {
-        "held-out": [load_image(f) for f in holdout_files(cfg, data_root)],
-        "B100": [load_image(f) for f in list_images("B100", data_root)[: int(spec["b100_images"])]],
-    }
+    sets = {"held-out": [load_image(f) for f in holdout_files(cfg, data_root)]}
+    if int(spec.get("b100_images") or 0) > 0:
+        b100 = list_images("B100", data_root)[: int(spec["b100_images"])]
+        sets["B100"] = [load_image(f) for f in b100]
     model = load(final)
     opts = _eval_solver(cfg)
     out: dict = {"solver": opts}
@@ -98,6 +99,16 @@ def score(cfg: dict, final: Path, spec: dict, data_root: str | None, cache: dict
 def _train_seconds(run_dir: Path) -> float:
     path = run_dir / "train_seconds.json"
     return json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+
+
+def published_weights(run: dict, cfg: dict) -> Path:
+    """The published weights file a run reuses instead of training (``reuse: DIR``): the
+    config's model id and weights key, ``DIR/<model>-<key>.pt``, which must exist."""
+    model = str(run["config"]).split("/")[-1]
+    path = Path(run["reuse"]) / f"{model}-{weights_hash(cfg)}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run['name']}: no published weights {path} for this config")
+    return path
 
 
 def _train_run(cfg: dict, run_dir: Path, data_root: str | None) -> float:
@@ -118,32 +129,142 @@ def _delta_text(run: dict) -> str:
     return "; ".join(parts)
 
 
-def render(records: list[dict], spec: dict) -> str:
-    """Markdown table of every scored run (gains in dB over bicubic)."""
+def paper_gains(spec: dict, path: Path | None) -> dict[str, dict[str, float]]:
+    """``{paper method: {scale: gain over bicubic}}`` of the paper's Table 1 (B100, 100 images)
+    for the methods the runs name (``paper``); empty without the tables."""
+    if path is None or not Path(path).is_file():
+        return {}
+    import pandas as pd
+
+    ref = pd.read_csv(path, dtype={"solver": str}, keep_default_na=False)
+    ref = ref[(ref["table"] == "table1") & (ref["dataset"] == "B100")]
+    rows = zip(ref["method"], ref["scale"], ref["psnr"], strict=True)
+    psnr = {(m, f"{float(s):g}"): float(p) for m, s, p in rows}
+    out: dict[str, dict[str, float]] = {}
+    for method in {r["paper"] for r in spec["runs"] if r.get("paper")}:
+        out[method] = {
+            f"{float(s):g}": psnr[(method, f"{float(s):g}")] - psnr[("bicubic", f"{float(s):g}")]
+            for s in spec["scales"]
+            if (method, f"{float(s):g}") in psnr and ("bicubic", f"{float(s):g}") in psnr
+        }
+    return out
+
+
+def fractions(record: dict, paper: dict[str, float], scales: list[str]) -> dict[str, float]:
+    """Held-out gain / the paper's gain at each scale (NaN where the paper has none)."""
+    return {s: record["held-out"][s] / paper[s] if paper.get(s) else float("nan") for s in scales}
+
+
+def choose(records: list[dict], spec: dict, paper: dict) -> dict[str, str | None]:
+    """The criterion of ``spec['criterion']``, per paper method: among the runs whose held-out
+    gain reaches ``min_fraction`` of the paper's gain at every scale, the highest mean fraction;
+    None when no run does."""
+    floor = float(spec["criterion"]["min_fraction"])
     scales = [f"{float(s):g}" for s in spec["scales"]]
+    runs = {r["name"]: r for r in spec["runs"]}
+    best: dict[str, tuple[float, str] | None] = {}
+    for rec in records:
+        method = runs.get(rec["name"], {}).get("paper")
+        if not method or method not in paper:
+            continue
+        best.setdefault(method, None)
+        frac = fractions(rec, paper[method], scales)
+        if all(frac[s] >= floor for s in scales):
+            mean = sum(frac.values()) / len(frac)
+            if best[method] is None or mean > best[method][0]:
+                best[method] = (mean, rec["name"])
+    return {m: (b[1] if b else None) for m, b in best.items()}
+
+
+def render(records: list[dict], spec: dict, paper: dict | None = None) -> str:
+    """Markdown table of every scored run (gains in dB over bicubic), and, when the spec has a
+    ``criterion`` and the paper's tables are at hand, each run's fraction of the paper's gain
+    and the run the criterion picks per model."""
+    scales = [f"{float(s):g}" for s in spec["scales"]]
+    sets = ["held-out"] + (["B100"] if int(spec.get("b100_images") or 0) > 0 else [])
     head = ["run", "config", "delta", "steps", "train s", "eval solver"]
-    head += [f"held-out x{s}" for s in scales] + [f"B100 x{s}" for s in scales]
+    head += [f"{name} x{s}" for name in sets for s in scales]
+    holdout = spec["common"]["holdout"]
+    where = f"held-out = {holdout['n_images']} {holdout['dataset']} images kept out of training"
+    if "B100" in sets:
+        where += f"; B100 = its first {spec['b100_images']} images"
     lines = [
-        "# cpu recipe sweeps (issue 9)",
+        f"# {spec.get('title', 'cpu recipe sweeps')}",
         "",
-        "Generated by `python -m bench.recipe_sweep bench/sweeps/recipe-cpu.yaml` (do not edit by "
-        "hand). Gains in dB of Y-PSNR over bicubic on the same images: held-out = "
-        f"{spec['common']['holdout']['n_images']} {spec['common']['holdout']['dataset']} "
-        "images kept out of "
-        f"training; B100 = its first {spec['b100_images']} images. `train s` is training wall "
-        "time with one thread on the shared 2-core machine (noisy).",
+        f"Generated by `python -m bench.recipe_sweep {spec.get('file', 'SPEC')}` (do not edit by "
+        f"hand). Gains in dB of Y-PSNR over bicubic on the same images: {where}. "
+        "`train s` is training wall time with one thread on the shared 2-core machine (noisy; "
+        "`–` where the run reuses published weights).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
     for r in records:
         cells = [r["name"], r["config"], r["delta"].replace("|", "\\|"), str(r["steps"])]
-        cells += [f"{r['train_seconds']:.0f}", json.dumps(r["solver"], separators=(",", ":"))]
-        cells += [f"{r['held-out'][s]:+.2f}" for s in scales]
-        cells += [f"{r['B100'][s]:+.2f}" for s in scales]
+        seconds = r.get("train_seconds")
+        cells += ["–" if seconds is None else f"{seconds:.0f}"]
+        cells += [json.dumps(r["solver"], separators=(",", ":"))]
+        cells += [f"{r[name][s]:+.2f}" for name in sets for s in scales]
         lines.append("| " + " | ".join(cells) + " |")
+    if spec.get("criterion") and paper:
+        lines += _criterion_lines(records, spec, paper, scales)
     notes = [f"- **{r['name']}**: {r['note']}" for r in records if r.get("note")]
     return "\n".join(lines + [""] + notes) + "\n"
+
+
+def _criterion_lines(records: list[dict], spec: dict, paper: dict, scales: list[str]) -> list:
+    floor = float(spec["criterion"]["min_fraction"])
+    runs = {r["name"]: r for r in spec["runs"]}
+    lines = [
+        "",
+        "## Fraction of the paper's gain, and the recipe chosen",
+        "",
+        f"Held-out gain / the paper's Table 1 gain over bicubic (B100, 100 images) at each scale. "
+        f"Criterion: among the runs that reach {floor:.0%} of the paper's gain at every scale "
+        "listed, the highest mean fraction; where none does, the sweep is the evidence and the "
+        "paper's loss (`none`) stays. The held-out images are not B100: the fractions are a "
+        "guide for choosing between recipes (every run is scored on the same images), not a "
+        "claim about B100.",
+        "",
+        "| run | paper's model | " + " | ".join(f"x{s}" for s in scales) + " | mean | all >= "
+        f"{floor:.0%} |",
+        "|" + "---|" * (len(scales) + 4),
+    ]
+    for rec in records:
+        method = runs.get(rec["name"], {}).get("paper")
+        if not method or method not in paper:
+            continue
+        frac = fractions(rec, paper[method], scales)
+        ok = all(frac[s] >= floor for s in scales)
+        mean = sum(frac.values()) / len(frac)
+        cells = [rec["name"], method] + [f"{frac[s]:.0%}" for s in scales]
+        lines.append("| " + " | ".join(cells + [f"{mean:.0%}", "yes" if ok else "no"]) + " |")
+    lines += [
+        "",
+        "Chosen: "
+        + "; ".join(
+            f"{m}: {name or 'none reaches the floor everywhere'}"
+            for m, name in sorted(choose(records, spec, paper).items())
+        )
+        + ".",
+    ]
+    return lines
+
+
+def _read_records(jsonl: Path) -> list[dict]:
+    if not jsonl.exists():
+        return []
+    return [json.loads(x) for x in jsonl.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _render_to(out: Path, spec: dict, data_root: str | None) -> None:
+    """Rewrite OUT.md from every record in OUT.jsonl (other sweep processes append there too)."""
+    from bench.report import paper_tables_path
+
+    paper = paper_gains(spec, paper_tables_path(data_root)) if spec.get("criterion") else {}
+    records = _read_records(out.with_suffix(".jsonl"))
+    if records:
+        write_text_atomic(out.with_suffix(".md"), render(records, spec, paper))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", help="sweep YAML (e.g. bench/sweeps/recipe-cpu.yaml)")
     parser.add_argument("--only", default=None, help="comma list of run names")
     parser.add_argument("--runs", default="runs/sweeps", help="checkpoint folder root")
-    parser.add_argument("--out", default="results/cpu/recipe-sweeps", help="OUT.jsonl / OUT.md")
+    parser.add_argument("--out", default=None, help="OUT.jsonl / OUT.md (default: the spec's out)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--report-only", action="store_true", help="only rewrite OUT.md")
     args = parser.parse_args(argv)
@@ -160,41 +281,46 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, yaml.YAMLError) as exc:
         print(f"recipe_sweep: {args.spec}: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    spec.setdefault("file", args.spec)
+    out = Path(args.out or spec.get("out") or "results/cpu/recipe-sweeps")
     jsonl = out.with_suffix(".jsonl")
-    records = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    done = {r["name"] for r in records}
     only = set(args.only.split(",")) if args.only else None
     cache: dict = {}
     for run in spec["runs"] if not args.report_only else []:
+        done = {r["name"] for r in _read_records(jsonl)}
         if run["name"] in done or (only and run["name"] not in only):
             continue
         cfg = run_config(spec, run)
-        run_dir = Path(args.runs) / run["name"]
-        print(f"recipe_sweep: {run['name']}: training -> {run_dir}", flush=True)
-        seconds = _train_run(cfg, run_dir, args.data_root)
-        print(f"recipe_sweep: {run['name']}: trained in {seconds:.0f} s; scoring", flush=True)
+        if run.get("reuse"):
+            try:
+                final = published_weights(run, cfg)
+            except FileNotFoundError as exc:
+                print(f"recipe_sweep: {exc}", file=sys.stderr)
+                return 2
+            seconds = None
+            print(f"recipe_sweep: {run['name']}: published weights {final}; scoring", flush=True)
+        else:
+            run_dir = Path(args.runs) / run["name"]
+            print(f"recipe_sweep: {run['name']}: training -> {run_dir}", flush=True)
+            seconds = round(_train_run(cfg, run_dir, args.data_root), 1)
+            final = run_dir / "final.pt"
+            print(f"recipe_sweep: {run['name']}: trained in {seconds:.0f} s; scoring", flush=True)
         rec = {
             "name": run["name"],
             "config": run["config"],
             "delta": _delta_text(run),
             "note": run.get("note", ""),
             "steps": int(cfg["max_steps"]),
-            "train_seconds": round(seconds, 1),
+            "train_seconds": seconds,
             "threads": torch.get_num_threads(),
-            **score(cfg, run_dir / "final.pt", spec, args.data_root, cache),
+            **score(cfg, final, spec, args.data_root, cache),
         }
-        records.append(rec)
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(jsonl, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
-        write_text_atomic(out.with_suffix(".md"), render(records, spec))
-        print(
-            f"recipe_sweep: {run['name']}: held-out {rec['held-out']}, B100 {rec['B100']}",
-            flush=True,
-        )
-    if records:
-        write_text_atomic(out.with_suffix(".md"), render(records, spec))
+        _render_to(out, spec, args.data_root)
+        print(f"recipe_sweep: {run['name']}: held-out {rec['held-out']}", flush=True)
+    _render_to(out, spec, args.data_root)
     return 0
 
 

@@ -77,6 +77,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "ema": 0.0,
     "mixed_scales": False,
     "holdout": {"dataset": None, "n_images": 0},
+    "scale_weight": "none",  # odesr.scale_weight
 }
 
 

@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import yaml
 
 from odesr import tensorboard_log
@@ -69,6 +68,7 @@ from odesr.ensemble import forward_transform
 from odesr.ode import grid_options
 from odesr.prefetch import BatchSource, batch_source
 from odesr.resize import imresize
+from odesr.scale_weight import SCALE_WEIGHTS, scale_weights, weight_of, weighted_l1
 
 __all__ = [
     "DEFAULTS",
@@ -95,6 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,
     "scales": DEFAULT_SCALES,
     "objective": "endpoint",  # endpoint | hr | path (ODE models only; module docstring)
+    # per-scale loss weight, mean 1 over `scales`: none | inv_span | inv_sqrt_span | inv_residual
+    "scale_weight": "none",
     "train_solver": {"method": "rk4", "step_size": 0.25},
     "path": {"h": 1e-3, "t_sampling": "uniform", "t_max": None},
     "align_grid": True,
@@ -194,6 +196,19 @@ def _check_config(cfg: dict) -> None:
     for key in ("patch_size", "batch_size", "max_steps", "lr_halve_every"):
         if int(cfg[key]) < 1:
             raise TrainError(f"{key} must be >= 1, got {cfg[key]!r}")
+    if cfg["scale_weight"] not in SCALE_WEIGHTS:
+        raise TrainError(
+            f"scale_weight must be one of {list(SCALE_WEIGHTS)}, got {cfg['scale_weight']!r}"
+        )
+    if (
+        cfg["scale_weight"] != "none"
+        and cfg["objective"] in SIMULATION_FREE
+        and (cfg.get("path") or {}).get("t_sampling", "uniform") != "scales"
+    ):
+        raise TrainError(
+            "scale_weight weights the configured scales; objective "
+            f"{cfg['objective']!r} draws t from an interval (set path.t_sampling: scales)"
+        )
     if cfg["lr_schedule"] not in LR_SCHEDULES:
         raise TrainError(
             f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg['lr_schedule']!r}"
@@ -553,9 +568,48 @@ def solve_per_sample(
 
 
 def compute_loss(step_module: nn.Module, batch: dict) -> torch.Tensor:
-    """L1 between the prediction (image or derivative) and the batch target."""
+    """L1 between the prediction (image or derivative) and the batch target, each sample
+    weighted by ``batch["weight"]`` when present (:mod:`odesr.scale_weight`)."""
     pred = step_module(batch)
-    return F.l1_loss(pred, batch["target"])
+    return weighted_l1(pred, batch["target"], batch.get("weight"))
+
+
+def bicubic_residuals(
+    images: Sequence[torch.Tensor], cfg: dict, n_patches: int = 32, seed: int = 20240607
+) -> dict[float, float]:
+    """Mean |I(t) - HR| of ``n_patches`` training patches (``patch_size``, 8-bit LR as in
+    training) at each configured scale, drawn by a generator of its own (``seed``, not the run's
+    seed): the same table for every seed of a config, and the run's batches are untouched."""
+    gen = torch.Generator().manual_seed(int(seed))
+    size = int(cfg["patch_size"])
+    usable = [im for im in images if min(im.shape[-2:]) >= size]
+    if not usable:
+        raise TrainError(f"every training image is smaller than patch_size {size}")
+    table: dict[float, float] = {}
+    for t in [float(s) for s in cfg["scales"]]:
+        total = 0.0
+        for _ in range(int(n_patches)):
+            img = usable[int(torch.randint(len(usable), (1,), generator=gen))]
+            height, width = img.shape[-2:]
+            top = int(torch.randint(height - size + 1, (1,), generator=gen))
+            left = int(torch.randint(width - size + 1, (1,), generator=gen))
+            x, y = path_patch(img, top, left, size, t, align=bool(cfg["align_grid"]))
+            total += float((x - y).abs().mean())
+        table[round(t, 6)] = total / int(n_patches)
+    return table
+
+
+def loss_weights(cfg: dict, images: Sequence[torch.Tensor], scales: Sequence[float]):
+    """``{scale: weight}`` of the config's ``scale_weight`` over ``scales`` (the ones the sampler
+    draws), or None for ``none``."""
+    kind = cfg["scale_weight"]
+    if kind == "none":
+        return None
+    residuals = bicubic_residuals(images, cfg) if kind == "inv_residual" else None
+    try:
+        return scale_weights(kind, scales, residuals)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -801,6 +855,7 @@ class _Run:
     sampler: BatchSource  # a PatchSampler, or a Prefetcher around one
     step: int = 0
     trained_on: list[dict] = field(default_factory=list)  # segments, see _machine_segment
+    scale_weights: dict[float, float] | None = None  # loss weight per scale (odesr.scale_weight)
 
 
 def _machine_segment(run: _Run, dev: torch.device, world: int) -> None:
@@ -941,6 +996,8 @@ def _save(run: _Run, path: Path, world: int, rank: int, final: bool = False) -> 
         weights="ema" if run.ema is not None else "last",
         trained_on=run.trained_on,
     )
+    if run.scale_weights is not None:
+        extra["scale_weights"] = {f"{s:g}": w for s, w in run.scale_weights.items()}
     if run.ema is not None and not final:
         extra["ema"] = run.ema.state_dict()
     model = run.ema if (final and run.ema is not None) else run.model
@@ -1035,6 +1092,7 @@ def _train(
     except ValueError as exc:
         raise TrainError(str(exc)) from None
     run = _Run(cfg, model, ema, opt, sched, source)
+    run.scale_weights = loss_weights(cfg, images, sampler.scales)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     last, final = run_dir / "last.pt", run_dir / "final.pt"
@@ -1079,6 +1137,8 @@ def _train(
         while run.step < max_steps:
             t_data = time.perf_counter()
             batch = source.next()
+            if run.scale_weights is not None:
+                batch["weight"] = weight_of(run.scale_weights, batch["scale"])
             data_s += time.perf_counter() - t_data
             loss_value, grad_norm = _train_step(run, step_module, batch, dev, world, last)
             step = run.step

@@ -312,3 +312,26 @@ def test_training_math_is_float32_unless_tf32_is_asked(tmp_path: Path, monkeypat
     tr.train(_cfg(), tmp_path / "run", device="cpu", tf32=tf32)
     assert seen["flags"] == (tf32, tf32)
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+@pytest.mark.parametrize("kind", ["inv_span", "inv_residual"])
+def test_scale_weighted_training_records_its_weights_and_resumes(tmp_path: Path, kind) -> None:
+    """A scale-weighted run trains other weights than the unweighted one, stores its weight
+    table (mean 1 over the scales), and resumes bitwise like any run."""
+    cfg = _cfg(
+        "smoke/vdsr+t", max_steps=4, checkpoint_every=2, mixed_scales=True, scale_weight=kind
+    )
+    plain = _cfg("smoke/vdsr+t", max_steps=4, checkpoint_every=2, mixed_scales=True)
+    _run(cfg, tmp_path / "w")
+    _run(plain, tmp_path / "p")
+    state, extra = _final(tmp_path / "w")
+    assert not _same_state(state, _final(tmp_path / "p")[0])
+    table = extra["scale_weights"]
+    assert set(table) == {"1.5", "2", "2.5", "3"}
+    assert abs(sum(table.values()) / 4 - 1) < 1e-9 and table["1.5"] > table["3"]
+    assert extra["config"]["scale_weight"] == kind
+    assert "scale_weights" not in _final(tmp_path / "p")[1]
+    resumed = tmp_path / "r"  # 2 steps, then resumed to 4 (the step schedule allows it)
+    _run({**cfg, "max_steps": 2}, resumed)
+    _run(cfg, resumed, resume=True)
+    assert _same_state(_final(resumed)[0], state)
