@@ -6,6 +6,10 @@ RDN (in_ch 3, no upsampler) gives G0-channel features of the LR image (B, G0, h,
 2-layer MLP from ``(i/r - floor(i/r), j/r - floor(j/r), 1/r)``: ``3 -> hidden -> 3*3*G0*out_ch``
 (hidden 256, ReLU). Computed in chunks of output rows with ``unfold`` (no per-pixel loops), so
 memory stays bounded for any output size.
+
+``skip: bicubic`` (not in Meta-SR) adds the MATLAB-bicubic upscale of the LR image to the output
+and zeroes the MLP's last layer, so the untrained model returns bicubic and the network learns a
+residual, as the +t and ODE models do; ``skip: none`` (default) is Meta-SR's architecture.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from odesr.degrade import upscale
 from odesr.models import SRModel, default_size, resolve_net
 from odesr.nets import build_backbone
 
@@ -82,14 +87,26 @@ class MetaRDN(SRModel):
     input_kind = "lr"
     nfe_per_call = 1
 
-    def __init__(self, preset: str = "paper", net: dict | None = None, hidden: int = 256) -> None:
+    SKIPS = ("none", "bicubic")
+
+    def __init__(
+        self, preset: str = "paper", net: dict | None = None, hidden: int = 256, skip: str = "none"
+    ) -> None:
         super().__init__()
+        if skip not in self.SKIPS:
+            raise ValueError(f"meta-rdn: skip must be one of {list(self.SKIPS)}, got {skip!r}")
         net_kwargs = resolve_net("rdn", preset, net, in_ch=3, upsampler=False)
         net_kwargs.pop("upscale", None)
         net_kwargs.pop("out_ch", None)
         self.net = build_backbone("rdn", None, **net_kwargs)
         self.upsample = MetaUpscale(net_kwargs["G0"], out_ch=3, hidden=hidden)
         self.spec = {"name": "meta-rdn", "preset": preset, "net": net_kwargs, "hidden": hidden}
+        self.skip = skip
+        if skip != "none":  # specs without a skip stay as they were (same checkpoint keys)
+            self.spec["skip"] = skip
+            last = self.upsample.mlp[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(
         self, x: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
@@ -99,4 +116,5 @@ class MetaRDN(SRModel):
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a positive number, got {scale!r}")
         size = tuple(size) if size is not None else default_size(x, scale)
-        return self.upsample(self.net(x), scale, size, **opts)
+        out = self.upsample(self.net(x), scale, size, **opts)
+        return out + upscale(x, scale, size) if self.skip == "bicubic" else out

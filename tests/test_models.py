@@ -191,3 +191,18 @@ def test_tiles_are_exact_by_default(name):
     if model.receptive_radius:  # too little context differs, so the check above is not vacuous
         rough = model.super_resolve(lr, 2.0, tile=5, overlap=1, **opts)
         assert (rough.image - full.image).abs().max() > 1e-4
+
+
+def test_meta_rdn_bicubic_skip_starts_at_bicubic_and_keeps_old_specs():
+    """``skip: bicubic`` returns the MATLAB-bicubic upscale untrained (a residual learner);
+    the default spec has no ``skip`` key, so earlier checkpoints keep their key."""
+    from odesr.degrade import upscale
+
+    lr = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(3))
+    model = build({**smoke_spec("meta-rdn"), "skip": "bicubic"})
+    with torch.no_grad():
+        out = model(lr, 2.5, (23, 28))
+    assert torch.allclose(out, upscale(lr, 2.5, (23, 28)), atol=1e-6)
+    assert model.spec["skip"] == "bicubic" and "skip" not in build(smoke_spec("meta-rdn")).spec
+    with pytest.raises(ValueError, match="skip"):
+        build({**smoke_spec("meta-rdn"), "skip": "nearest"})
