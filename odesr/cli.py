@@ -8,6 +8,7 @@ User errors (bad files, values, names) print one line ``odesr: error: ...`` and 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 from odesr import __version__
 
-__all__ = ["main", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "SOLVER_CHOICES"]
+__all__ = ["main", "error_line", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "SOLVER_CHOICES"]
 
 # the names odesr.degrade.PROTOCOLS and odesr.ode.METHODS define (repeated here so that --help
 # imports no torch; tests/test_cli_help.py checks they agree)
@@ -133,9 +134,16 @@ def _check_eval_args(args: argparse.Namespace) -> Path:
     validate.tolerance(args.rtol, "--rtol")
     validate.tolerance(args.atol, "--atol")
     out = validate.output_file(args.out)
-    if out.is_file() and out.stat().st_size and not out.read_bytes()[:6] == b"model,":
+    validate.lock_file(out, "--out")
+    if out.is_file() and out.stat().st_size and not _starts_with(out, b"model,"):
         raise UserError(f"--out {out}: exists and is not an odesr eval CSV; not replacing it")
     return out
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    """Whether the file ``path`` begins with ``prefix`` (reads only that many bytes)."""
+    with open(path, "rb") as fh:
+        return fh.read(len(prefix)) == prefix
 
 
 def _eval_solver(model, args: argparse.Namespace):
@@ -180,7 +188,7 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     """``odesr eval`` once ``--out`` is locked by this process (one writer per CSV)."""
 
     from odesr.degrade import DEFAULT_PROTOCOL
-    from odesr.evaluate import EVAL_COLUMNS, EvalSettings, eval_table, summarize
+    from odesr.evaluate import EVAL_COLUMNS, EvalSettings, check_datasets, eval_table, summarize
     from odesr.io import write_csv_atomic
     from odesr.models import load_model
     from odesr.ode import time_grid
@@ -199,6 +207,8 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
         tile=args.tile,
         tf32=args.tf32,
     )
+    # every dataset's names, headers and sizes against every scale, before any is evaluated
+    check_datasets(model, args.dataset, scales, settings, args.data_root, args.limit)
     rows: list[dict] = []
     for dataset in args.dataset:
         part = eval_table(
@@ -273,6 +283,20 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def error_line(exc: BaseException) -> str:
+    """One line for a user-facing error: its message's first line; for an OS error (disk full,
+    permissions, a lock that is a folder, a symlink loop) the reason and the file it names."""
+    if isinstance(exc, OSError) and exc.strerror and exc.args and isinstance(exc.args[0], int):
+        where = exc.filename if exc.filename is not None else ""
+        other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        text = f"{where}{other}: {exc.strerror}" if where != "" else exc.strerror
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            text += " (no space for the output; nothing was replaced)"
+        return text
+    text = str(exc).splitlines()[0] if str(exc).strip() else ""
+    return text or exc.__class__.__name__
+
+
 def _command(argv: Sequence[str]) -> str | None:
     """The sub-command named in ``argv`` (its first non-option word), if any."""
     return next((a for a in argv if not a.startswith("-")), None)
@@ -296,9 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         print("odesr: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except (UserError, DataError, ValueError, FileNotFoundError, PermissionError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"odesr: error: {message}", file=sys.stderr)
+    except (UserError, DataError, ValueError, OSError) as exc:
+        print(f"odesr: error: {error_line(exc)}", file=sys.stderr)
         return 2
     finally:
         if previous is not None:

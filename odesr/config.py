@@ -45,6 +45,9 @@ __all__ = [
     "parse_set",
     "profiles",
     "read_yaml",
+    "load_yaml_text",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
     "split_name",
     "weights_hash",
 ]
@@ -96,6 +99,63 @@ def deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
+MAX_YAML_BYTES = 1 << 20  # a config or experiment file is a few kB
+MAX_YAML_DEPTH = 32  # nested mappings/lists (the deepest shipped file has 5)
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that odesr does not take (an alias, too deep)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses aliases (``*name``: no alias bombs; no odesr file uses
+    anchors) and nesting deeper than :data:`MAX_YAML_DEPTH` (before Python's recursion limit)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise _Refused(
+                problem="aliases (*name) are not supported; write the value out",
+                problem_mark=mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _Refused(
+                    problem=f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    """Parse YAML ``text`` with the bounded safe loader: at most :data:`MAX_YAML_BYTES`, no
+    aliases, at most :data:`MAX_YAML_DEPTH` levels. Errors: one-line :class:`ConfigError`
+    naming ``where`` (a file, a ``--set`` key) and the line."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{where}: more than {MAX_YAML_BYTES} characters of YAML (the limit; odesr's YAML "
+            "files are a few kB)"
+        )
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where_at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        what = "YAML refused" if isinstance(exc, _Refused) else "YAML syntax error"
+        raise ConfigError(f"{where}: {what}{where_at}: {problem}") from None
+    except RecursionError:  # pragma: no cover - the depth bound comes first
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 # parsed YAML by the file's text: composing one experiment reads the same few config files
 # hundreds of times, and PyYAML's parser dominated that time
 _PARSED: dict[str, Any] = {}
@@ -107,17 +167,13 @@ def read_yaml(path: str | os.PathLike) -> dict:
     Each call reads the file and returns its own copy (text parsed before is not parsed again)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        if text not in _PARSED:
-            _PARSED[text] = yaml.safe_load(text)
-        doc = copy.deepcopy(_PARSED[text])
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            text = fh.read(MAX_YAML_BYTES + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read ({why or exc})") from None
+    if text not in _PARSED:
+        _PARSED[text] = load_yaml_text(text, str(path))
+    doc = copy.deepcopy(_PARSED[text])
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -194,9 +250,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         key, text = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key.strip()}: {text!r} is not a YAML value") from None
+            out[key.strip()] = load_yaml_text(text, f"--set {key.strip()}")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (value {text[:80]!r})") from None
     return out
 
 

@@ -25,10 +25,11 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from odesr.data import LoadedImage, list_images, load_images
+from odesr.data import LoadedImage, inspect_images, list_images, load_images
 from odesr.degrade import (
     DEFAULT_PROTOCOL,
     make_case,
@@ -37,7 +38,7 @@ from odesr.degrade import (
     quantize,
     upscale,
 )
-from odesr.metrics import Reference, prepare_reference, psnr, score, shave_for
+from odesr.metrics import Reference, check_scorable, prepare_reference, psnr, score, shave_for
 from odesr.ode import NO_SOLVER_COLUMNS, SolverSettings
 from odesr.validate import tiles_affordable
 
@@ -50,6 +51,9 @@ __all__ = [
     "device_label",
     "parse_scales",
     "EvalSettings",
+    "check_sizes",
+    "check_datasets",
+    "dataset_files",
     "evaluate_images",
     "evaluate_dataset",
     "eval_table",
@@ -100,7 +104,13 @@ def parse_scales(text: str) -> list[float]:
                     raise ValueError
                 if stop < start:
                     raise ValueError
-                n = math.floor((stop - start) / step + 1e-6)
+                span = (stop - start) / step + 1e-6
+                if not math.isfinite(span) or span > MAX_SCALES:  # sized before floor()
+                    raise ValueError(
+                        f"bad --scales {part!r}: more than {MAX_SCALES} scales; at most "
+                        f"{MAX_SCALES} are allowed"
+                    )
+                n = math.floor(span)
                 if len(scales) + n + 1 > MAX_SCALES:
                     raise ValueError(
                         f"bad --scales {part!r}: {n + 1} scales; at most {MAX_SCALES} are allowed"
@@ -235,6 +245,58 @@ def _tile_overlap(model: torch.nn.Module, scale: float, settings: EvalSettings) 
     return DEFAULT_OVERLAP if exact is None else exact
 
 
+def check_sizes(
+    model: torch.nn.Module,
+    sizes: Sequence[tuple[object, tuple[int, int]]],
+    scales: Sequence[float],
+    settings: EvalSettings,
+) -> None:
+    """Refuse, before any work and naming the file, an image (``(name, (H, W))``) too small for
+    a scale (LR under 2 px, or too small to score SSIM after the border shave) or whose tiles
+    would cost too much."""
+    if settings.batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {settings.batch_size}")
+    for scale in scales:
+        overlap = _tile_overlap(model, scale, settings)
+        for name, (h, w) in sizes:
+            try:
+                case = protocol_case(h, w, scale, settings.protocol)
+                check_scorable(case.sr_size, scale)
+                if overlap is not None:
+                    tiles_affordable(case.sr_size, settings.tile, overlap, "--tile")
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+
+
+def dataset_files(
+    dataset: str, data_root: str | None = None, limit: int | None = None
+) -> list[Path]:
+    """The first ``limit`` (None: all) image files of ``dataset``, their headers checked
+    (:func:`odesr.data.inspect_images`) but nothing decoded."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    files = list_images(dataset, data_root)
+    files = files if limit is None else files[:limit]
+    inspect_images(files)
+    return files
+
+
+def check_datasets(
+    model: torch.nn.Module,
+    datasets: Sequence[str],
+    scales: Sequence[float],
+    settings: EvalSettings,
+    data_root: str | None = None,
+    limit: int | None = None,
+) -> None:
+    """Every check :func:`eval_table` would make, for every dataset, from the image headers
+    only (names, sizes, modes, pixel limit, scales against sizes): run before any dataset is
+    evaluated, so a bad image in the last one costs no work."""
+    for dataset in datasets:
+        headers = inspect_images(dataset_files(dataset, data_root, limit))
+        check_sizes(model, [(h.path, h.size) for h in headers], scales, settings)
+
+
 def evaluate_images(
     model: torch.nn.Module,
     images: Sequence[LoadedImage],
@@ -247,15 +309,7 @@ def evaluate_images(
     settings = settings or EvalSettings()
     groups = _group(images, settings.batch_size)
     scales = list(scales)
-    for scale in scales:  # fail before any work, with the file's name: too small, tiles too costly
-        overlap = _tile_overlap(model, scale, settings)
-        for m in images:
-            try:
-                case = protocol_case(m.rgb.shape[-2], m.rgb.shape[-1], scale, settings.protocol)
-                if overlap is not None:
-                    tiles_affordable(case.sr_size, settings.tile, overlap, "--tile")
-            except ValueError as exc:
-                raise ValueError(f"{m.path}: {exc}") from None
+    check_sizes(model, [(m.path, tuple(m.rgb.shape[-2:])) for m in images], scales, settings)
     if getattr(model, "spec", {}).get("name") == "bicubic":
         return _evaluate_bicubic(images, scales, settings, on_batch)
     rows: list[dict] = []
@@ -358,8 +412,11 @@ _JOB: tuple = ()  # (images, scales, settings) of the running bicubic pool, inhe
 
 def _worker_init() -> None:
     """Forked workers die on SIGTERM: a parent's handler that ignores or re-raises it (submitit's
-    job wrapper, the CLI's cleanup handler) would otherwise make ``Pool.terminate`` wait forever."""
+    job wrapper, the CLI's cleanup handler) would otherwise make ``Pool.terminate`` wait forever.
+    They ignore SIGINT: Ctrl-C reaches the whole process group, and only the parent reports it
+    (one line) and ends the pool."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _bicubic_chunk(which: list[int]) -> list[tuple[int, dict]]:
@@ -411,10 +468,7 @@ def evaluate_dataset(
     limit: int | None = None,
 ) -> list[dict]:
     """Load ``dataset`` (name or folder) and evaluate ``model`` on it at every scale."""
-    files = list_images(dataset, data_root)
-    if limit is not None:
-        files = files[:limit]
-    images = load_images(files)
+    images = load_images(dataset_files(dataset, data_root, limit))
     bar = None
     if progress:
         from tqdm import tqdm

@@ -1,11 +1,15 @@
 """Atomic file writes, CSV reads that detect damage, and file locks.
 
 * A reader never sees a half-written file and a crash never truncates one: data goes to a
-  temporary ``.<name>.<pid>.<random>.tmp`` beside the target, is fsynced, then renamed over it
-  (``overwrite=True``) or hard-linked to it, which fails when the target exists
-  (``overwrite=False``: the refusal is enforced at write time, not only checked before).
-* A writer killed with SIGKILL leaves its temporary behind; the next write into that folder
-  removes temporaries of this naming pattern whose process is gone (same host).
+  temporary ``.<name>.odesr-<16 hex>.tmp`` beside the target (a random token and the ``odesr-``
+  marker: a name only odesr makes), is fsynced, then renamed over it (``overwrite=True``) or
+  hard-linked to it, which fails when the target exists (``overwrite=False``: the refusal is
+  enforced at write time, not only checked before).
+* The writer holds an exclusive ``flock`` on its temporary from before it gets that name (it is
+  created as ``....new`` and renamed once locked). A writer killed with SIGKILL leaves its
+  temporary behind, unlocked; the next write into that folder removes temporaries of exactly
+  this pattern that no process holds locked. Nothing else is ever removed (no file of another
+  name, no link, no folder; no guessing from numbers in names).
 * Locks: :mod:`filelock` (``<file>.lock``) around results CSVs and ``odesr eval --out``.
 * :func:`read_csv_rows` returns the rows of a CSV and the lines that do not parse (wrong field
   count, a last line cut mid-line, a missing column), so no damaged row is ever used.
@@ -18,7 +22,7 @@ import errno
 import io
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,30 +36,46 @@ __all__ = [
     "remove_stale_temporaries",
 ]
 
-_TMP_RE = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+_TMP_RE = re.compile(r"^\..+\.odesr-[0-9a-f]{16}\.tmp$")
 _swept: set[Path] = set()
 
+try:  # POSIX advisory locks mark a temporary as in use by its writer
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: stale temporaries are left alone
+    fcntl = None  # type: ignore[assignment]
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+
+def _unlocked(path: str) -> bool:
+    """Whether the regular file ``path`` can be locked now (no live writer holds it)."""
+    if fcntl is None:
         return False
-    except PermissionError:
-        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove ``.<name>.<pid>.<random>.tmp`` files in ``folder`` whose writer (pid) is dead."""
-    removed = []
+    """Remove odesr's own temporaries (``.<name>.odesr-<16 hex>.tmp``, regular files) in
+    ``folder`` that no writer holds locked; every other file is left alone."""
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        m = _TMP_RE.match(entry.name)
-        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+        try:
+            regular = entry.is_file(follow_symlinks=False)
+        except OSError:
+            continue
+        if not regular or _TMP_RE.match(entry.name) is None or not _unlocked(entry.path):
             continue
         try:
             os.unlink(entry.path)
@@ -65,12 +85,34 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _new_temporary(parent: Path, name: str) -> tuple[int, str]:
+    """An open, locked, new temporary ``.<name>.odesr-<token>.tmp`` in ``parent`` (fd, path).
+
+    It is created under a name the sweep ignores and renamed once locked, so a sweep never sees
+    it unlocked while its writer lives."""
+    token = secrets.token_hex(8)
+    tmp = str(parent / f".{name}.odesr-{token}.tmp")
+    fresh = tmp[: -len(".tmp")] + ".new"
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(fresh, tmp)
+    except BaseException:
+        os.close(fd)
+        if os.path.exists(fresh):
+            os.unlink(fresh)
+        raise
+    return fd, tmp
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then move it to ``path``.
 
     ``overwrite=False`` raises :class:`FileExistsError` if ``path`` exists at the moment of the
     move (hard link, atomic), so two writers never both succeed. Files get the permissions a
-    plain ``open(path, "wb")`` would give.
+    plain ``open(path, "wb")`` would give. OS errors (disk full, permissions) propagate as
+    :class:`OSError` after the temporary is removed; ``path`` is then unchanged.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -83,21 +125,24 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = T
         _swept.add(parent.resolve())
         remove_stale_temporaries(parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        fd, tmp = _new_temporary(parent, path.name)
     except OSError as exc:
         raise PermissionError(f"cannot write to {parent}: {exc.strerror}") from None
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_new(tmp, path)
+            os.chmod(tmp, 0o666 & ~umask)  # created 0600; give the usual permissions
+            try:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:  # disk full, file size limit: name the file being written
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["rgb_to_y", "shave_for", "psnr", "ssim", "score", "Reference", "prepare_reference"]
+__all__ = [
+    "rgb_to_y",
+    "shave_for",
+    "check_scorable",
+    "psnr",
+    "ssim",
+    "score",
+    "Reference",
+    "prepare_reference",
+]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 Y_ROUNDINGS = ("matlab", "float")
@@ -60,6 +69,18 @@ def rgb_to_y(x: torch.Tensor, rounding: str = "matlab") -> torch.Tensor:
 # variances and covariances do not change, and E[x^2] - E[x]^2 cancels 4x less in float32.
 _CENTRE = 128.0
 _WINDOW, _SIGMA = 11, 1.5
+
+
+def check_scorable(size: tuple[int, int], scale: float) -> None:
+    """Refuse an SR size (H, W) whose region left after the ``scale``'s border shave is
+    smaller than SSIM's window (ValueError), so it is found before any model runs."""
+    shave = shave_for(scale)
+    h, w = size[0] - 2 * shave, size[1] - 2 * shave
+    if min(h, w) < _WINDOW:
+        raise ValueError(
+            f"SR size {size[0]}x{size[1]} at scale {scale:g} leaves {max(h, 0)}x{max(w, 0)} "
+            f"pixels after the {shave}-pixel border shave; SSIM needs {_WINDOW}x{_WINDOW}"
+        )
 
 
 def _plane(x: torch.Tensor, test_y_channel: bool, y_rounding: str) -> torch.Tensor:

@@ -37,7 +37,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from PIL import Image
 
 from odesr import validate
 from odesr.arguments import upscale_arguments
-from odesr.data import IMAGE_SUFFIXES, read_image
+from odesr.data import IMAGE_SUFFIXES, inspect_images, read_image
 from odesr.io import write_bytes_atomic
 from odesr.models import BUNDLED_MODEL, DEFAULT_OVERLAP, load_model
 from odesr.ode import METHODS, SolverSettings, time_grid
@@ -65,6 +64,10 @@ __all__ = [
     "TRAJECTORY_MAX_PIXELS",
     "AUTO_TILE",
     "MIN_SIDE",
+    "MAX_SCALE",
+    "auto_tile",
+    "to_uint",
+    "parse_scale",
     "add_arguments",
     "run_from_args",
     "output_shape",
@@ -98,6 +101,7 @@ MAX_PIXELS_WHOLE = 8_000_000  # models that cannot be tiled (they take the LR im
 TRAJECTORY_MAX_PIXELS = 4_000_000  # --trajectory keeps every step's frame in memory
 AUTO_TILE = 1024  # tile side used when --tile is not given
 MIN_SIDE = 2
+MAX_SCALE = 8000.0  # MIN_SIDE * MAX_SCALE squared is MAX_PIXELS_TILED
 GIF_MAX_SIDE = 1024
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -137,14 +141,19 @@ def _positive_int(text: str | None, name: str, minimum: int = 1) -> int | None:
     return value
 
 
-def parse_scale(text: str) -> float:
-    """``--scale``: a finite real number > 1."""
+def parse_scale(text: str | float, flag: str = "--scale") -> float:
+    """``--scale``: a finite real number in (1, :data:`MAX_SCALE`] (``flag`` names it)."""
     try:
         value = float(text)
-    except (TypeError, ValueError):
-        raise UpscaleError(f"--scale must be a number > 1, got {text!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UpscaleError(f"{flag} must be a number > 1, got {text!r}") from None
     if not math.isfinite(value) or value <= 1:
-        raise UpscaleError(f"--scale must be a finite number > 1, got {text!r}")
+        raise UpscaleError(f"{flag} must be a finite number > 1, got {text!r}")
+    if value > MAX_SCALE:
+        raise UpscaleError(
+            f"{flag} {value:g} is above {MAX_SCALE:g}: even a {MIN_SIDE}x{MIN_SIDE} image "
+            f"would exceed the {MAX_PIXELS_TILED // 1_000_000} Mpx output limit"
+        )
     return value
 
 
@@ -235,20 +244,6 @@ def plan_jobs(
     return jobs
 
 
-def _peek_size(path: Path) -> tuple[int, int] | None:
-    """(h, w) from the header without decoding; None when Pillow cannot even open it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-    except Image.DecompressionBombError:
-        raise UpscaleError(f"{path}: image is too large to decode safely") from None
-    except Exception:  # noqa: BLE001 - read_image gives the precise message
-        return None
-    return h, w
-
-
 def check_size(
     path: Path, h: int, w: int, scale: float, tiled: bool, tileable: bool
 ) -> tuple[int, int]:
@@ -322,7 +317,8 @@ def upscale_array(
     on_tile: Callable[[], None] | None = None,
     device: str = "cpu",
 ) -> Restored:
-    """Super-resolve ``arr`` (h, w, C) float in [0, 1], C in {1, 3, 4}, to ``size`` (H, W) with
+    """Super-resolve ``arr`` (h, w, C) float in [0, 1], C in {1, 2, 3, 4} (grey, grey+alpha,
+    RGB, RGBA), to ``size`` (H, W) with
     :meth:`odesr.models.SRModel.super_resolve` (tiles for ``upscaled`` models; ``overlap`` None:
     exact). Grey is replicated to RGB; alpha is enlarged with MATLAB bicubic, not the network.
 
@@ -330,6 +326,8 @@ def upscale_array(
     (h', w', 3) float32 with its output slices instead of it being kept in ``Restored.rgb``.
     """
     channels = arr.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise ValueError(f"expected 1 to 4 channels (grey, grey+alpha, RGB, RGBA), got {channels}")
     rgb = arr[..., :3] if channels >= 3 else np.repeat(arr[..., :1], 3, axis=2)
     lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).to(torch.float32)
     out = None if sink is not None else np.empty((*size, 3), dtype=np.float32)
@@ -355,14 +353,15 @@ def upscale_array(
     if res.trajectory is not None:
         frames = [_hwc(frame) for frame in res.trajectory]
         times = [float(t) for t in res.times]
-    alpha = _enlarge_alpha(arr[..., 3], scale, size) if channels == 4 else None
+    alpha = _enlarge_alpha(arr[..., -1], scale, size) if channels in (2, 4) else None
     return Restored(out, alpha, int(res.nfe), frames, times)
 
 
 # --------------------------------------------------------------------------- encoding
 
 
-def _to_uint(x: np.ndarray, bits: int) -> np.ndarray:
+def to_uint(x: np.ndarray, bits: int) -> np.ndarray:
+    """Float values in [0, 1] (clipped) to ``bits``-bit integers, rounded half up."""
     peak = 65535.0 if bits == 16 else 255.0
     q = np.floor(np.clip(x, 0.0, 1.0) * peak + 0.5)
     return q.astype(np.uint16 if bits == 16 else np.uint8)
@@ -370,7 +369,9 @@ def _to_uint(x: np.ndarray, bits: int) -> np.ndarray:
 
 def encode(arr: np.ndarray, fmt: str) -> bytes:
     """Encode a uint8 (H, W[, C]) or uint16 (H, W) array in ``fmt`` (PNG, JPEG, TIFF, WEBP)."""
-    img = Image.fromarray(arr)
+    img = Image.fromarray(arr)  # (H, W, 2) uint8 is grey and alpha (LA)
+    if img.mode == "LA" and fmt == "WEBP":  # WebP has no grey: RGBA holding grey values
+        img = img.convert("RGBA")
     buf = io.BytesIO()
     if fmt == "JPEG":
         img.save(buf, format="JPEG", quality=JPEG_QUALITY)
@@ -473,10 +474,9 @@ def _check_inputs(
     the context around each explicit ``--tile``, whose cost is bounded)."""
     sizes: list[tuple[int, int]] = []
     tiled = opts.tile is not None
+    for header in inspect_images([job.src for job in jobs]):  # every header before decoding
+        check_size(header.path, *header.size, opts.scale, tiled, tileable)
     for job in jobs:
-        peek = _peek_size(job.src)
-        if peek is not None:
-            check_size(job.src, *peek, opts.scale, tiled, tileable)
         arr, _ = read_image(job.src)
         H, W = check_size(job.src, arr.shape[0], arr.shape[1], opts.scale, tiled, tileable)
         del arr
@@ -495,7 +495,7 @@ def _check_inputs(
     return sizes
 
 
-def _auto_tile(
+def auto_tile(
     model: torch.nn.Module, scale: float, settings: SolverSettings | None, size: tuple[int, int]
 ) -> int | None:
     """Tile side without ``--tile``: one piece when a single window of AUTO_TILE plus the exact
@@ -516,17 +516,17 @@ def _upscale_one(
     from tqdm import tqdm
 
     arr, bits = read_image(job.src)
-    grey = arr.shape[2] == 1
+    grey = arr.shape[2] in (1, 2)  # grey, or grey and alpha
     out_bits = 16 if bits == 16 and job.fmt in ("PNG", "TIFF") and grey else 8
     result = np.empty((*size, 1 if grey else 3), np.uint16 if out_bits == 16 else np.uint8)
 
     def sink(part: np.ndarray, where: tuple[slice, slice]) -> None:
         if not np.isfinite(part).all():
             raise UpscaleError(f"{job.src}: the model output holds NaN/inf; nothing written for it")
-        result[where] = _to_uint(part.mean(axis=2, keepdims=True) if grey else part, out_bits)
+        result[where] = to_uint(part.mean(axis=2, keepdims=True) if grey else part, out_bits)
 
     tileable = model.input_kind == "upscaled"
-    tile = opts.tile if opts.tile is not None else _auto_tile(model, opts.scale, settings, size)
+    tile = opts.tile if opts.tile is not None else auto_tile(model, opts.scale, settings, size)
     n_tiles = len(tile_grid(*size, tile)) if tileable else 1
     tile_bar = tqdm(
         total=n_tiles,
@@ -566,7 +566,10 @@ def _with_alpha(final: np.ndarray, res: Restored, job: Job) -> np.ndarray:
     if job.fmt == "JPEG":
         print(f"odesr: warning: {job.dst}: JPEG has no alpha; alpha dropped", file=sys.stderr)
         return final
-    return np.concatenate([final, _to_uint(res.alpha, 8)[..., None]], axis=2)
+    alpha = to_uint(res.alpha, 16 if final.dtype == np.uint16 else 8)
+    if final.ndim == 2:  # grey and alpha
+        return np.stack([final, alpha], axis=2)
+    return np.concatenate([final, alpha[..., None]], axis=2)
 
 
 def _model_choice(args: argparse.Namespace) -> str | Path | None:
@@ -629,7 +632,7 @@ def _write_trajectory(
 ) -> None:
     """Write the trajectory frames (8-bit PNGs) and the animated GIF."""
     assert res.frames is not None and res.times is not None
-    frames8 = [_to_uint(f.mean(axis=2) if grey else f, 8) for f in res.frames]
+    frames8 = [to_uint(f.mean(axis=2) if grey else f, 8) for f in res.frames]
     *pngs, gif = _trajectory_paths(folder, stem, res.times)
     for p, q in zip(pngs, frames8, strict=True):
         _write(p, encode(q, "PNG"), overwrite)

@@ -10,7 +10,8 @@ it as ``odesr: error: ...`` and exits 2). Bounds, and why:
 * tiles: the tiles' windows (core plus overlap, clipped to the image) may cover at most
   :data:`MAX_TILE_COST` times the output's pixels, what ``tile == overlap`` costs inside a large
   image (``--tile 8`` with a 32 px overlap on a 96x80 output: 60x).
-* outputs: not a folder, and the nearest existing folder above is writable.
+* outputs: not a folder, and the nearest existing folder above is writable; their lock
+  ``<out>.lock`` a regular file or absent (not a folder or a symlink).
 * Step counts are bounded in :data:`odesr.ode.MAX_STEPS`, scale lists in
   :data:`odesr.evaluate.MAX_SCALES`.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "tiles_affordable",
     "writable_folder",
     "output_file",
+    "lock_file",
     "finite_weights",
 ]
 
@@ -115,6 +117,18 @@ def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise ValueError(f"{flag} {path}: is a folder, expected a file name")
     writable_folder(path.parent if str(path.parent) else Path("."), f"{flag} {path}: folder")
     return path
+
+
+def lock_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """The lock file ``<path>.lock`` that guards ``path``, refused when it cannot be one: a
+    folder, a symlink (a loop or not), or anything but a regular file."""
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    if os.path.islink(lock):
+        raise ValueError(f"{flag} {path}: its lock {lock} is a symlink; remove it")
+    if lock.exists() and not lock.is_file():
+        raise ValueError(f"{flag} {path}: its lock {lock} is not a regular file; remove it")
+    return lock
 
 
 def finite_weights(state_dict: dict, source: str) -> None:

@@ -95,8 +95,10 @@ def test_upscale_equals_the_cli(tmp_path: Path) -> None:
 
 
 def test_upscale_refuses_bad_input() -> None:
-    with pytest.raises(ValueError, match="uint8 or uint16"):
-        odesr.upscale(np.zeros((4, 4), np.float32), 2, "bicubic")
+    with pytest.raises(ValueError, match="uint8, uint16 or float"):
+        odesr.upscale(np.zeros((4, 4), np.int32), 2, "bicubic")
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        odesr.upscale(np.full((4, 4), 2.0, np.float32), 2, "bicubic")
     with pytest.raises(ValueError, match="> 1"):
         odesr.upscale(np.zeros((4, 4), np.uint8), 0.5, "bicubic")
     with pytest.raises(ValueError, match="not an ODE model"):
