@@ -684,8 +684,8 @@ def _gains_figure(
 def _gains_band_figure(
     exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, rows, path: Path
 ) -> str:
-    """Each model's gain over ``reference`` per scale with its 95% hierarchical bootstrap
-    interval over seeds and images (:func:`bench.claims.gain_bands`)."""
+    """Each model's gain over ``reference`` per scale with its 95% interval over seeds and
+    images, crossed (:func:`bench.claims.gain_bands`)."""
     from bench import figures
     from bench.claims import gain_bands
 
@@ -701,7 +701,8 @@ def _gains_band_figure(
         profile,
         f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images, paired per "
         "training seed and image (mean over images per seed, then over seeds); band: 95% "
-        "hierarchical bootstrap interval (seeds, then images within them) "
+        "interval for seeds crossed with images, the wider of the two-way random-effects t "
+        "interval and the crossed bootstrap "
         "(dots: scales seen in training, crosses: unseen)",
         s,
         [reference, *models],
