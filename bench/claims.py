@@ -1,4 +1,4 @@
-"""The paper's claims judged with a paired 95% hierarchical bootstrap interval (report ``claims``).
+"""The paper's claims judged with a paired 95% interval for seeds x images (report ``claims``).
 
 An experiment lists its claims under ``claims`` (data, not code)::
 
@@ -18,11 +18,20 @@ where both models have rows (the x8 ensemble may be evaluated at fewer).
 
 ``difference``: delta = PSNR(a) - PSNR(b) per (seed, image, scale), seed k of a with seed k of b
 (a model without training, bicubic, pairs with every seed), pooled over the claim's scales (mean
-per seed and image), then :func:`bench.stats.hierarchical_bootstrap`. ``extrapolation``
+per seed and image), then :func:`bench.stats.crossed_interval` on the seed x image table (every
+seed is scored on the same images: a crossed design). ``extrapolation``
 (``base_scale``, default 4): per seed and image, the drop of the gain over bicubic from the base
 scale to each claim scale, of b minus that of a, i.e. ``[d(s) - d(base)]`` with d = a - b (the
 bicubic terms cancel on the same image): positive means a degrades more gracefully than b.
+Interval (``ci_low``, ``ci_high``): the wider of the two-way random-effects t interval
+(Satterthwaite degrees of freedom; ``t_low``, ``t_high``, ``t_df``) and the crossed bootstrap
+(seeds and one shared image draw resampled; ``boot_low``, ``boot_high``); ``estimator`` names
+which.
 Verdict: ``holds`` when the interval is above 0, ``fails`` below 0, else ``inconclusive``.
+``p_value``: two-sided, from the two-way t statistic. ``verdict_holm``: Holm's step-down over
+all rows of the table at family-wise 5%: a row keeps its verdict where Holm rejects its null,
+else it reads ``inconclusive`` (Holm never turns an inconclusive row into a verdict; a row
+without data counts as p = 1).
 
 ``paper_delta``: the same delta from the paper's tables over the claim scales the paper reports
 for both methods (which ones: ``claims.md``); empty where it reports none.
@@ -47,16 +56,26 @@ __all__ = ["CLAIM_COLUMNS", "CLAIM_KEYS", "check_claims", "gain_bands", "judge",
 
 CLAIM_COLUMNS = [
     "claim",
+    "dataset",
     "comparison",
     "scales",
     "paper_delta",
     "ours_delta",
     "ci_low",
     "ci_high",
+    "estimator",
+    "p_value",
     "n_images",
     "n_seeds",
     "verdict",
+    "verdict_holm",
+    "t_low",
+    "t_high",
+    "t_df",
+    "boot_low",
+    "boot_high",
 ]
+HOLM_ALPHA = 0.05
 CLAIM_KEYS = (
     "claim",
     "a",
@@ -196,6 +215,44 @@ def _num(x: float, digits: int = 3) -> str:
     return "" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
+def _p_text(p: float) -> str:
+    """A p-value to 3 significant digits (``<1e-6`` below that)."""
+    if p is None or math.isnan(p):
+        return ""
+    return "<1e-6" if p < 1e-6 else f"{p:.3g}"
+
+
+def _interval_fields(ci: stats.CrossedInterval) -> dict:
+    """The claims.csv fields of one interval (:data:`CLAIM_COLUMNS`), Holm's verdict aside."""
+    iv = ci.chosen
+    return dict(
+        ours_delta=_num(iv.estimate),
+        ci_low=_num(iv.low),
+        ci_high=_num(iv.high),
+        estimator=iv.estimator,
+        p_value=_p_text(iv.p_value),
+        n_images=iv.n_images,
+        n_seeds=iv.n_seeds,
+        verdict=iv.verdict,
+        t_low=_num(ci.t.low),
+        t_high=_num(ci.t.high),
+        t_df=_num(ci.t.df, 1),
+        boot_low=_num(ci.boot.low),
+        boot_high=_num(ci.boot.high),
+    )
+
+
+def _holm_verdicts(rows: list[dict], p_values: list[float]) -> None:
+    """``verdict_holm`` of every row: its verdict where Holm's step-down over all rows rejects
+    its null at :data:`HOLM_ALPHA`, else ``inconclusive`` (``no data`` stays)."""
+    rejected = stats.holm(p_values, HOLM_ALPHA)
+    for row, reject in zip(rows, rejected, strict=True):
+        if row["verdict"] == "no data":
+            row["verdict_holm"] = "no data"
+        else:
+            row["verdict_holm"] = row["verdict"] if reject else "inconclusive"
+
+
 def judge(
     exp: Experiment,
     profile: str,
@@ -203,8 +260,10 @@ def judge(
     ref: pd.DataFrame,
     n_boot: int = stats.DEFAULT_B,
 ) -> list[dict]:
-    """One result per claim: the claims.csv row plus ``per_scale`` intervals and notes."""
+    """One result per claim: the claims.csv row plus ``per_scale`` intervals
+    (:class:`bench.stats.CrossedInterval`), ``dropped`` cells and notes."""
     out = []
+    p_values = []
     for claim in exp.for_profile(profile).get("claims") or []:
         diffs = _paired(rows, claim)
         # the scales with paired rows (a model evaluated at fewer, e.g. the x8 ensemble: those)
@@ -213,28 +272,33 @@ def judge(
         paper, paper_scales = _paper_delta(exp, profile, claim, scales, ref)
         row = dict(
             claim=str(claim["claim"]),
+            dataset=str(claim.get("dataset", "B100")),
             comparison=_comparison(claim),
             scales=_scales_text(scales),
             paper_delta=_num(paper, 2),
         )
-        per_scale = []
+        per_scale, dropped = [], 0
         if values:
-            iv = stats.hierarchical_bootstrap(stats.by_seed(values), n_boot)
-            row.update(
-                ours_delta=_num(iv.estimate),
-                ci_low=_num(iv.low),
-                ci_high=_num(iv.high),
-                n_images=iv.n_images,
-                n_seeds=iv.n_seeds,
-                verdict=iv.verdict,
-            )
+            ci = stats.crossed_interval(values, n_boot)
+            row.update(_interval_fields(ci))
+            p_values.append(ci.chosen.p_value)
+            dropped = ci.dropped
             for scale in scales:
-                one = stats.by_seed(_claim_values(diffs, claim, [scale]))
-                per_scale.append((scale, stats.hierarchical_bootstrap(one, n_boot)))
+                one = _claim_values(diffs, claim, [scale])
+                per_scale.append((scale, stats.crossed_interval(one, n_boot)))
         else:
-            row.update(ours_delta="", ci_low="", ci_high="", n_images=0, n_seeds=0)
-            row["verdict"] = "no data"
-        out.append(dict(row=row, claim=claim, per_scale=per_scale, paper_scales=paper_scales))
+            row.update({c: "" for c in CLAIM_COLUMNS if c not in row})
+            row.update(n_images=0, n_seeds=0, verdict="no data")
+            p_values.append(math.nan)
+        out.append(
+            dict(
+                row=row, claim=claim, per_scale=per_scale, paper_scales=paper_scales,
+                dropped=dropped,
+            )
+        )  # fmt: skip
+    _holm_verdicts([r["row"] for r in out], p_values)
+    for res in out:
+        res["row"] = {c: res["row"][c] for c in CLAIM_COLUMNS}
     return out
 
 
@@ -246,9 +310,10 @@ def gain_bands(
     dataset: str,
     n_boot: int = stats.DEFAULT_B,
 ) -> pd.DataFrame:
-    """Per model and scale: the gain over ``reference`` (paired per seed and image; mean over
-    images per seed, then over seeds) with its 95% hierarchical bootstrap interval. Columns
-    model, scale, gain, low, high, seen, paper_gain (NaN: no paper line)."""
+    """Per model and scale: the gain over ``reference`` (paired per seed and image; grand mean
+    of the seed x image table) with its 95% interval (:func:`bench.stats.crossed_interval`, the
+    wider of the two-way t and the crossed bootstrap). Columns model, scale, gain, low, high,
+    seen, paper_gain (NaN: no paper line)."""
     out = []
     for model in models:
         claim = {"a": model, "b": reference, "sweep": sweep, "dataset": dataset}
@@ -256,9 +321,7 @@ def gain_bands(
         sub = rows[(rows["model"] == model) & (rows["sweep"] == sweep)]
         seen = dict(zip(sub["scale"].round(6), sub["seen"], strict=True))
         for scale in sorted({k[2] for k in diffs}):
-            iv = stats.hierarchical_bootstrap(
-                stats.by_seed(_claim_values(diffs, claim, [scale])), n_boot
-            )
+            iv = stats.crossed_interval(_claim_values(diffs, claim, [scale]), n_boot).chosen
             out.append(
                 dict(
                     model=model,
@@ -397,13 +460,20 @@ def write_claims(
     md = [
         f"# Claims of the paper — profile `{profile}`\n",
         "Each row: the paired PSNR difference (dB, Y channel) of the comparison, pooled over the "
-        "claim's scales (mean per seed and image), mean over images per training seed, then over "
-        "seeds; 95% hierarchical bootstrap interval (seeds resampled, then images within each; "
-        f"{n_boot} replicates, fixed generator seed). Verdict: holds if ci_low > 0, fails if "
-        "ci_high < 0, else inconclusive. paper_delta: the paper's tables over the claim scales "
-        "they report (listed per claim below), empty where they report none. A row with "
-        "n_seeds 1 has an interval over images only: the spread between training seeds (each "
-        "claim's table of per-model seed spreads below) is not in it.\n",
+        "claim's scales (mean per seed and image), then the grand mean of the seed x image table "
+        "(every seed is scored on the same images: seeds and images are crossed). Interval: 95%, "
+        "the wider of (a) the two-way random-effects t interval (d = mu + seed + image + "
+        "residual; Var(mean) = (MS_seed + MS_image - MS_resid) / (seeds x images), Satterthwaite "
+        "degrees of freedom t_df; MS_resid / (seeds x images) where that combination is not "
+        "positive) and (b) the crossed bootstrap (seeds resampled, one image draw shared by every "
+        f"seed; {n_boot} replicates, fixed generator seed); `estimator` names which, t_low/t_high "
+        "and boot_low/boot_high give both. Verdict: holds if ci_low > 0, fails if ci_high < 0, "
+        "else inconclusive. p_value: two-sided, from the two-way t statistic; verdict_holm: "
+        f"Holm's step-down over all {len(table)} rows at family-wise {HOLM_ALPHA:.0%} (a row "
+        "keeps its verdict where Holm rejects, else inconclusive). paper_delta: the paper's "
+        "tables over the claim scales they report (listed per claim below), empty where they "
+        "report none. A row with n_seeds 1 has an interval over images only: the spread between "
+        "training seeds (each claim's table of per-model seed spreads below) is not in it.\n",
         _md(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
         _devices(rows),
         _trained_on(rows, out_dir / "weights"),
@@ -413,27 +483,37 @@ def write_claims(
         sweep, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
         md.append(f"## {row['claim']}\n")
         md.append(
-            f"{row['comparison']} on {dataset} (sweep {sweep}); verdict **{row['verdict']}**"
+            f"{row['comparison']} on {dataset} (sweep {sweep}); verdict **{row['verdict']}**, "
+            f"after Holm **{row['verdict_holm']}**"
             + (f". {claim['note']}" if claim.get("note") else "")
             + "\n"
         )
+        if res["dropped"]:
+            md.append(
+                f"{res['dropped']} (seed, image) values outside the complete seed x image block "
+                "were left out.\n"
+            )
         if res["paper_scales"]:
             md.append(f"paper_delta over {_scales_text(res['paper_scales'])}.\n")
         if res["per_scale"]:
             md.append(
                 _md(
-                    ["scale", "delta", "ci_low", "ci_high", "images", "seeds", "verdict"],
+                    ["scale", "delta", "ci_low", "ci_high", "estimator", "t", "bootstrap"]
+                    + ["images", "seeds", "verdict"],
                     [
                         [
                             f"×{s:g}",
-                            _num(iv.estimate),
-                            _num(iv.low),
-                            _num(iv.high),
-                            str(iv.n_images),
-                            str(iv.n_seeds),
-                            iv.verdict,
+                            _num(ci.chosen.estimate),
+                            _num(ci.chosen.low),
+                            _num(ci.chosen.high),
+                            ci.chosen.estimator,
+                            f"[{_num(ci.t.low)}, {_num(ci.t.high)}]",
+                            f"[{_num(ci.boot.low)}, {_num(ci.boot.high)}]",
+                            str(ci.chosen.n_images),
+                            str(ci.chosen.n_seeds),
+                            ci.chosen.verdict,
                         ]
-                        for s, iv in res["per_scale"]
+                        for s, ci in res["per_scale"]
                     ],
                 )
             )

@@ -3,7 +3,7 @@
 * :func:`psnr_vs_scale` -- Figure 2: mean PSNR vs scale, a line per model, seen scales as dots and
   unseen ones as crosses; the bicubic reference black, dashed, on top.
 * :func:`gains_vs_scale` -- small multiples: each model's gain over bicubic vs scale (others grey),
-  optionally with a 95% band (the claims experiment: seeds and images bootstrapped).
+  optionally with a 95% band (the claims experiment: seeds crossed with images, bench.stats).
 * :func:`pareto` -- PSNR vs NFE for solver settings (log NFE, ticks at the NFE values), with the
   non-dominated front; diverging models (the path-trained one) in their own panel.
 * :func:`trajectory_data` + :func:`dynamics` -- Figure 3 analogue: mean |f(I(t), t)| along the

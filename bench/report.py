@@ -6,10 +6,14 @@ Writes into ``results/<profile>/``: every table of the experiment's ``report.tab
 of every model, and the training budget (steps, batch, patch, data) of every checkpoint.
 
 Table kinds: ``claims`` (``claims.csv`` + ``claims.md``: each claim's paired difference with
-its 95% hierarchical bootstrap interval and verdict, :mod:`bench.claims`), ``scales`` (Table 1
-layout: a row block per model with ours / paper / difference, scales as columns split into
-blocks of ``block``) and ``solvers`` (Table 2 layout: dataset x scale
-rows, paper / ours / difference per training solver). Figure kinds: ``psnr_vs_scale``
+its 95% interval for the crossed seeds x images design, verdict and Holm's verdict,
+:mod:`bench.claims`), ``scales`` (Table 1 layout: a row block per model, scales as columns split
+into blocks of ``block``: ours and paper PSNR, then like with like, the gain over bicubic on the
+same images against the paper's gain over its bicubic row and their difference) and ``solvers``
+(Table 2 layout: dataset x scale rows, bicubic on the same images, then paper / ours /
+difference and the gain-vs-gain difference per training solver). Bicubic on the same images:
+an untrained bicubic model of the experiment (any sweep) evaluated on the same dataset, image
+subset and scale. Figure kinds: ``psnr_vs_scale``
 (Figure 2), ``gains_vs_scale`` (gain over bicubic), ``gains_band`` (the same with the 95%
 interval over seeds and images; per-image rows), ``pareto`` (PSNR vs NFE), ``dynamics``
 (Figure 3 analogue, needs the checkpoint and the data) and ``strip`` (Figure 1 analogue).
@@ -207,6 +211,62 @@ def _tex_table(
     return "\n".join(out)
 
 
+def _bicubic_ids(exp: Experiment, profile: str) -> list[str]:
+    """The experiment's untrained bicubic models (the references for gains)."""
+    out = []
+    for model in exp.model_ids():
+        try:
+            plan = exp.model_plans(model, profile)[0]
+        except Exception:  # noqa: BLE001 - a model the profile cannot resolve is no reference
+            continue
+        if (
+            not plan.trained
+            and not plan.ensemble
+            and (plan.model_spec or {}).get("name") == ("bicubic")
+        ):
+            out.append(model)
+    return out
+
+
+def _same_images(
+    summary: pd.DataFrame, bicubic: list[str], dataset: str, subset: str
+) -> dict[float, float]:
+    """``{scale: psnr}`` of bicubic on ``dataset``'s ``subset`` (:func:`_bicubic_rows`)."""
+    sub = _bicubic_rows(summary, bicubic, dataset, subset)
+    return {float(s): float(v) for s, v in zip(sub["scale"], sub["psnr"], strict=True)}
+
+
+def _bicubic_rows(
+    summary: pd.DataFrame, bicubic: list[str], dataset: str, subset: str
+) -> pd.DataFrame:
+    """The summary rows of the first bicubic model on ``dataset``'s ``subset`` (may be empty)."""
+    for model in bicubic:
+        sub = summary[
+            (summary["model"] == model)
+            & (summary["dataset"] == dataset)
+            & (summary["subset"] == subset)
+        ]
+        if len(sub):
+            return sub
+    return summary.iloc[0:0]
+
+
+def _paper_any_table(ref: pd.DataFrame, dataset: str, method: str, scale: float) -> float:
+    """The paper's value of ``method`` on ``dataset`` at ``scale`` from whichever of its tables
+    has one (bicubic is in Table 1 only)."""
+    for table in sorted(ref["table"].unique()) if not ref.empty else []:
+        value = _lookup(ref, table, dataset, method, scale)
+        if not math.isnan(value):
+            return value
+    return math.nan
+
+
+def _paper_bicubic(summary: pd.DataFrame, bicubic: list[str]) -> str:
+    """The paper's label of its bicubic row (``bicubic`` unless a bicubic model names one)."""
+    labels = summary.loc[summary["model"].isin(bicubic), "paper"]
+    return next((str(x) for x in labels if str(x)), "bicubic")
+
+
 def scales_table(
     summary: pd.DataFrame,
     ref: pd.DataFrame,
@@ -214,10 +274,16 @@ def scales_table(
     dataset: str,
     paper_table: str | None,
     block: int = 10,
+    bicubic: list[str] | None = None,
 ) -> list[tuple[list[str], list[list]]]:
-    """Blocks of (header, rows): per model rows 'ours', 'paper', 'Δ' (the latter two only when the
-    paper has values for it); scales as columns, ``block`` per block."""
+    """Blocks of (header, rows), scales as columns, ``block`` per block. Per model: 'ours' and
+    'paper' PSNR; then like with like: 'gain' (ours - bicubic on the same images: a model of
+    ``bicubic`` on the same dataset and image subset), 'paper gain' (the paper's row - its
+    bicubic row) and 'Δ gain' (gain - paper gain). A bicubic model itself: 'ours', 'paper' and
+    'Δ' (ours - paper) only where it was evaluated on all the images, as the paper was."""
+    bicubic = list(bicubic or [])
     df = summary[summary["dataset"] == dataset]
+    paper_base_label = _paper_bicubic(df, bicubic)
     scales = sorted(df["scale"].unique())
     blocks = []
     for b in range(0, len(scales), max(block, 1)):
@@ -232,26 +298,54 @@ def scales_table(
             name = model + (f" ({label})" if label and label != model else "")
             ours = {s: float(v) for s, v in zip(sub["scale"], sub["psnr"], strict=True)}
             paper = {s: _lookup(ref, paper_table, dataset, label, s) for s in cols}
+            has_paper = any(not math.isnan(v) for v in paper.values())
             rows.append([name, "ours"] + [_f(ours.get(s, math.nan)) for s in cols])
-            if any(not math.isnan(v) for v in paper.values()):
+            if has_paper:
                 rows.append(["", "paper"] + [_f(paper[s]) for s in cols])
-                rows.append(["", "Δ"] + [_f(ours.get(s, math.nan) - paper[s], True) for s in cols])
+            if model in bicubic:
+                if has_paper and str(sub["subset"].iloc[0]) == "all":
+                    rows.append(
+                        ["", "Δ"] + [_f(ours.get(s, math.nan) - paper[s], True) for s in cols]
+                    )
+                continue
+            base = _same_images(df, bicubic, dataset, str(sub["subset"].iloc[0]))
+            if not base:
+                continue
+            gain = {s: ours.get(s, math.nan) - base.get(s, math.nan) for s in cols}
+            rows.append(["", "gain"] + [_f(gain[s], True) for s in cols])
+            if has_paper:
+                pgain = {
+                    s: paper[s] - _lookup(ref, paper_table, dataset, paper_base_label, s)
+                    for s in cols
+                }
+                rows.append(["", "paper gain"] + [_f(pgain[s], True) for s in cols])
+                rows.append(["", "Δ gain"] + [_f(gain[s] - pgain[s], True) for s in cols])
         blocks.append((header, rows))
     return blocks
 
 
 def solvers_table(
-    summary: pd.DataFrame, ref: pd.DataFrame, models: dict[str, str], paper_table: str | None
+    summary: pd.DataFrame,
+    ref: pd.DataFrame,
+    models: dict[str, str],
+    paper_table: str | None,
+    bicubic: dict[tuple[str, float], float] | None = None,
+    paper_bicubic: dict[tuple[str, float], float] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Table 2 layout: rows dataset × scale; per solver key: paper, ours, Δ."""
-    header = ["dataset", "scale"]
+    """Table 2 layout: rows dataset × scale; ``bicubic`` (ours on the same images, by
+    (dataset, scale)) and ``paper_bicubic`` (the paper's, where it has one); per solver key:
+    paper, ours, Δ (ours - paper) and Δ gain ((ours - bicubic) - (paper - paper's bicubic))."""
+    bicubic, paper_bicubic = bicubic or {}, paper_bicubic or {}
+    header = ["dataset", "scale", "bicubic ours", "bicubic paper"]
     for key in models:
-        header += [f"{key} paper", f"{key} ours", f"{key} Δ"]
+        header += [f"{key} paper", f"{key} ours", f"{key} Δ", f"{key} Δ gain"]
     rows = []
     pairs = summary[["dataset", "scale"]].drop_duplicates()
     for dataset in sorted(pairs["dataset"].unique()):
         for scale in sorted(pairs[pairs["dataset"] == dataset]["scale"]):
-            row = [dataset, f"×{scale:g}"]
+            base = bicubic.get((dataset, round(float(scale), 6)), math.nan)
+            paper_base = paper_bicubic.get((dataset, round(float(scale), 6)), math.nan)
+            row = [dataset, f"×{scale:g}", _f(base), _f(paper_base)]
             for key, model in models.items():
                 sub = summary[
                     (summary["model"] == model)
@@ -261,7 +355,8 @@ def solvers_table(
                 ours = float(sub["psnr"].iloc[0]) if len(sub) else math.nan
                 label = sub["paper"].iloc[0] if len(sub) else None
                 paper = _lookup(ref, paper_table, dataset, label, scale, solver=key)
-                row += [_f(paper), _f(ours), _f(ours - paper, True)]
+                gap = (ours - base) - (paper - paper_base)
+                row += [_f(paper), _f(ours), _f(ours - paper, True), _f(gap, True)]
             rows.append(row)
     return header, rows
 
@@ -417,17 +512,67 @@ def _paper_reference(spec: dict, path: Path) -> pd.DataFrame:
     return paper_values(path)
 
 
-def _scales_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]]:
+def _images_text(subset: str, n: int, dataset: str) -> str:
+    """``B100's first 20 images`` / ``all 100 B100 images``."""
+    return f"all {n} {dataset} images" if subset == "all" else f"{dataset}'s {subset} images"
+
+
+def _like_with_like_text(
+    summary: pd.DataFrame, bicubic: list[str], models: list[str], dataset: str
+) -> str:
+    """Which bicubic rows the gains use, on which images, and how far a subset's bicubic mean is
+    from the whole set's (why absolute PSNR of a subset is not compared with the paper's)."""
+    df = summary[summary["dataset"] == dataset]
+    subsets = sorted(
+        {str(x) for x in df.loc[df["model"].isin(models) & ~df["model"].isin(bicubic), "subset"]}
+    )
+    parts, offsets = [], []
+    whole = _bicubic_rows(df, bicubic, dataset, "all")
+    for subset in subsets:
+        ref = _bicubic_rows(df, bicubic, dataset, subset)
+        if ref.empty:
+            parts.append(f"no bicubic row on {dataset}'s {subset} images: no gain")
+            continue
+        n = int(ref["n"].max())
+        parts.append(f"{ref['model'].iloc[0]} on {_images_text(subset, n, dataset)}")
+        if subset != "all" and not whole.empty:
+            a = dict(zip(ref["scale"], ref["psnr"], strict=True))
+            b = dict(zip(whole["scale"], whole["psnr"], strict=True))
+            common = sorted(set(a) & set(b))
+            if common:
+                gap = sum(a[x] - b[x] for x in common) / len(common)
+                offsets.append(
+                    f"bicubic on {_images_text(subset, n, dataset)} is {gap:+.2f} dB from "
+                    f"bicubic on all {int(whole['n'].max())} (mean over {len(common)} scales)"
+                )
+    text = "gain = ours - bicubic on the same images (" + "; ".join(parts) + ")"
+    if offsets:
+        text += (
+            ". Absolute PSNR on a subset is not the paper's full-set mean: "
+            + "; ".join(offsets)
+            + ", so a model's ours - paper in PSNR is not shown"
+        )
+    return text
+
+
+def _scales_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list[str]]:
     models = t.get("models") or _sweep_models(exp, profile, t.get("sweep", "main"))
     datasets = [t["dataset"]] if t.get("dataset") else sorted(s["dataset"].unique())
+    bicubic = _bicubic_ids(exp, profile)
     md, tex = [], []
     for dataset in datasets:
         sd = s[s["dataset"] == dataset]
-        what = f"{exp.title}: {dataset}, ours vs paper (Δ = ours - paper)"
+        what = (
+            f"{exp.title}: {dataset}, ours vs paper like with like. "
+            + _like_with_like_text(sd, bicubic, models, dataset)
+            + ". paper gain = the paper's row - its bicubic row (its means over all of "
+            + f"{dataset}); Δ gain = gain - paper gain; Δ = ours - paper only for bicubic on "
+            "all the images"
+        )
         cap = caption(exp, profile, what, sd, models)
         md.append(f"### {dataset}\n\n{cap}\n")
         blocks = scales_table(
-            sd, ref, models, dataset, t.get("paper_table"), int(t.get("block", 10))
+            sd, ref, models, dataset, t.get("paper_table"), int(t.get("block", 10)), bicubic
         )
         for i, (header, rows) in enumerate(blocks):
             md.append(_md_table(header, rows))
@@ -435,18 +580,40 @@ def _scales_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]
     return md, tex
 
 
-def _solvers_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]]:
+def _solvers_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list[str]]:
     models_map = dict(t["models"])
+    bicubic = _bicubic_ids(exp, profile)
+    ours, paper, used, missing = {}, {}, [], []
+    first = s[s["model"].isin(models_map.values())]
+    pairs = zip(first["dataset"], first["subset"], strict=True)
+    for dataset, subset in sorted({(d, str(x)) for d, x in pairs}):
+        rows = _bicubic_rows(full, bicubic, dataset, subset)
+        n = int(first.loc[first["dataset"] == dataset, "n"].max())
+        if rows.empty:
+            missing.append(_images_text(subset, n, dataset))
+        used.append(rows)
+        for scale, psnr in zip(rows["scale"], rows["psnr"], strict=True):
+            ours[dataset, round(float(scale), 6)] = float(psnr)
+        label = _paper_bicubic(full, bicubic)
+        for scale in sorted(first.loc[first["dataset"] == dataset, "scale"]):
+            key = (dataset, round(float(scale), 6))
+            paper[key] = _paper_any_table(ref, dataset, label, scale)
     what = (
         f"{exp.title}: Euler vs RK4 (each model evaluated with its training solver; "
-        "Δ = ours - paper)"
+        "Δ = ours - paper; bicubic ours: bicubic on the same images as the models"
+        + (f" (not evaluated on {', '.join(missing)})" if missing else "")
+        + "; bicubic paper: the paper's bicubic row, its means over all of the set, where it "
+        "has one; Δ gain = (ours - bicubic ours) - (paper - bicubic paper), like "
+        "with like)"
     )
-    cap = caption(exp, profile, what, s, list(models_map.values()))
-    header, rows = solvers_table(s, ref, models_map, t.get("paper_table"))
+    with_bicubic = pd.concat([s, *used]) if used else s
+    shown = [*models_map.values(), *dict.fromkeys(m for rows in used for m in rows["model"])]
+    cap = caption(exp, profile, what, with_bicubic, shown)
+    header, rows = solvers_table(s, ref, models_map, t.get("paper_table"), ours, paper)
     return [cap + "\n", _md_table(header, rows)], [_tex_table(header, rows, cap, base)]
 
 
-def _gains_section(exp, profile, t, s, ref, base) -> tuple[list[str], list[str]]:
+def _gains_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list[str]]:
     models = list(t["models"])
     reference = str(t.get("reference", "bicubic-subset"))
     dataset = str(t["dataset"])
@@ -475,7 +642,7 @@ def _write_table(exp, profile, t, summary, ref, out_dir: Path) -> tuple[list[Pat
     if t["kind"] not in _TABLE_KINDS:
         raise ValueError(f"unknown table kind {t['kind']!r}")
     s = summary[summary["sweep"] == sweep]
-    md, tex = _TABLE_KINDS[t["kind"]](exp, profile, t, s, ref, base)
+    md, tex = _TABLE_KINDS[t["kind"]](exp, profile, t, s, ref, base, summary)
     paths = []
     for ext, parts in (("md", md), ("tex", tex)):
         path = out_dir / f"{base}.{ext}"
@@ -684,8 +851,8 @@ def _gains_figure(
 def _gains_band_figure(
     exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, rows, path: Path
 ) -> str:
-    """Each model's gain over ``reference`` per scale with its 95% hierarchical bootstrap
-    interval over seeds and images (:func:`bench.claims.gain_bands`)."""
+    """Each model's gain over ``reference`` per scale with its 95% interval over seeds and
+    images, crossed (:func:`bench.claims.gain_bands`)."""
     from bench import figures
     from bench.claims import gain_bands
 
@@ -701,7 +868,8 @@ def _gains_band_figure(
         profile,
         f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images, paired per "
         "training seed and image (mean over images per seed, then over seeds); band: 95% "
-        "hierarchical bootstrap interval (seeds, then images within them) "
+        "interval for seeds crossed with images, the wider of the two-way random-effects t "
+        "interval and the crossed bootstrap "
         "(dots: scales seen in training, crosses: unseen)",
         s,
         [reference, *models],

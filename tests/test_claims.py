@@ -7,7 +7,6 @@ approximation of the bootstrap interval of a mean, the paper's tables read direc
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,62 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import stats
 from bench.claims import CLAIM_COLUMNS, judge
 from bench.experiment import ExperimentError, load_experiment
 from bench.results import SharedRows, share_key
 from bench.runner import run_experiment
 
 # ----------------------------------------------------------------------------- stats
-
-
-def test_constant_differences_give_a_zero_width_interval() -> None:
-    groups = [np.full(10, 0.37), np.full(7, 0.37), np.full(12, 0.37)]
-    iv = stats.hierarchical_bootstrap(groups, n_boot=2000)
-    assert iv.estimate == pytest.approx(0.37, abs=1e-12)
-    assert iv.low == pytest.approx(0.37, abs=1e-12)
-    assert iv.high == pytest.approx(0.37, abs=1e-12)
-    assert iv.verdict == "holds" and (iv.n_seeds, iv.n_images) == (3, 12)
-
-
-def test_one_seed_is_the_image_bootstrap_near_the_normal_approximation() -> None:
-    """One seed: the percentile interval of a mean of n values is close to
-    mean +- 1.96 sd / sqrt(n) (sd with ddof=0, the bootstrap's plug-in variance)."""
-    values = np.random.default_rng(7).normal(0.2, 0.5, size=400)
-    iv = stats.hierarchical_bootstrap([values], n_boot=20000)
-    half = 1.959964 * values.std(ddof=0) / math.sqrt(len(values))
-    assert iv.estimate == pytest.approx(values.mean(), abs=1e-12)
-    assert iv.low == pytest.approx(values.mean() - half, abs=0.1 * half)
-    assert iv.high == pytest.approx(values.mean() + half, abs=0.1 * half)
-
-
-def test_more_seed_spread_widens_the_interval() -> None:
-    rng = np.random.default_rng(3)
-    noise = [rng.normal(0.0, 0.1, size=10) for _ in range(3)]
-    narrow = [n + off for n, off in zip(noise, (0.0, 0.01, -0.01), strict=True)]
-    wide = [n + off for n, off in zip(noise, (0.0, 0.5, -0.5), strict=True)]
-    a = stats.hierarchical_bootstrap(narrow)
-    b = stats.hierarchical_bootstrap(wide)
-    assert (b.high - b.low) > 2 * (a.high - a.low)
-    # reproducible: a fixed generator seed
-    assert stats.hierarchical_bootstrap(wide) == b
-
-
-def test_verdicts() -> None:
-    assert stats.Interval(0.1, 0.01, 0.2, 3, 10).verdict == "holds"
-    assert stats.Interval(-0.1, -0.2, -0.01, 3, 10).verdict == "fails"
-    assert stats.Interval(0.1, -0.01, 0.2, 3, 10).verdict == "inconclusive"
-    assert stats.Interval(0.0, 0.0, 0.2, 3, 10).verdict == "inconclusive"
-
-
-def test_pairing_and_pooling_by_hand() -> None:
-    a = {(0, "x", 2.0): 30.0, (0, "x", 3.0): 28.0, (1, "x", 2.0): 31.0, (1, "y", 2.0): 29.0}
-    b = {(0, "x", 2.0): 29.5, (0, "x", 3.0): 28.5, (1, "x", 2.0): 30.0, (2, "x", 2.0): 0.0}
-    d = stats.paired_differences(a, b)
-    assert d == {(0, "x", 2.0): 0.5, (0, "x", 3.0): -0.5, (1, "x", 2.0): 1.0}
-    pooled = stats.pool_scales(d)
-    assert pooled == {(0, "x"): 0.0, (1, "x"): 1.0}
-    assert stats.mean_of_means(stats.by_seed(pooled)) == 0.5
+# the intervals themselves and Holm's step-down: tests/test_stats.py
 
 
 # ----------------------------------------------------------------------------- claims
@@ -136,6 +86,34 @@ def test_claims_verdicts_and_the_extrapolation_delta_by_hand() -> None:
     assert float(graceful["ours_delta"]) == pytest.approx(0.15, abs=1e-9)
     assert graceful["verdict"] == "holds" and graceful["paper_delta"] == ""
     assert float(out["noisy"]["ours_delta"]) == pytest.approx(-1.0, abs=1e-9)
+    assert first["dataset"] == "B100" and first["verdict_holm"] == "holds"
+    assert first["estimator"] in ("two-way t (Satterthwaite)", "crossed bootstrap")
+
+
+def test_claims_holm_column_by_hand() -> None:
+    """One seed, four images: ode - plus = 1, 2, 3, 4 (t = 2.5 / (1.291 / 2) = 3.873 on 3 df,
+    p = 0.0305: holds alone), bic - plus = 2 everywhere (p ~ 0), bic - ode = 1, 0, -1, -2
+    (p = 0.49). Holm over the 3 rows: 0 <= 0.05/3, then 0.0305 > 0.05/2 stops: only the
+    constant row keeps its verdict."""
+    values = {}
+    for k, im in enumerate("abcd"):
+        values["plus", 0, im, 2.0] = 30.0
+        values["ode", 0, im, 2.0] = 31.0 + k
+        values["bic", 0, im, 2.0] = 32.0
+    claims = [
+        {"claim": "ode > plus", "a": "ode", "b": "plus", "scales": "2"},
+        {"claim": "bic > plus", "a": "bic", "b": "plus", "scales": "2"},
+        {"claim": "bic > ode", "a": "bic", "b": "ode", "scales": "2"},
+    ]
+    exp = load_experiment(_claims_exp(claims))
+    out = {r["row"]["claim"]: r["row"] for r in judge(exp, "smoke", _frame(values), pd.DataFrame())}
+    moderate = out["ode > plus"]
+    assert float(moderate["p_value"]) == pytest.approx(0.0305, abs=5e-4)
+    assert moderate["estimator"] == "two-way t (Satterthwaite)" and moderate["t_df"] == "3.0"
+    assert (moderate["verdict"], moderate["verdict_holm"]) == ("holds", "inconclusive")
+    assert (out["bic > plus"]["verdict"], out["bic > plus"]["verdict_holm"]) == ("holds", "holds")
+    assert out["bic > ode"]["verdict_holm"] == "inconclusive"
+    assert float(out["bic > ode"]["p_value"]) == pytest.approx(0.49, abs=0.01)
 
 
 def test_claims_are_checked_when_loaded() -> None:
