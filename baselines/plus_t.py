@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from odesr.models import SRModel, resolve_net
-from odesr.nets import build_backbone, t_plane_value, with_t_plane
+from odesr.nets import build_backbone, grid_offset_planes, t_plane_value, with_t_plane
 
 
 class PlusT(SRModel):
@@ -30,13 +30,16 @@ class PlusT(SRModel):
         net: dict | None = None,
         t_plane: str = "raw",
         repeat: int = 1,
+        pos: bool = False,
     ) -> None:
         super().__init__()
         backbone = self.backbone_name
         t_plane_value(1.0, t_plane)  # validates the mode
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise ValueError(f"{backbone}+t: repeat must be a positive integer, got {repeat!r}")
-        net_kwargs = resolve_net(backbone, preset, net, in_ch=4, out_ch=3)
+        if not isinstance(pos, bool):
+            raise ValueError(f"{backbone}+t: pos must be true or false, got {pos!r}")
+        net_kwargs = resolve_net(backbone, preset, net, in_ch=4 + 2 * pos, out_ch=3)
         self.net = build_backbone(backbone, None, **net_kwargs)
         self.t_plane = t_plane
         self.repeat = repeat
@@ -46,6 +49,12 @@ class PlusT(SRModel):
         self.spec["t_plane"] = t_plane
         if repeat != 1:  # specs of single-pass nets stay as they were
             self.spec["repeat"] = repeat
+        # two planes of the pixel's offset on the LR grid (odesr.nets.grid_offset_planes);
+        # ``grid_origin`` (B, 2) is set per batch by training (None: whole images)
+        self.pos = pos
+        self.grid_origin: torch.Tensor | None = None
+        if pos:
+            self.spec["pos"] = True
 
     def forward(
         self, x: torch.Tensor, scale: float, size: tuple[int, int] | None = None, **opts: Any
@@ -53,7 +62,10 @@ class PlusT(SRModel):
         """``x`` = I(scale) (B, 3, H, W) -> restored image of the same size."""
         t = scale if torch.is_tensor(scale) else float(scale)  # (B,) when scales are mixed
         for _ in range(self.repeat):
-            x = x + self.net(with_t_plane(x, t, self.t_plane))
+            inp = with_t_plane(x, t, self.t_plane)
+            if self.pos:
+                inp = torch.cat([inp, grid_offset_planes(x, t, self.grid_origin)], dim=1)
+            x = x + self.net(inp)
         return x
 
 

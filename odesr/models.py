@@ -50,6 +50,7 @@ from odesr.resize import output_size
 from odesr.tiling import Sink, bicubic_window, run_tiled
 
 __all__ = [
+    "set_grid_origin",
     "MODELS",
     "ENTRY_POINT_GROUP",
     "BUNDLED_MODEL",
@@ -155,6 +156,16 @@ class SRResult:
     times: torch.Tensor | None = None
 
 
+def set_grid_origin(model: nn.Module, origin: torch.Tensor | None) -> None:
+    """Tell a model with position planes (``pos``) where its input's first pixel sits: (B, 2)
+    row/column offsets in the frame anchoring the LR grid (training patches), None for whole
+    images. A no-op for other models."""
+    if not getattr(model, "pos", False):
+        return
+    holder = getattr(model, "func", model)  # ODE models keep it on their right-hand side
+    holder.grid_origin = origin
+
+
 def default_size(lr: torch.Tensor, scale: float) -> tuple[int, int]:
     """MATLAB output size ``ceil(h * scale), ceil(w * scale)`` of an LR image."""
     return output_size(lr.shape[-2], scale), output_size(lr.shape[-1], scale)
@@ -237,6 +248,14 @@ class SRModel(nn.Module):
         of them being kept.
         """
         size = tuple(size) if size is not None else default_size(lr, scale)
+        if getattr(self, "pos", False):
+            set_grid_origin(self, None)  # whole images: the LR grid starts at pixel 0
+            if tile is not None and max(size) > int(tile):
+                raise ModelError(
+                    f"model {self.spec.get('name')!r} with position planes runs on whole "
+                    f"images: no tiles of {tile} (its LR grid is anchored at the image origin)"
+                )
+            tile = None
         settings = self._resolve_solver(solver, solver_options, return_trajectory)
         if self.input_kind != "upscaled":
             if tile is not None:
@@ -319,6 +338,7 @@ class ODESR(SRModel):
         backbone: str | None = None,
         t_plane: str = "raw",
         predicts: str = "derivative",
+        pos: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone or self.backbone_name
@@ -332,9 +352,12 @@ class ODESR(SRModel):
         if train_solver is not None:
             train_solver = SolverSettings.from_dict(train_solver).as_dict()
         t_plane_value(1.0, t_plane)  # validates the mode
-        net_kwargs = resolve_net(self.backbone, preset, net, in_ch=4, out_ch=3)
+        if not isinstance(pos, bool):
+            raise ValueError(f"pos must be true or false, got {pos!r}")
+        net_kwargs = resolve_net(self.backbone, preset, net, in_ch=4 + 2 * pos, out_ch=3)
         net = build_backbone(self.backbone, None, **net_kwargs)
-        self.func = ODEFunc(net, t_plane=t_plane, residual=predicts == "hr")
+        self.func = ODEFunc(net, t_plane=t_plane, residual=predicts == "hr", pos=pos)
+        self.pos = pos
         self.spec = {
             "name": f"{self.backbone}-ode",
             "preset": preset,
@@ -345,6 +368,8 @@ class ODESR(SRModel):
         }
         if predicts != "derivative":  # older specs and the paper's models carry no such key
             self.spec["predicts"] = predicts
+        if pos:  # likewise: only position-plane models carry it
+            self.spec["pos"] = True
 
     def _check_method(self, method: str) -> None:
         """``path-step`` steps an HR predictor, every other method integrates a derivative."""

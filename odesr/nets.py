@@ -37,6 +37,7 @@ __all__ = [
     "preset",
     "build_backbone",
     "with_t_plane",
+    "grid_offset_planes",
     "t_plane_value",
     "T_PLANES",
     "INITS",
@@ -83,6 +84,30 @@ def t_plane_value(t: float | torch.Tensor, mode: str = "raw") -> float | torch.T
     if mode == "normalized":
         return (t - 1.0) / 3.0
     raise ValueError(f"unknown t_plane {mode!r}; choose from {list(T_PLANES)}")
+
+
+def grid_offset_planes(
+    x: torch.Tensor, t: float | torch.Tensor, origin: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Where each pixel of ``x`` (B, C, H, W) sits on the LR sampling grid at scale ``t``: two
+    planes (rows, columns) holding ``frac(u) - 0.5`` in [-0.5, 0.5), where
+    ``u = (y + 0.5) / t - 0.5`` is the LR coordinate (0-based, MATLAB ``imresize``'s mapping)
+    that output pixel ``y`` samples; 0 at -0.5 means on an LR sample. ``t``: a number or a (B,)
+    tensor. ``origin`` (B, 2) integers: the row and column of ``x``'s first pixel in the frame
+    whose corner anchors the LR grid (a training patch's offset in its crop; None: 0, a whole
+    image). This is the per-axis offset Meta-SR's position projection takes."""
+    b, _, h, w = x.shape
+    t64 = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1).expand(b, 1)
+    if origin is None:
+        origin = torch.zeros(b, 2, dtype=torch.float64)
+    origin = origin.to(torch.float64).reshape(b, 2)
+    rows = origin[:, :1] + torch.arange(h, dtype=torch.float64)  # (B, H)
+    cols = origin[:, 1:] + torch.arange(w, dtype=torch.float64)  # (B, W)
+    u_r = (rows + 0.5) / t64 - 0.5
+    u_c = (cols + 0.5) / t64 - 0.5
+    f_r = (u_r - torch.floor(u_r) - 0.5).to(device=x.device, dtype=x.dtype)
+    f_c = (u_c - torch.floor(u_c) - 0.5).to(device=x.device, dtype=x.dtype)
+    return torch.stack([f_r[:, :, None].expand(b, h, w), f_c[:, None, :].expand(b, h, w)], dim=1)
 
 
 def with_t_plane(x: torch.Tensor, t: float | torch.Tensor, mode: str = "raw") -> torch.Tensor:

@@ -39,7 +39,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from odesr.degrade import path_point
-from odesr.nets import with_t_plane
+from odesr.nets import grid_offset_planes, with_t_plane
 
 __all__ = [
     "ODEFunc",
@@ -126,9 +126,19 @@ class ODEFunc(nn.Module):
     both. :func:`solve` reports the forward NFE of the solve itself, independent of these totals.
     """
 
-    def __init__(self, net: nn.Module, t_plane: bool | str = "raw", residual: bool = False) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        t_plane: bool | str = "raw",
+        residual: bool = False,
+        pos: bool = False,
+    ) -> None:
         super().__init__()
         self.net = net
+        # + two planes of the pixel's offset on the LR grid at the current t
+        # (odesr.nets.grid_offset_planes); ``grid_origin`` (B, 2) is set per batch by training
+        self.pos = pos
+        self.grid_origin: torch.Tensor | None = None
         self.residual = residual  # return y + net(...) (an HR predictor for path-step)
         # "raw" / "normalized" (odesr.nets.T_PLANES); True = "raw"; False / None = no plane
         self.t_plane = "raw" if t_plane is True else (t_plane or None)
@@ -145,6 +155,8 @@ class ODEFunc(nn.Module):
     def forward(self, t: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
         x = with_t_plane(y, t, self.t_plane) if self.t_plane else y
+        if self.pos:
+            x = torch.cat([x, grid_offset_planes(y, t, self.grid_origin)], dim=1)
         out = self.net(x.contiguous(memory_format=CONV_MEMORY_FORMAT) if x.dim() == 4 else x)
         if self.residual:
             out = y + out

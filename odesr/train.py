@@ -251,6 +251,14 @@ def _to_float(img: torch.Tensor) -> torch.Tensor:
     return img.to(torch.float32) / 255.0 if img.dtype == torch.uint8 else img.to(torch.float32)
 
 
+def patch_origin(top: int, left: int, t: float, align: bool = True) -> tuple[int, int]:
+    """Row and column of a :func:`path_patch` patch's first pixel in the crop whose corner
+    anchors the LR grid its I(t) was computed on (what position planes need)."""
+    pad = path_pad(t)
+    period = _grid_period(t) if align else None
+    return pad + (top % period if period else 0), pad + (left % period if period else 0)
+
+
 def path_patch(
     img: torch.Tensor,
     top: int,
@@ -265,10 +273,8 @@ def path_patch(
     Cut with a margin and resized with ``pad=0``; when ``align`` and t = p/q with small p, the crop
     starts on the full image's LR grid so the result equals ``path_point(img, t)[..., patch]``.
     """
+    m_top, m_left = patch_origin(top, left, t, align)
     pad = path_pad(t)
-    period = _grid_period(t) if align else None
-    m_top = pad + (top % period if period else 0)
-    m_left = pad + (left % period if period else 0)
     crop = crop_reflect(img, top - m_top, left - m_left, m_top + size + pad, m_left + size + pad)
     crop = _to_float(crop)
     it = path_point(crop, t, pad=0, quantize_lr=quantize_lr)
@@ -393,6 +399,7 @@ class PatchSampler:
                 "scale": torch.tensor([b["scale"] for b in parts], dtype=torch.float64),
                 "x": torch.cat([b["x"] for b in parts]),
                 "target": torch.cat([b["target"] for b in parts]),
+                "origin": torch.cat([b["origin"] for b in parts]),
             }
         return self._make_samples(plan["samples"])
 
@@ -408,9 +415,10 @@ class PatchSampler:
             (forward_transform(self.images[index], rot, flip), top, left)
             for _, index, rot, flip, top, left in samples
         ]
-        xs, ys = [], []
+        xs, ys, origins = [], [], []
         if self.input_kind == "upscaled":
             for img, top, left in views:
+                origins.append(patch_origin(top, left, t, bool(self.cfg["align_grid"])))
                 if self.objective == "path":
                     x, y = path_derivative(
                         img, top, left, self.patch, t, float(self.cfg["path"]["h"])
@@ -427,7 +435,8 @@ class PatchSampler:
                     )
                 xs.append(x)
                 ys.append(y)
-            return {"scale": t, "x": torch.stack(xs), "target": torch.stack(ys)}
+            origin = torch.tensor(origins, dtype=torch.int64)
+            return {"scale": t, "x": torch.stack(xs), "target": torch.stack(ys), "origin": origin}
         n = self.patch
         lr_n = int(math.floor(n / t + 1e-9))
         sr_n = int(math.floor(lr_n * t + 1e-9))
@@ -514,6 +523,9 @@ class _Step(nn.Module):
         x = batch["x"]
         if getattr(model, "input_kind", "upscaled") == "lr":
             return model(x, t, batch["size"])
+        # set on every batch, never cleared here: activation checkpointing recomputes the
+        # forward during backward, with the same origins
+        _models().set_grid_origin(model, batch.get("origin"))
         if model.is_ode:
             if cfg["objective"] in SIMULATION_FREE:
                 return model.func(_as_t(t, x), x)  # f ~ dI/dt (path), g ~ HR (hr): one pass

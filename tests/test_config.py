@@ -31,6 +31,13 @@ from odesr.train import DEFAULTS, TrainError, load_config, resume_mismatch
 REPO = Path(__file__).resolve().parents[1]
 
 PINNED_HASHES = {
+    # position-plane ablation models, added later (new configs: new keys)
+    "cpu/vdsr+t-pos": "3e75064f0e",
+    "cpu/vdsr-ode-pos": "a6bba77472",
+    "paper/vdsr+t-pos": "bf7e2445e8",
+    "paper/vdsr-ode-pos": "9c9d0d11b1",
+    "smoke/vdsr+t-pos": "854c91817f",
+    "smoke/vdsr-ode-pos": "2509bb8787",
     "cpu/meta-rdn": "4416c17573",
     "cpu/rdn+t": "47fb334f18",
     "cpu/rdn-fixed-x2": "2345ea207c",
