@@ -9,7 +9,11 @@ An experiment file holds
   ``config_per_scale: {2: rdn-fixed-x2, ...}`` (one checkpoint per scale). Optional: ``train``
   (``{dotted.key: value}`` overrides of that config), ``solver`` (evaluation solver options of
   ODE models), ``paper`` (the method's label in the paper tables), ``ensemble: x8``, ``scales``
-  (the only scales the model is evaluated at), ``limit`` (image subset, overrides the sweep's).
+  (the only scales the model is evaluated at), ``limit`` (image subset, overrides the sweep's),
+  ``train_steps: [N, ...]`` (a budget ladder: the entry stands for one model per budget, id
+  ``MODEL@N``, trained with ``max_steps: N``; a sweep listing ``MODEL`` lists them all, in this
+  order, and ``--models MODEL`` selects them all; each budget is its own run, so its lr schedule
+  spans its own ``max_steps``).
 * ``sweeps``: name -> ``{models, datasets: {dataset: scales}, solvers, limit, dataset_limits,
   seeds}`` (a list of sweeps with a ``name`` each is read the same way). ``solvers`` (a list;
   list-valued keys expand as a grid) replaces the models' own solver. ``seeds`` (default: the
@@ -47,8 +51,10 @@ __all__ = [
     "PROFILES",
     "ExperimentError",
     "Experiment",
+    "LADDER_MARK",
     "ModelPlan",
     "Unit",
+    "ladder_base",
     "load_experiment",
     "solver_label",
 ]
@@ -75,7 +81,9 @@ MODEL_KEYS = (
     "ensemble",
     "scales",
     "limit",
+    "train_steps",
 )
+LADDER_MARK = "@"  # ladder model ids: MODEL@N (N training steps)
 SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers", "seeds")
 
 
@@ -189,11 +197,16 @@ class Experiment:
     def title(self) -> str:
         return str(self.raw.get("title", self.name))
 
-    def model_ids(self) -> list[str]:
-        return list(self.raw.get("models", {}))
+    def model_ids(self, profile: str | None = None) -> list[str]:
+        """The model ids (ladders expanded to ``MODEL@N``) of ``profile``, else as written."""
+        if profile is not None:
+            return list(self.for_profile(profile)["models"])
+        base = {k: v for k, v in self.raw.items() if k != "profiles"}
+        return list(_expand_ladders(base)["models"])
 
     def for_profile(self, profile: str) -> dict:
-        """The experiment with ``profiles[profile]``'s overrides applied (checked)."""
+        """The experiment with ``profiles[profile]``'s overrides applied (checked), budget
+        ladders (``train_steps``) expanded into one model entry per budget."""
         base = {k: v for k, v in self.raw.items() if k != "profiles"}
         over = (self.raw.get("profiles") or {}).get(profile) or {}
         try:
@@ -201,7 +214,7 @@ class Experiment:
         except ConfigError as exc:
             raise ExperimentError(f"{self.name}: profiles.{profile}: {exc}") from None
         _check_document(doc, f"{self.name} (profile {profile})")
-        return doc
+        return _expand_ladders(doc)
 
     # ------------------------------------------------------------------ models
     def model_plans(self, model_id: str, profile: str, seed: int | None = None) -> list[ModelPlan]:
@@ -297,7 +310,7 @@ class Experiment:
                 seeds_of.setdefault(model_id, []).extend(self.seeds(sweep))
         out: dict[tuple, ModelPlan] = {}
         cache: dict = {}
-        for model_id in self.model_ids():
+        for model_id in self.model_ids(profile):
             seeds = list(dict.fromkeys(seeds_of.get(model_id) or [None]))
             for plan in self.seeded_plans(model_id, profile, seeds, cache):
                 out.setdefault((plan.id, plan.key), plan)
@@ -314,7 +327,7 @@ class Experiment:
                 raise ExperimentError(f"{self.name}: sweep {name!r} has no datasets")
             seeds = self.seeds(sweep)
             for model_id in sweep.get("models", []):
-                if models and model_id not in models:
+                if models and model_id not in models and ladder_base(model_id) not in models:
                     continue
                 for plan in self.seeded_plans(model_id, profile, seeds, plans_cache):
                     for solver in self._solvers(sweep, plan):
@@ -366,6 +379,59 @@ def _unknown(keys: Any, known: tuple[str, ...], where: str) -> None:
         raise ExperimentError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(known)})")
 
 
+def ladder_base(model_id: str) -> str:
+    """The entry a ladder model id was expanded from (``vdsr-ode@1000`` -> ``vdsr-ode``)."""
+    base, mark, steps = str(model_id).rpartition(LADDER_MARK)
+    return base if mark and steps.isdigit() else str(model_id)
+
+
+def _expand_ladders(doc: dict) -> dict:
+    """``doc`` with each model entry holding ``train_steps: [N, ...]`` replaced by the entries
+    ``MODEL@N`` (its ``train`` plus ``max_steps: N``), and in every sweep ``MODEL`` by them."""
+    models = doc.get("models") or {}
+    ladders = {m: e["train_steps"] for m, e in models.items() if (e or {}).get("train_steps")}
+    if not ladders:
+        return doc
+    out_models: dict = {}
+    for model_id, entry in models.items():
+        if model_id not in ladders:
+            out_models[model_id] = entry
+            continue
+        rest = {k: v for k, v in entry.items() if k != "train_steps"}
+        for steps in ladders[model_id]:
+            train = dict(rest.get("train") or {}, max_steps=int(steps))
+            out_models[f"{model_id}{LADDER_MARK}{int(steps)}"] = dict(rest, train=train)
+    sweeps = {}
+    for name, sweep in (doc.get("sweeps") or {}).items():
+        ids: list[str] = []
+        for model_id in sweep.get("models", []):
+            steps = ladders.get(model_id)
+            ids += [f"{model_id}{LADDER_MARK}{int(n)}" for n in steps] if steps else [model_id]
+        sweeps[name] = dict(sweep, models=ids)
+    return dict(doc, models=out_models, sweeps=sweeps)
+
+
+def _check_ladder(entry: dict, where: str) -> None:
+    """``train_steps``: a non-empty list of distinct positive integers, on a trained model
+    whose ``train`` does not also set ``max_steps``."""
+    steps = entry.get("train_steps")
+    if steps is None:
+        return
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in steps)
+        or len(set(steps)) != len(steps)
+    ):
+        raise ExperimentError(
+            f"{where}.train_steps: expected a list of distinct positive integers, got {steps!r}"
+        )
+    if "model" in entry:
+        raise ExperimentError(f"{where}.train_steps: an untrained model has no training budget")
+    if "max_steps" in (entry.get("train") or {}):
+        raise ExperimentError(f"{where}: train.max_steps and train_steps both set the budget")
+
+
 def _check_document(doc: dict, where: str) -> None:
     """Refuse unknown keys and sweep models without an entry (one line naming them)."""
     _unknown(doc, TOP_KEYS, where)
@@ -376,6 +442,7 @@ def _check_document(doc: dict, where: str) -> None:
         if not isinstance(entry or {}, dict):
             raise ExperimentError(f"{where}: models.{model_id}: expected a mapping")
         _unknown(entry or {}, MODEL_KEYS, f"{where}: models.{model_id}")
+        _check_ladder(entry or {}, f"{where}: models.{model_id}")
     from bench.claims import check_claims
 
     check_claims(doc.get("claims"), models, where)

@@ -68,13 +68,15 @@ COLUMNS = [
     "subset",
     "paper",
     "ensemble",
+    "train_steps",
 ]
 # ``weights``: the model's key (odesr.config.weights_hash of its training config, or its spec when
 # untrained), so rows made with other weights do not count as done after a config change.
 # ``seed``: the training seed ('' untrained); ``code_rev``: git revision that evaluated the row;
 # ``protocol``, ``y_rounding``: the evaluation conventions (odesr.evaluate.EvalSettings);
 # ``ensemble``: the self-ensemble (``x8``) or '' (rows from before this column: unknown, never
-# shared by :class:`SharedRows`).
+# shared by :class:`SharedRows`). ``train_steps``: the training config's ``max_steps`` (''
+# untrained, and in rows from before this column).
 KEY_COLUMNS = ("sweep", "model", "weights", "solver_opts", "dataset", "scale", "subset")
 # What fixes one image's numbers, whatever experiment or sweep asked for it (SharedRows).
 SHARE_COLUMNS = (

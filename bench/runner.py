@@ -181,6 +181,7 @@ def _unit_rows(
         subset=unit.subset,
         paper=plan.paper or "",
         ensemble=plan.ensemble or "",
+        train_steps=plan.train_cfg["max_steps"] if plan.train_cfg is not None else "",
         **extra,
     )
     if meta["steps"] is None:
