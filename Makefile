@@ -51,9 +51,10 @@ clean:
 
 # ---- experiments (bench/): run then report; PROFILE=smoke|cpu|paper (default cpu) ----------
 BENCH_ARGS ?=
-.PHONY: table1 solver-ablation extrapolation claims demo data regress regress-update quality
+.PHONY: table1 solver-ablation extrapolation claims scaling demo data regress regress-update quality
 
-table1 solver-ablation extrapolation claims: $(VENV)/.installed
+# scaling: the budget ladder (gaps against training steps, extrapolated to the paper's 600k)
+table1 solver-ablation extrapolation claims scaling: $(VENV)/.installed
 	$(PY) -m bench run $@ --profile $(PROFILE) $(BENCH_ARGS)
 	$(PY) -m bench report $@ --profile $(PROFILE) $(BENCH_ARGS)
 

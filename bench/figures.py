@@ -10,6 +10,9 @@
   trajectory on a sharp and on a flat patch.
 * :func:`strip` -- Figure 1 analogue: the intermediate images I(t_i) of one solve (crops).
 * :func:`path_following` -- the states of solves on several grids against the true I(t_i) and HR.
+* :func:`budget_ladder` -- a gap against log2(training steps) per comparison and scale set: per-seed
+  points, the fitted line with its band, carried (dashed) to a target budget with its interval,
+  and the paper's margin there.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ __all__ = [
     "dynamics",
     "strip",
     "path_following",
+    "LadderPanel",
+    "budget_ladder",
 ]
 
 
@@ -465,4 +470,81 @@ def path_following(
             bottom.set_ylabel("PSNR(state, HR) dB, Y")
             bottom.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
+    _save(fig, path, caption)
+
+
+@dataclass
+class LadderPanel:
+    """One panel of :func:`budget_ladder`; ``x`` values are log2(steps)."""
+
+    row: int
+    col: int
+    title: str
+    xlabel: str
+    x: np.ndarray  # the rungs
+    per_seed: np.ndarray  # [seed, rung]: mean over images
+    seeds: list[str]
+    band_x: np.ndarray
+    band: np.ndarray  # [len(band_x), 3]: fit, low, high
+    target_x: float
+    forecast: tuple[float, float, float]  # estimate, low, high at target_x
+    margin: float  # the paper's, NaN for none
+    ticks: list[str]  # labels of x then target_x
+
+
+def budget_ladder(panels: list[LadderPanel], path: str | os.PathLike, caption: str) -> None:
+    """Small multiples (rows: scale sets, columns: comparisons) of a gap against log2(steps):
+    grey per-seed points, blue rung means and fitted line (dashed past the last rung, on a
+    shaded extrapolation span) with its interval band, the forecast with its interval at the
+    target and the paper's margin as a red star there. The y range holds the points, the
+    forecast, the margin and 0; a wider band is clipped and the forecast interval written."""
+    sns.set_theme(style="whitegrid", context="paper")
+    n_rows = max(p.row for p in panels) + 1
+    n_cols = max(p.col for p in panels) + 1
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.1 * n_rows), squeeze=False)
+    markers = "osD^vP*X"
+    for p in panels:
+        ax = axes[p.row][p.col]
+        last, tx = float(p.x.max()), p.target_x
+        ax.axvspan(last, tx + 0.6, color="0.95", zorder=0)
+        ax.fill_between(p.band_x, p.band[:, 1], p.band[:, 2], color="tab:blue", alpha=0.13, lw=0)
+        inside = p.band_x <= last
+        ax.plot(p.band_x[inside], p.band[inside, 0], color="tab:blue", lw=1.6)
+        ax.plot(p.band_x[~inside | (p.band_x == last)], p.band[~inside | (p.band_x == last), 0],
+                color="tab:blue", lw=1.4, ls="--")  # fmt: skip
+        offsets = np.linspace(-0.12, 0.12, len(p.seeds)) if len(p.seeds) > 1 else [0.0]
+        for k, seed in enumerate(p.seeds):
+            ax.scatter(p.x + offsets[k], p.per_seed[k], s=16, marker=markers[k % len(markers)],
+                       color="0.35", label=f"seed {seed}", zorder=3)  # fmt: skip
+        ax.scatter(p.x, p.per_seed.mean(axis=0), s=28, color="tab:blue", zorder=4, label="mean")
+        est, low, high = p.forecast
+        ax.errorbar([tx], [est], yerr=[[est - low], [high - est]], fmt="o", color="tab:blue",
+                    capsize=3, zorder=4)  # fmt: skip
+        shown = [*p.per_seed.ravel(), est, 0.0]
+        if math.isfinite(p.margin):
+            ax.scatter([tx], [p.margin], marker="*", s=110, color="tab:red", zorder=5,
+                       label=f"paper {p.margin:+.2f} dB")  # fmt: skip
+            shown.append(p.margin)
+        ax.axhline(0, color="0.5", lw=0.8)
+        pad = 0.25 * (max(shown) - min(shown)) + 0.05
+        ax.set_ylim(min(shown) - pad, max(shown) + pad)
+        ax.annotate(f"{est:+.2f}\n[{low:+.2f}, {high:+.2f}]", (tx, est), xytext=(-6, 0),
+                    textcoords="offset points", ha="right", va="center", fontsize=6.5,
+                    color="tab:blue")  # fmt: skip
+        ax.set_xticks([*p.x, tx])
+        ax.set_xticklabels(p.ticks, fontsize=7)
+        ax.set_xlim(float(p.x.min()) - 0.5, tx + 0.6)
+        ax.text(last + 0.2, 0.97, "extrapolation", transform=ax.get_xaxis_transform(),
+                fontsize=7, va="top", color="0.4")  # fmt: skip
+        ax.set_title(p.title, fontsize=7.5)
+        ax.set_xlabel(p.xlabel, fontsize=7.5)
+        ax.set_ylabel("gap, dB", fontsize=7.5)
+        ax.tick_params(labelsize=7)
+        if p.row == 0 and p.col == 0:
+            ax.legend(fontsize=6, loc="best", framealpha=0.8)
+    for row in axes:
+        for ax in row:
+            if not ax.has_data():
+                ax.set_visible(False)
+    fig.tight_layout()
     _save(fig, path, caption)

@@ -718,6 +718,10 @@ def write_report(
             from bench.claims import write_claims
 
             paths, section = write_claims(exp, profile, t, rows, ref, out_dir)
+        elif t["kind"] == "scaling":  # budget ladder: gap slopes on log2(steps), forecasts
+            from bench.scaling import write_scaling
+
+            paths, section = write_scaling(exp, profile, t, rows, ref, out_dir, checkpoints_dir)
         else:
             paths, section = _write_table(exp, profile, t, summary, ref, out_dir)
         written += paths
