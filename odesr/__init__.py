@@ -4,6 +4,7 @@ Python API (``import odesr`` is light: torch is imported on first use)::
 
     import odesr
     model = odesr.load_model()                     # bundled small vdsr-ODE; or "bicubic", "x.pt"
+    model = odesr.load_model("rdn-ode", seed=1)    # published weights by name (index.csv)
     sr = odesr.upscale(image, 2.5, model)          # numpy uint8/uint16 HxW[xC] or PIL -> same type
     sr = odesr.upscale(image, 3, model, method="euler", steps=8)   # solver overrides
     table = odesr.evaluate(model, "Set5", [2, 3, 4])  # DataFrame: the rows `odesr eval` writes
@@ -35,12 +36,13 @@ def _version() -> str:
 __version__ = _version()
 
 
-def load_model(name_or_path: Any = None, device: str = "cpu") -> Any:
-    """A model in eval mode: None = the bundled small vdsr-ODE, a registered name such as
-    ``"bicubic"``, or a checkpoint path made by ``odesr train`` (``odesr.models.load_model``)."""
+def load_model(name_or_path: Any = None, device: str = "cpu", seed: int | None = None) -> Any:
+    """A model in eval mode: None = the bundled small vdsr-ODE, ``"bicubic"``, the name of
+    published weights (``"rdn-ode"``, with ``seed``, default 0), or a checkpoint path made by
+    ``odesr train`` (``odesr.models.load_model``)."""
     from odesr.api import load_model as _load_model
 
-    return _load_model(name_or_path, device)
+    return _load_model(name_or_path, device, seed=seed)
 
 
 def upscale(image: Any, scale: float, model: Any = None, **solver: Any) -> Any:

@@ -18,12 +18,15 @@ import numpy as np
 __all__ = ["load_model", "upscale", "evaluate"]
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu"):
-    """A model in eval mode: None = the bundled small vdsr-ODE, a registered name such as
-    ``"bicubic"``, or a checkpoint path made by ``odesr train``."""
+def load_model(
+    name_or_path: str | os.PathLike | None = None, device: str = "cpu", seed: int | None = None
+):
+    """A model in eval mode: None = the bundled small vdsr-ODE, ``"bicubic"``, the name of
+    published weights (``"vdsr-ode"``, ``"rdn-ode"``, ... with their training ``seed``, default
+    0; :mod:`odesr.published`), or a checkpoint path made by ``odesr train``."""
     from odesr.models import load_model as _load
 
-    return _load(name_or_path, device)
+    return _load(name_or_path, device, seed)
 
 
 def _model(model: Any, device: str):

@@ -58,8 +58,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--out bicubic.csv --data-root ../shared/datasets",
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="registry name of a parameter-free model, e.g. bicubic")
+    which.add_argument(
+        "--model",
+        help="bicubic, bundled (the small vdsr-ode shipped with odesr), or the name of published "
+        "weights (vdsr-ode, rdn-ode, vdsr+t, ...: results/cpu/weights/index.csv, or "
+        "$ODESR_WEIGHTS/index.csv)",
+    )
     which.add_argument("--checkpoint", help="a trained checkpoint (.pt) made by odesr train")
+    p.add_argument(
+        "--seed", type=int, help="training seed of the published --model weights (default: 0)"
+    )
     p.add_argument(
         "--dataset",
         required=True,
@@ -72,6 +80,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="start:stop:step (inclusive) and/or comma list, e.g. 1.1:4.0:0.1",
     )
     p.add_argument("--out", required=True, help="CSV to write (atomically)")
+    p.add_argument(
+        "--save-images",
+        metavar="DIR",
+        help="also write the SR images, 8-bit PNG, as DIR/<dataset>/<image>_x<scale>.png",
+    )
     p.add_argument(
         "--data-root", help="folder holding <Name>/HR (default: $ODESR_DATA, else ./data)"
     )
@@ -130,6 +143,13 @@ def _check_eval_args(args: argparse.Namespace) -> Path:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.tile is not None and args.tile < 1:
         raise UserError(f"--tile must be >= 1, got {args.tile}")
+    if args.seed is not None and args.model is None:
+        raise UserError("--seed goes with --model NAME (published weights), not --checkpoint")
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    if args.save_images is not None and Path(args.save_images).exists():
+        if not Path(args.save_images).is_dir():
+            raise UserError(f"--save-images {args.save_images}: exists and is not a folder")
     validate.device(args.device)
     validate.tolerance(args.rtol, "--rtol")
     validate.tolerance(args.atol, "--atol")
@@ -176,7 +196,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     lock = out.with_name(out.name + ".lock")
     try:
         with FileLock(lock, timeout=0):
-            return _eval_locked(args, scales)
+            try:
+                return _eval_locked(args, scales)
+            finally:  # removed while held: a process that opened it retries on a new file
+                lock.unlink(missing_ok=True)
     except Timeout:
         raise UserError(
             f"--out {out}: another odesr eval is writing it (lock {lock}); wait for it or "
@@ -193,8 +216,12 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     from odesr.models import load_model
     from odesr.ode import time_grid
 
-    model = load_model(args.model if args.model is not None else Path(args.checkpoint), args.device)
-    label = args.model if args.model is not None else model.spec.get("name", "model")
+    if args.model is not None:
+        model = load_model(args.model, args.device, seed=args.seed)
+        label = args.model if args.seed is None else f"{args.model} seed {args.seed}"
+    else:
+        model = load_model(Path(args.checkpoint), args.device)
+        label = model.spec.get("name", "model")
     solver = _eval_solver(model, args)
     if solver is not None:  # bounded step count, refused before any work
         time_grid(max(scales), steps=solver.steps, step_size=solver.step_size)
@@ -220,6 +247,7 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
             args.data_root,
             not args.no_progress,
             args.limit,
+            save_images=args.save_images,
         )
         rows.extend(part)
         print(f"{label} on {dataset} ({settings.protocol}, Y {args.y_rounding}):")

@@ -56,6 +56,8 @@ __all__ = [
     "dataset_files",
     "evaluate_images",
     "evaluate_dataset",
+    "ImageSink",
+    "png_writer",
     "eval_table",
     "summarize",
     "PATH_COLUMNS",
@@ -174,6 +176,37 @@ def device_label(device: str | torch.device) -> str:
     if dev.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(dev)}"
     return f"cpu:{platform.machine()}x{torch.get_num_threads()}"
+
+
+ImageSink = Callable[[LoadedImage, float, torch.Tensor], None]  # (image, scale, SR (1, 3, h, w))
+
+
+def png_writer(folder: str | os.PathLike) -> ImageSink:
+    """A sink writing each SR image as an 8-bit PNG ``<folder>/<image>_x<scale>.png``, the
+    image the metrics score: rounded to the 8-bit grid (:func:`odesr.degrade.quantize`), RGB,
+    or grey (the channel mean) for grey files. Written atomically; the folder is made."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from odesr.io import write_bytes_atomic
+
+    root = Path(folder)
+
+    def write(image: LoadedImage, scale: float, sr: torch.Tensor) -> None:
+        q = quantize(sr[0].detach().float().cpu())
+        if image.channels == 1:
+            q = q.mean(dim=0, keepdim=True)
+        arr = (q * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        buf = io.BytesIO()
+        Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else np.ascontiguousarray(arr)).save(
+            buf, format="PNG"
+        )
+        root.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(root / f"{image.name}_x{scale:g}.png", buf.getvalue())
+
+    return write
 
 
 def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:
@@ -303,19 +336,21 @@ def evaluate_images(
     scales: Iterable[float],
     settings: EvalSettings | None = None,
     on_batch: Callable[[int], None] | None = None,
+    save: ImageSink | None = None,
 ) -> list[dict]:
     """Rows ``{image, scale, psnr, ssim, seconds, nfe, protocol}`` for every image and scale
-    (scale-major; within a scale, images of equal size together, in the given order)."""
+    (scale-major; within a scale, images of equal size together, in the given order).
+    ``save`` receives every SR image (e.g. :func:`png_writer`)."""
     settings = settings or EvalSettings()
     groups = _group(images, settings.batch_size)
     scales = list(scales)
     check_sizes(model, [(m.path, tuple(m.rgb.shape[-2:])) for m in images], scales, settings)
     if getattr(model, "spec", {}).get("name") == "bicubic":
-        return _evaluate_bicubic(images, scales, settings, on_batch)
+        return _evaluate_bicubic(images, scales, settings, on_batch, save)
     rows: list[dict] = []
     with gpu_float32(settings.tf32):
         for scale in scales:
-            rows += _model_rows(model, groups, scale, settings, on_batch)
+            rows += _model_rows(model, groups, scale, settings, on_batch, save)
     return rows
 
 
@@ -325,6 +360,7 @@ def _model_rows(
     scale: float,
     settings: EvalSettings,
     on_batch: Callable[[int], None] | None,
+    save: ImageSink | None = None,
 ) -> list[dict]:
     """Rows of every image at one scale (``evaluate_images``, inside ``gpu_float32``)."""
     device = torch.device(settings.device)
@@ -350,16 +386,23 @@ def _model_rows(
         for i, m in enumerate(members):
             p, s = _score_member(result.image[i : i + 1], m, scale, settings)
             rows.append(_row(m, scale, p, s, seconds, int(result.nfe), settings))
+            if save is not None:
+                save(m, scale, result.image[i : i + 1])
         if on_batch is not None:
             on_batch(len(members))
     return rows
 
 
 def _bicubic_rows(
-    images: Sequence[LoadedImage], which: Sequence[int], scales: Sequence[float], settings
+    images: Sequence[LoadedImage],
+    which: Sequence[int],
+    scales: Sequence[float],
+    settings,
+    save: ImageSink | None = None,
 ) -> list[tuple[int, dict]]:
     """Bicubic on every scale of ``images[i]`` for ``i`` in ``which``, one image at a time (its
-    prepared HR side stays hot); rows keyed by their scale-major position."""
+    prepared HR side stays hot); rows keyed by their scale-major position. ``save`` gets each
+    enlargement (computed again with torch when the native kernels scored it)."""
     out = []
     for i in which:
         image = images[i]
@@ -368,6 +411,10 @@ def _bicubic_rows(
         for k, scale in enumerate(scales):
             p, s, seconds = _bicubic_pair(image, hr, scale, settings, native)
             out.append((k * len(images) + i, _row(image, scale, p, s, seconds, 0, settings)))
+            if save is not None:
+                full = image.rgb[None].to(settings.device, settings.dtype)
+                _, lr, case = make_case(full, scale, settings.protocol)
+                save(image, scale, upscale(lr, scale, case.sr_size))
     return out
 
 
@@ -407,7 +454,7 @@ def _bicubic_pair(
     return p, s, seconds
 
 
-_JOB: tuple = ()  # (images, scales, settings) of the running bicubic pool, inherited by fork
+_JOB: tuple = ()  # (images, scales, settings, save) of the running bicubic pool, inherited by fork
 
 
 def _worker_init() -> None:
@@ -429,6 +476,7 @@ def _evaluate_bicubic(
     scales: Sequence[float],
     settings: EvalSettings,
     on_batch: Callable[[int], None] | None,
+    save: ImageSink | None = None,
 ) -> list[dict]:
     """Bicubic rows in :func:`evaluate_images`' order (scale, then size group), computed image by
     image; on the CPU spread over forked worker processes (one thread each) with several cores."""
@@ -440,11 +488,11 @@ def _evaluate_bicubic(
     keyed: list[tuple[int, dict]] = []
     if workers < 2 or not forkable or torch.device(settings.device).type != "cpu":
         for which in chunks:
-            keyed += _bicubic_rows(images, which, scales, settings)
+            keyed += _bicubic_rows(images, which, scales, settings, save)
             if on_batch is not None:
                 on_batch(len(which) * len(scales))
     else:
-        _JOB = (images, scales, settings)
+        _JOB = (images, scales, settings, save)
         try:
             with multiprocessing.get_context("fork").Pool(workers, _worker_init) as pool:
                 for part in pool.imap_unordered(_bicubic_chunk, chunks):
@@ -466,8 +514,10 @@ def evaluate_dataset(
     settings: EvalSettings | None = None,
     progress: bool = True,
     limit: int | None = None,
+    save: ImageSink | None = None,
 ) -> list[dict]:
-    """Load ``dataset`` (name or folder) and evaluate ``model`` on it at every scale."""
+    """Load ``dataset`` (name or folder) and evaluate ``model`` on it at every scale; ``save``
+    receives every SR image."""
     images = load_images(dataset_files(dataset, data_root, limit))
     bar = None
     if progress:
@@ -475,7 +525,7 @@ def evaluate_dataset(
 
         bar = tqdm(total=len(images) * len(scales), desc=f"{dataset}", unit="img", leave=False)
     try:
-        rows = evaluate_images(model, images, scales, settings, bar.update if bar else None)
+        rows = evaluate_images(model, images, scales, settings, bar.update if bar else None, save)
     finally:
         if bar is not None:
             bar.close()
@@ -494,12 +544,18 @@ def eval_table(
     data_root: str | None = None,
     progress: bool = False,
     limit: int | None = None,
+    save_images: str | os.PathLike | None = None,
 ) -> list[dict]:
     """The rows ``odesr eval`` writes for one dataset (:data:`EVAL_COLUMNS`): the evaluation
-    rows with the model's ``label``, ``y_rounding`` and the resolved solver settings."""
+    rows with the model's ``label``, ``y_rounding`` and the resolved solver settings.
+    ``save_images``: a folder that receives the SR images as
+    ``<folder>/<dataset name>/<image>_x<scale>.png`` (:func:`png_writer`)."""
     solver = model.solver_settings(settings.solver) if model.is_ode else None
+    save = None
+    if save_images is not None:
+        save = png_writer(Path(save_images) / Path(str(dataset)).name)
     with torch.no_grad():
-        rows = evaluate_dataset(model, dataset, scales, data_root, settings, progress, limit)
+        rows = evaluate_dataset(model, dataset, scales, data_root, settings, progress, limit, save)
     for r in rows:
         columns = solver.columns(r["scale"]) if solver else NO_SOLVER_COLUMNS
         r.update(model=label, y_rounding=settings.y_rounding, **columns)

@@ -54,6 +54,7 @@ __all__ = [
     "MODELS",
     "ENTRY_POINT_GROUP",
     "BUNDLED_MODEL",
+    "BUNDLED_NAME",
     "DEFAULT_OVERLAP",
     "ModelError",
     "SRModel",
@@ -80,6 +81,8 @@ ENTRY_POINT_GROUP = "odesr.models"
 CHECKPOINT_FORMAT = "odesr-checkpoint-v1"
 PREDICTS = ("derivative", "hr")  # what an ODE model's net predicts (ODESR)
 BUNDLED_MODEL = Path(__file__).with_name("weights") / "vdsr-ode-cpu.pt"
+BUNDLED_NAME = "bundled"  # load_model's name of BUNDLED_MODEL
+BUNDLED_MODEL_NAME = "vdsr-ode"  # the published name and seed 0 of the same weights
 DEFAULT_OVERLAP = 32  # tile context when no exact overlap exists (adaptive solvers)
 
 
@@ -557,24 +560,27 @@ def load(
 
 
 def load_model(
-    name_or_path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    name_or_path: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
 ) -> nn.Module:
     """The one way to get a model for inference, in eval mode on ``device``.
 
-    ``name_or_path``: a registered name of a parameter-free model (``"bicubic"``), a checkpoint
-    file made by ``odesr train`` (a ``Path``, or text that names a file, ends in ``.pt`` or
-    holds a ``/``), or None for the bundled small vdsr-ode (:data:`BUNDLED_MODEL`).
-    A registered name whose model has weights needs a checkpoint. Raises :class:`ModelError`
-    (one line naming the model or file).
+    ``name_or_path``: None or ``"bundled"`` for the bundled small vdsr-ode
+    (:data:`BUNDLED_MODEL`); a checkpoint file made by ``odesr train`` (a ``Path``, or text that
+    names a file, ends in ``.pt`` or holds a ``/``); the registered name of a parameter-free
+    model (``"bicubic"``); or the name of published weights (``"vdsr-ode"``, ``"rdn-ode"``,
+    ``"vdsr-ode-hr"``, ...: :mod:`odesr.published`) trained with ``seed`` (default 0). Where no
+    published index exists, ``"vdsr-ode"`` seed 0 is the bundled model (the same weights).
+    Raises :class:`ModelError` (one line naming the model or file, or what exists).
     """
-    if name_or_path is None:
-        if not BUNDLED_MODEL.is_file():
-            raise ModelError(
-                f"bundled model {BUNDLED_MODEL} is missing; "
-                "pass --checkpoint PATH or --model bicubic"
-            )
-        return load(BUNDLED_MODEL, map_location=device)
-    text = str(name_or_path)
+    from odesr.published import DEFAULT_SEED, PublishedError, find_published
+
+    text = None if name_or_path is None else str(name_or_path)
+    if text is None or text == BUNDLED_NAME:
+        if seed not in (None, DEFAULT_SEED):
+            raise ModelError(f"the bundled model is seed {DEFAULT_SEED}, not seed {seed}")
+        return _load_bundled(device)
     path = Path(text)
     if (
         isinstance(name_or_path, os.PathLike)
@@ -582,15 +588,43 @@ def load_model(
         or text.endswith(".pt")
         or "/" in text
     ):
+        if seed is not None:
+            raise ModelError(f"checkpoint {path}: a seed applies to published names only")
         if not path.is_file():
             raise ModelError(f"checkpoint {path}: no such file")
         if path.stat().st_size == 0:
             raise ModelError(f"checkpoint {path}: empty file")
         return load(path, map_location=device)
-    model = build({"name": text})
-    if any(True for _ in model.parameters()):
-        raise ModelError(f"model {text!r} needs trained weights: pass --checkpoint PATH")
-    return model.to(device).eval()
+    try:
+        return load(find_published(text, seed).path, map_location=device)
+    except PublishedError as exc:
+        missing = exc
+    if text not in MODELS:
+        load_plugins()
+    if text in MODELS and not is_ode(text):
+        model = build({"name": text})
+        if not any(True for _ in model.parameters()):
+            if seed is not None:
+                raise ModelError(f"model {text!r} has no trained weights: a seed does not apply")
+            return model.to(device).eval()
+    if missing.reason == "no-index" and text == BUNDLED_MODEL_NAME and seed in (None, DEFAULT_SEED):
+        return _load_bundled(device)
+    if missing.reason not in ("name", "no-index"):
+        raise ModelError(str(missing))
+    free = sorted(n for n, c in MODELS.items() if getattr(c, "nfe_per_call", 1) == 0)
+    others = f"without weights: {', '.join(free)}; or {BUNDLED_NAME!r}"
+    if text in MODELS:  # a registered network: its weights come from a file
+        where = f"published: {missing.available}" if missing.available else str(missing)
+        raise ModelError(f"model {text!r} needs trained weights: pass --checkpoint PATH; {where}")
+    raise ModelError(f"{missing}; {others}")
+
+
+def _load_bundled(device: str | torch.device) -> nn.Module:
+    if not BUNDLED_MODEL.is_file():
+        raise ModelError(
+            f"bundled model {BUNDLED_MODEL} is missing; pass --checkpoint PATH or --model bicubic"
+        )
+    return load(BUNDLED_MODEL, map_location=device)
 
 
 load_plugins()

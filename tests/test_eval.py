@@ -103,7 +103,8 @@ def test_cli_eval_writes_tidy_csv(data_root, tmp_path, capsys):
     "argv,needle",
     [
         (["--model", "nope"], "unknown model"),
-        (["--model", "vdsr-ode"], "needs trained weights"),
+        (["--model", "rdn-fixed"], "needs trained weights"),  # published per scale only
+        (["--model", "vdsr-ode", "--seed", "99"], "no published 'vdsr-ode' of seed 99"),
         (["--model", "bicubic", "--scales", "0.5"], "scale"),
         (["--model", "bicubic", "--dataset", "Set14"], "Set14"),
     ],

@@ -135,7 +135,7 @@ def test_load_model_names_paths_and_bundled(tmp_path):
     with pytest.raises(models.ModelError, match="unknown model 'nosuch'"):
         models.load_model("nosuch")
     with pytest.raises(models.ModelError, match="needs trained weights"):
-        models.load_model("vdsr+t")
+        models.load_model("rdn-fixed")  # published per scale only (rdn-fixed-x2, ...)
     with pytest.raises(models.ModelError, match="no such file"):
         models.load_model(tmp_path / "missing.pt")
     (tmp_path / "empty.pt").write_bytes(b"")

@@ -230,7 +230,7 @@ def test_bad_checkpoint(
     "extra, needle",
     [
         (["--model", "no-such-model"], "unknown model 'no-such-model'"),
-        (["--model", "vdsr-ode"], "needs trained weights"),
+        (["--model", "rdn-fixed"], "needs trained weights"),  # published per scale only
         (["--model", "bicubic", "--trajectory", "traj"], "not an ODE model"),
         (["--model", "bicubic", "--steps", "3"], "not an ODE model"),
         (["--model", "bicubic", "--tile", "0"], "--tile must be >= 8"),
