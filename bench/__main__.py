@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--paper-tables",
         default=None,
         help="the paper's tables CSV (else $ODESR_PAPER_TABLES, else reference/paper_tables.csv "
-        "next to the datasets folder)",
+        "next to the datasets folder, else bench/reference/paper_tables.csv)",
     )
     sub.add_parser("list", help="list the experiments")
     pl = sub.add_parser(

@@ -45,6 +45,7 @@ __all__ = [
 
 PAPER_CSV = "paper_tables.csv"
 PAPER_TABLES_ENV = "ODESR_PAPER_TABLES"
+PACKAGED_PAPER_TABLES = Path(__file__).with_name("reference") / PAPER_CSV  # the paper's tables
 NUMERIC = ("scale", "psnr", "ssim", "seconds", "nfe", "params")
 
 
@@ -492,13 +493,15 @@ def paper_tables_path(
 ) -> Path:
     """Where the paper's tables are read from (the one place): ``override``, else
     ``$ODESR_PAPER_TABLES``, else ``reference/paper_tables.csv`` next to the datasets folder
-    (``--data-root``, else ``$ODESR_DATA``, else ``./data``; by default ``../shared/reference``)."""
+    (``--data-root``, else ``$ODESR_DATA``, else ``./data``; by default ``../shared/reference``)
+    when it exists, else the copy shipped with bench (:data:`PACKAGED_PAPER_TABLES`)."""
     if override:
         return Path(override)
     if os.environ.get(PAPER_TABLES_ENV):
         return Path(os.environ[PAPER_TABLES_ENV])
     root = Path(data_root or os.environ.get("ODESR_DATA") or "data").resolve()
-    return root.parent / "reference" / PAPER_CSV
+    beside = root.parent / "reference" / PAPER_CSV
+    return beside if beside.is_file() else PACKAGED_PAPER_TABLES
 
 
 def _paper_reference(spec: dict, path: Path) -> pd.DataFrame:
@@ -728,7 +731,7 @@ def write_report(
         index.append(section)
     previous = _index_sections(index_path)
     # ref: the paper's values (gains figure); rows: per image (the gains band figure)
-    opts = (checkpoints_dir, data_root, device, ref, rows)
+    opts = (checkpoints_dir, data_root, device, ref, rows, results_dir)
     for f in spec.get("figures", []):
         path, section = _write_figure(exp, profile, f, summary, out_dir, previous, opts, log)
         written += [path] if path is not None else []
@@ -753,6 +756,7 @@ def _figure(
     device,
     paper: pd.DataFrame | None = None,
     rows: pd.DataFrame | None = None,
+    results_dir: str | os.PathLike | None = None,
 ) -> str:
     from bench import figures
 
@@ -794,7 +798,9 @@ def _figure(
             figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap, separate=separate)
         return cap
     if kind in ("dynamics", "strip"):
-        return _trajectory_figure(exp, profile, f, path, checkpoints_dir, data_root, device)
+        return _trajectory_figure(
+            exp, profile, f, path, checkpoints_dir, data_root, device, results_dir
+        )
     raise ValueError(f"unknown figure kind {kind!r}")
 
 
@@ -883,17 +889,25 @@ def _gains_band_figure(
 
 
 def _trajectory_figure(
-    exp: Experiment, profile: str, f: dict, path: Path, checkpoints_dir, data_root, device
+    exp: Experiment,
+    profile: str,
+    f: dict,
+    path: Path,
+    checkpoints_dir,
+    data_root,
+    device,
+    results_dir: str | os.PathLike | None = None,
 ) -> str:
     from bench import figures
-    from bench.checkpoints import checkpoint_dir
+    from bench.checkpoints import checkpoint_dir, trained_checkpoint
     from odesr.data import DataError, list_images, load_image
     from odesr.models import load_model
 
     plan = exp.model_plans(f["model"], profile)[0]
-    ckpt = checkpoint_dir(checkpoints_dir, profile, plan) / "final.pt"
-    if not ckpt.exists():
-        raise _Skip(f"no checkpoint {ckpt} (run the experiment first)")
+    ckpt = trained_checkpoint(plan, checkpoints_dir, profile, results_dir)
+    if ckpt is None:  # the weights bench run would evaluate: final.pt, else the published copy
+        final = checkpoint_dir(checkpoints_dir, profile, plan) / "final.pt"
+        raise _Skip(f"no checkpoint {final} nor published weights (run the experiment first)")
     try:
         files = list_images(f.get("dataset", "Set5"), data_root)
     except DataError as exc:

@@ -241,9 +241,10 @@ def test_report_on_a_fresh_clone_rewrites_nothing(
     tmp_path: Path, monkeypatch, data_root, reference
 ) -> None:
     """`python -m bench report table1` without checkpoints reproduces every committed file byte
-    for byte (figures that need a checkpoint are kept, not replaced). Whether every unit of the
-    profile is in the committed CSV is not asserted here: while a profile is being retrained the
-    report shows what exists (its caption counts the images per model)."""
+    for byte (the figures that need weights are redrawn from the published ones, as `bench run`
+    finds them). Whether every unit of the profile is in the committed CSV is not asserted here:
+    while a profile is being retrained the report shows what exists (its caption counts the
+    images per model)."""
     committed = REPO / "results" / "cpu"
     (tmp_path / "results").mkdir()
     shutil.copytree(committed, tmp_path / "results" / "cpu")
@@ -251,7 +252,8 @@ def test_report_on_a_fresh_clone_rewrites_nothing(
     kw = dict(checkpoints_dir=tmp_path / "no-checkpoints", data_root=str(data_root))
     paper = reference / "paper_tables.csv"
     written = write_report("table1", "cpu", log=lambda m: None, paper_tables=paper, **kw)
-    assert len(written) == 6  # 2 tables x (md, tex), the PSNR-vs-scale figure, the index
+    # 2 tables x (md, tex), the gains figure, fig3 and fig1 (published weights), the index
+    assert len(written) == 8
     for path in sorted((tmp_path / "results" / "cpu").iterdir()):
         if path.is_file():
             assert path.read_bytes() == (committed / path.name).read_bytes(), path.name
