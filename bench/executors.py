@@ -7,7 +7,8 @@
 :class:`submitit.helpers.Checkpointable`: on preemption or time-out submitit requeues them with the
 same arguments, and the job resumes from ``last.pt`` (:func:`bench.checkpoints.ensure_checkpoint`
 resumes whenever ``last.pt`` exists), so only the steps since the last checkpoint are redone.
-Job logs: ``<jobs-folder>/<job id>_0_log.out`` / ``.err``.
+Job logs: ``<jobs-folder>/<job id>_0_log.out`` / ``.err``; by default the jobs folder is the run's
+own ``<checkpoints>/<profile>/jobs`` (:func:`jobs_folder`), never the current directory.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "SchedulerOptions",
     "add_arguments",
     "options_from_args",
+    "jobs_folder",
     "make_executor",
     "TrainJob",
     "EvalJob",
@@ -78,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser, here: str = "pool") -> None:
         "from last.pt)",
     )
     group.add_argument(
-        "--jobs-folder", default="jobs", help="submitit's folder for job pickles and logs"
+        "--jobs-folder",
+        default=None,
+        help="submitit's folder for job pickles and logs (default: <checkpoints>/<profile>/jobs)",
     )
     group.add_argument("--partition", default=None, help="SLURM partition (slurm only)")
     group.add_argument(
@@ -103,10 +107,18 @@ def add_arguments(parser: argparse.ArgumentParser, here: str = "pool") -> None:
     )
 
 
+def jobs_folder(checkpoints: str | os.PathLike, profile: str) -> Path:
+    """The default folder of a run's submitit jobs: beside its checkpoints (ignored by git)."""
+    return Path(checkpoints) / profile / "jobs"
+
+
 def options_from_args(args: argparse.Namespace) -> SchedulerOptions:
+    """The scheduler options of ``bench run`` / ``bench.train_all`` (both have ``--checkpoints``
+    and ``--profile``)."""
+    folder = args.jobs_folder or str(jobs_folder(args.checkpoints, args.profile))
     return SchedulerOptions(
         executor=args.executor,
-        folder=args.jobs_folder,
+        folder=folder,
         partition=args.partition,
         gpus_per_node=args.gpus_per_node,
         time_min=args.time,

@@ -89,15 +89,21 @@ def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root
 
 
 def test_bench_run_submitit_local_one_job_per_model(tmp_path: Path, data_root: Path) -> None:
-    exp, results, jobs = _experiment(tmp_path), tmp_path / "results", tmp_path / "jobs"
+    """... and the job logs go to the run's own folder, ``<checkpoints>/<profile>/jobs``, not
+    to the current directory."""
+    exp, results, ck = _experiment(tmp_path), tmp_path / "results", tmp_path / "ck"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     cmd = [sys.executable, "-m", "bench", "run", str(exp), "--results", str(results)]
     cmd += "--profile smoke --models bundled,bundled-again --executor submitit-local".split()
-    cmd += ["--jobs-folder", str(jobs), "--no-progress"]
+    cmd += ["--checkpoints", str(ck), "--no-progress"]
     out = subprocess.run(
-        cmd, cwd=REPO, env=_env(data_root), capture_output=True, text=True, timeout=400
+        cmd, cwd=cwd, env=_env(data_root), capture_output=True, text=True, timeout=400
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("submitted") == 2 and out.stdout.count(": ok (") == 2
+    assert list(cwd.iterdir()) == []
+    assert len(list((ck / "smoke" / "jobs").glob("*_0_log.out"))) == 2
     rows = pd.read_csv(results / "smoke" / "sub.csv")
     n_images = len(list((data_root / "Set5" / "HR").iterdir()))
     assert sorted(rows["model"].unique()) == ["bundled", "bundled-again"]
