@@ -32,7 +32,7 @@ import yaml
 from bench.experiment import Experiment, ModelPlan, Unit, load_experiment, solver_label
 from odesr.cli import HelpFormatter
 
-__all__ = ["COSTS", "Costs", "plan_experiment", "format_plan", "main"]
+__all__ = ["COSTS", "Costs", "plan_experiment", "format_plan", "dataset_images", "main"]
 
 COSTS = Path(__file__).with_name("costs.yaml")
 ASSUMED_ADAPTIVE_NFE = 26  # dopri5 at rtol 1e-3 from x4, a few rejected steps (6 stages/step)
@@ -195,15 +195,23 @@ def train_nfe_per_step(cfg: dict) -> float:
 
 @functools.cache
 def _sizes(dataset: str, data_root: str | None) -> tuple[tuple[int, int], ...]:
-    from PIL import Image
+    return tuple((h, w) for _, h, w in dataset_images(dataset, data_root))
 
-    from odesr.data import list_images
 
-    out = []
-    for path in list_images(dataset, data_root):
-        with Image.open(path) as im:
-            out.append((im.height, im.width))
-    return tuple(out)
+@functools.cache
+def dataset_images(dataset: str, data_root: str | None) -> tuple[tuple[str, int, int], ...]:
+    """``(file, height, width)`` of a dataset's images in sorted order: read from the data, else
+    (the dataset is not on this machine) from the table shipped in ``bench/image_sizes.tsv``."""
+    from bench.image_sizes import measure_sizes, shipped_sizes
+    from odesr.data import DataError
+
+    try:
+        return tuple(measure_sizes(dataset, data_root))
+    except DataError:
+        shipped = shipped_sizes().get(str(dataset))
+        if shipped is None:
+            raise
+        return shipped
 
 
 def output_pixels(dataset: str, limit: int | None, scale: float, data_root: str | None) -> int:
