@@ -37,7 +37,14 @@ from odesr.evaluate import device_label
 from odesr.models import BUNDLED_MODEL, build, is_ode, load_model
 from odesr.ode import SolverSettings
 
-__all__ = ["RunSummary", "run_experiment", "results_path", "resolve_device", "git_rev"]
+__all__ = [
+    "RunSummary",
+    "run_experiment",
+    "results_path",
+    "resolve_device",
+    "git_rev",
+    "share_probe",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -250,6 +257,23 @@ def _ensembles(name: str, profile: str) -> dict[str, str] | None:
 _EVALUATED_BY = ("solver", "steps", "params", "checkpoint", "code_rev", "torch", "device")
 
 
+def share_probe(unit: Unit) -> dict:
+    """What :class:`SharedRows` is asked for the images of ``unit`` (add ``image``): its
+    weights, solver, dataset, scale and ensemble, with the default protocol and luma rounding."""
+    from odesr.evaluate import EvalSettings
+
+    defaults = EvalSettings()
+    return dict(
+        weights=unit.model.key,
+        solver_opts=solver_label(unit.solver),
+        dataset=dataset_label(unit.dataset),
+        scale=float(unit.scale),
+        protocol=defaults.protocol,
+        y_rounding=defaults.y_rounding,
+        ensemble=unit.model.ensemble or "",
+    )
+
+
 def _unit_rows_shared(
     exp: Experiment,
     unit: Unit,
@@ -260,18 +284,7 @@ def _unit_rows_shared(
 ) -> list[dict]:
     """The unit's rows: those :class:`SharedRows` already holds copied, the others evaluated
     (``evaluate(missing images) -> (rows, solver, extra columns)``); in image order."""
-    from odesr.evaluate import EvalSettings
-
-    defaults = EvalSettings()
-    probe = dict(
-        weights=unit.model.key,
-        solver_opts=solver_label(unit.solver),
-        dataset=dataset_label(unit.dataset),
-        scale=float(unit.scale),
-        protocol=defaults.protocol,
-        y_rounding=defaults.y_rounding,
-        ensemble=unit.model.ensemble or "",
-    )
+    probe = share_probe(unit)
     found = {m.name: shared.get(dict(probe, image=m.name)) for m in images}
     missing = [m for m in images if found[m.name] is None]
     out: list[dict] = []
