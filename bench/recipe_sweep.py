@@ -155,25 +155,38 @@ def fractions(record: dict, paper: dict[str, float], scales: list[str]) -> dict[
     return {s: record["held-out"][s] / paper[s] if paper.get(s) else float("nan") for s in scales}
 
 
-def choose(records: list[dict], spec: dict, paper: dict) -> dict[str, str | None]:
-    """The criterion of ``spec['criterion']``, per paper method: among the runs whose held-out
-    gain reaches ``min_fraction`` of the paper's gain at every scale, the highest mean fraction;
-    None when no run does."""
+def choose(records: list[dict], spec: dict, paper: dict) -> dict[str, tuple[str, str]]:
+    """The recipe per paper method, ``{method: (run name, rule)}``, among the runs that are
+    candidates (not ``candidate: false``, e.g. an ablation with another model id):
+
+    * rule ``criterion`` (``spec['criterion']``): among the runs whose held-out gain reaches
+      ``min_fraction`` of the paper's gain at every scale, the highest mean fraction;
+    * rule ``maximin``, when no run reaches the floor everywhere: the highest smallest fraction
+      over the scales (the scale served worst is served best), ties to the higher mean.
+    """
     floor = float(spec["criterion"]["min_fraction"])
     scales = [f"{float(s):g}" for s in spec["scales"]]
     runs = {r["name"]: r for r in spec["runs"]}
-    best: dict[str, tuple[float, str] | None] = {}
+    scored: dict[str, list[tuple[bool, float, float, str]]] = {}
     for rec in records:
-        method = runs.get(rec["name"], {}).get("paper")
-        if not method or method not in paper:
+        run = runs.get(rec["name"], {})
+        method = run.get("paper")
+        if not method or method not in paper or run.get("candidate") is False:
             continue
-        best.setdefault(method, None)
         frac = fractions(rec, paper[method], scales)
-        if all(frac[s] >= floor for s in scales):
-            mean = sum(frac.values()) / len(frac)
-            if best[method] is None or mean > best[method][0]:
-                best[method] = (mean, rec["name"])
-    return {m: (b[1] if b else None) for m, b in best.items()}
+        values = [frac[s] for s in scales]
+        ok = all(v >= floor for v in values)
+        scored.setdefault(method, []).append(
+            (ok, min(values), sum(values) / len(values), rec["name"])
+        )
+    out: dict[str, tuple[str, str]] = {}
+    for method, rows in scored.items():
+        passing = [r for r in rows if r[0]]
+        if passing:  # max() keeps the first of equal means
+            out[method] = (max(passing, key=lambda r: r[2])[3], "criterion")
+        else:
+            out[method] = (max(rows, key=lambda r: (r[1], r[2]))[3], "maximin")
+    return out
 
 
 def render(records: list[dict], spec: dict, paper: dict | None = None) -> str:
@@ -221,10 +234,11 @@ def _criterion_lines(records: list[dict], spec: dict, paper: dict, scales: list[
         "",
         f"Held-out gain / the paper's Table 1 gain over bicubic (B100, 100 images) at each scale. "
         f"Criterion: among the runs that reach {floor:.0%} of the paper's gain at every scale "
-        "listed, the highest mean fraction; where none does, the sweep is the evidence and the "
-        "paper's loss (`none`) stays. The held-out images are not B100: the fractions are a "
-        "guide for choosing between recipes (every run is scored on the same images), not a "
-        "claim about B100.",
+        "listed, the highest mean fraction. Where none does (the sweep is then the evidence that "
+        "no tried recipe reaches the floor), the highest smallest fraction over the scales. Runs "
+        "marked as ablations (another model id) are shown but not chosen. The held-out images "
+        "are not B100: the fractions are a guide for choosing between recipes (every run is "
+        "scored on the same images), not a claim about B100.",
         "",
         "| run | paper's model | " + " | ".join(f"x{s}" for s in scales) + " | mean | all >= "
         f"{floor:.0%} |",
@@ -239,15 +253,15 @@ def _criterion_lines(records: list[dict], spec: dict, paper: dict, scales: list[
         mean = sum(frac.values()) / len(frac)
         cells = [rec["name"], method] + [f"{frac[s]:.0%}" for s in scales]
         lines.append("| " + " | ".join(cells + [f"{mean:.0%}", "yes" if ok else "no"]) + " |")
-    lines += [
-        "",
-        "Chosen: "
-        + "; ".join(
-            f"{m}: {name or 'none reaches the floor everywhere'}"
-            for m, name in sorted(choose(records, spec, paper).items())
+    chosen = choose(records, spec, paper)
+    lines += ["", "Chosen:", ""]
+    for method, (name, rule) in sorted(chosen.items()):
+        why = (
+            f"the highest mean fraction among the runs at >= {floor:.0%} everywhere"
+            if rule == "criterion"
+            else f"no run reaches {floor:.0%} at every scale; the highest smallest fraction"
         )
-        + ".",
-    ]
+        lines.append(f"- {method}: **{name}** ({why})")
     return lines
 
 

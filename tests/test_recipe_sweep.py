@@ -51,12 +51,21 @@ def test_choose_needs_the_floor_at_every_scale_then_the_best_mean() -> None:
     paper = {"M": {"1.1": 4.0, "2": 2.0}}
     # a: 10% at x1.1 (fails the floor) but 100% at x2; b: 40% / 50%; c: 50% / 40% (same mean)
     records = [_rec("a", 0.4, 2.0), _rec("b", 1.6, 1.0), _rec("c", 2.0, 0.8)]
-    assert choose(records, SPEC, paper) == {"M": "b"}  # the first of equal means is kept
+    assert choose(records, SPEC, paper) == {"M": ("b", "criterion")}  # first of equal means
     records.append(_rec("d", 2.4, 1.0))  # 60% / 50%
-    assert choose(records, SPEC, paper) == {"M": "d"}
-    assert choose([_rec("a", 0.4, 2.0)], SPEC, paper) == {"M": None}
+    assert choose(records, SPEC, paper) == {"M": ("d", "criterion")}
     text = render(records, SPEC, paper)
-    assert "Chosen: M: d." in text and "| a | M | 10% | 100% | 55% | no |" in text
+    assert "- M: **d** (the highest mean" in text and "| a | M | 10% | 100% | 55% | no |" in text
+
+
+def test_choose_falls_back_to_the_highest_smallest_fraction_and_skips_ablations() -> None:
+    paper = {"M": {"1.1": 4.0, "2": 2.0}}
+    # nobody reaches 35% at x1.1: a 10% (mean 55%), b 30% (mean 32%), c 30% (mean 40%)
+    records = [_rec("a", 0.4, 2.0), _rec("b", 1.2, 0.68), _rec("c", 1.2, 1.0)]
+    assert choose(records, SPEC, paper) == {"M": ("c", "maximin")}
+    spec = {**SPEC, "runs": [*SPEC["runs"][:2], {**SPEC["runs"][2], "candidate": False}]}
+    assert choose(records, spec, paper) == {"M": ("b", "maximin")}
+    assert "no run reaches 35% at every scale" in render(records, spec, paper)
 
 
 def test_reuse_names_the_published_weights_of_the_config(tmp_path: Path) -> None:
