@@ -76,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pl.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
     pl.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")
     args = parser.parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        print(f"bench: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
     if getattr(args, "device", "auto") not in ("auto", "", None):
         from odesr.validate import device
 
@@ -151,13 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExperimentError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # data/config problems from odesr carry readable messages
-        from odesr.data import DataError
-        from odesr.models import ModelError
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # data, config, model, checkpoint, file problems: one line
+        from odesr.cli import error_line
         from odesr.train import TrainError
 
-        if isinstance(exc, DataError | TrainError | ModelError | FileNotFoundError):
-            print(f"bench: {exc}", file=sys.stderr)
+        if isinstance(exc, ValueError | OSError | TrainError):
+            print(f"bench: {error_line(exc)}", file=sys.stderr)
             return 2
         raise
 

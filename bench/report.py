@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.experiment import Experiment, dataset_label, load_experiment, training_budget
+from bench.results import REQUIRED_COLUMNS
 from bench.runner import results_path
 from odesr.evaluate import parse_scales
 from odesr.io import read_csv_rows, write_text_atomic
@@ -51,15 +52,17 @@ NUMERIC = ("scale", "psnr", "ssim", "seconds", "nfe", "params")
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """The results CSV as a frame; a damaged file (see :mod:`bench.results`) is refused."""
-    damaged = read_csv_rows(path, numeric=("scale",)).damaged
+    damaged = read_csv_rows(path, required=REQUIRED_COLUMNS, numeric=("scale",)).damaged
     if damaged:
         from odesr.data import DataError
 
         line, why = damaged[0]
-        raise DataError(
-            f"{path} line {line}: damaged ({why}); `python -m bench run` repairs it (moves it "
-            "aside and re-evaluates what is missing)"
+        fix = (
+            "restore its header or move it away"
+            if line == 1
+            else "`python -m bench run` repairs it (moves it aside, re-evaluates what is missing)"
         )
+        raise DataError(f"{path} line {line}: damaged ({why}); {fix}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     for col in NUMERIC:
         if col in df:
@@ -100,11 +103,21 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     if "seed" not in df:
         df = df.assign(seed="")
     means = {c: (c, "mean") for c in ("psnr", "ssim", "nfe", "seconds")}
+    # rows whose PSNR or SSIM is missing or not finite: left out of the means, named in captions
+    bad = pd.Series(False, index=df.index)
+    for col in ("psnr", "ssim"):
+        if col in df:
+            bad |= ~pd.to_numeric(df[col], errors="coerce").apply(math.isfinite)
+    df = df.assign(incomplete=bad.astype(int))
+    for col in ("psnr", "ssim"):
+        if col in df:  # NaN is left out of the means (an inf would swallow them)
+            df[col] = pd.to_numeric(df[col], errors="coerce").where(~bad)
     per_seed = (
         df.groupby([*keys, "seed"], sort=False, dropna=False)
         .agg(
             **means,
             n=("image", "nunique"),
+            incomplete=("incomplete", "sum"),
             seen=("seen", "first"),
             device=("device", _distinct),
         )
@@ -115,6 +128,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         .agg(
             **means,
             n=("n", "max"),
+            incomplete=("incomplete", "sum"),
             seeds=("seed", _count_trained),
             seen=("seen", "first"),
             device=("device", _distinct),
@@ -475,6 +489,12 @@ def caption(
     devices = _distinct(pd.Series([d for cell in used["device"] for d in cell.split(", ")]))
     if devices:
         text += f" Evaluated on {devices}."
+    missing = int(used["incomplete"].sum()) if "incomplete" in used else 0
+    if missing:
+        text += (
+            f" INCOMPLETE: {missing} image rows lack a finite PSNR/SSIM and are left out of "
+            "the means (python -m bench run re-evaluates them)."
+        )
     return text + (f" {extra}" if extra else "")
 
 

@@ -9,11 +9,15 @@ A damaged file (a line cut mid-line or with the wrong field count, a scale that 
 only outside damage, since our writes are atomic) is detected on read and repaired under the
 lock: it is moved aside to ``<csv>.damaged[-N]`` with a one-line notice on stderr, and only the
 rows that parse are kept, minus every row of the units next to a damaged line (that unit may have
-lost rows), so those units count as missing and are re-evaluated by the next run.
+lost rows), so those units count as missing and are re-evaluated by the next run. A row whose
+PSNR or SSIM is missing, empty, not a number or not finite is kept but its unit is not done
+(:func:`complete`): the next run evaluates it again and replaces its rows. A file whose header
+lacks one of :data:`REQUIRED_COLUMNS` (or is cut short) is refused with one line, untouched.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +30,10 @@ from odesr.io import CSVRows, read_csv_rows, write_csv_atomic
 
 __all__ = [
     "COLUMNS",
+    "METRIC_COLUMNS",
+    "complete",
     "KEY_COLUMNS",
+    "REQUIRED_COLUMNS",
     "SHARE_COLUMNS",
     "ResultsFile",
     "SharedRows",
@@ -78,6 +85,8 @@ COLUMNS = [
 # shared by :class:`SharedRows`). ``train_steps``: the training config's ``max_steps`` (''
 # untrained, and in rows from before this column).
 KEY_COLUMNS = ("sweep", "model", "weights", "solver_opts", "dataset", "scale", "subset")
+# a header lacking one of these is refused (one line), never guessed at
+REQUIRED_COLUMNS = (*KEY_COLUMNS, "image", "psnr", "ssim")
 # What fixes one image's numbers, whatever experiment or sweep asked for it (SharedRows).
 SHARE_COLUMNS = (
     "weights",
@@ -89,6 +98,21 @@ SHARE_COLUMNS = (
     "y_rounding",
     "ensemble",
 )
+
+
+METRIC_COLUMNS = ("psnr", "ssim")  # a row lacking one of these (or not finite) is not done
+
+
+def complete(row: dict) -> bool:
+    """Whether ``row`` holds a finite number in every :data:`METRIC_COLUMNS` column (a row
+    with ``nan``, ``inf``, an empty or unparseable value does not count as evaluated)."""
+    for col in METRIC_COLUMNS:
+        try:
+            if not math.isfinite(float(row.get(col, ""))):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
 
 
 def _norm(col: str, value: object) -> object:
@@ -150,7 +174,8 @@ class SharedRows:
 
     def add(self, rows: Iterable[dict]) -> None:
         for row in rows:
-            self.rows[share_key(row)] = row
+            if complete(row):  # an incomplete row is evaluated again, never copied
+                self.rows[share_key(row)] = row
 
     def get(self, row: dict) -> dict | None:
         """The stored row that holds the evaluation ``row`` describes, if any."""
@@ -182,7 +207,24 @@ class ResultsFile:
     def _parse(self) -> CSVRows:
         if not self.path.exists():
             return CSVRows()
-        return read_csv_rows(self.path, required=(*KEY_COLUMNS, "image"), numeric=("scale",))
+        found = read_csv_rows(self.path, required=REQUIRED_COLUMNS, numeric=("scale",))
+        if found.damaged and found.damaged[0][0] == 1:  # the header: no row can be trusted
+            raise ValueError(
+                f"{self.path} line 1: {found.damaged[0][1]}; not a results file this code can "
+                "update (restore its header or move it away)"
+            )
+        return found
+
+    def check_writable(self) -> None:
+        """Refuse (ValueError, one line) a results file whose folder or lock cannot be made or
+        written, or whose header is damaged, before any unit is evaluated."""
+        from odesr import validate
+
+        validate.writable_folder(self.path.parent, "results")
+        validate.lock_file(self.path, "results")
+        if self.path.exists() and not self.path.is_file():
+            raise ValueError(f"results {self.path}: not a regular file")
+        self._parse()
 
     @staticmethod
     def _dedupe(rows: list[dict]) -> list[dict]:
@@ -221,7 +263,11 @@ class ResultsFile:
         return CSVRows(rows=kept)
 
     def done_units(self) -> set[tuple]:
-        return {unit_key(r) for r in self.read()}
+        """Units whose every row is :func:`complete`; a unit with a row lacking a finite PSNR
+        or SSIM counts as missing (evaluated again, its rows replaced)."""
+        rows = self.read()
+        broken = {unit_key(r) for r in rows if not complete(r)}
+        return {unit_key(r) for r in rows} - broken
 
     def put_unit(self, rows: Iterable[dict]) -> None:
         """Replace the rows of the unit(s) in ``rows`` by ``rows`` (locked, atomic)."""

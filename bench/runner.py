@@ -325,7 +325,10 @@ def run_experiment(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     device = resolve_device(device)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     store = ResultsFile(results_path(results_dir, profile, exp.name))
+    store.check_writable()  # folder, lock and header, before any unit is evaluated
     units = exp.units(profile, models)
     done = store.done_units()
     todo = [u for u in units if u.key not in done]

@@ -188,6 +188,13 @@ def _type_error(key: str, value: Any, default: Any) -> ConfigError:
     return ConfigError(f"{key}: expected {kind}, got {value!r}")
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value == value and abs(value) != float("inf")
+
+
 def _checked_value(key: str, value: Any, default: Any) -> Any:
     """``value`` if it has the default's type (a number for floats, text like '1e-4' included)
     or, for a key of :data:`CHOICES`, is one of its values."""
@@ -218,6 +225,10 @@ def _checked_value(key: str, value: Any, default: Any) -> Any:
     elif isinstance(default, list):
         if not isinstance(value, list | str):  # a single name for a list of names
             raise _type_error(key, value, default)
+        numbers = bool(default) and all(_is_number(d) for d in default)
+        if numbers and isinstance(value, list):  # a list of numbers holds numbers only
+            if not value or not all(_is_number(v) for v in value):
+                raise ConfigError(f"{key}: expected a list of numbers, got {value!r}")
     elif isinstance(default, dict) and not isinstance(value, dict):
         raise ConfigError(f"{key}: expected a mapping, got {value!r}")
     return value

@@ -65,6 +65,7 @@ __all__ = [
     "model_class",
     "is_ode",
     "build",
+    "MAX_PARAMS",
     "load_model",
     "save_checkpoint",
     "weights_only_extra",
@@ -466,12 +467,62 @@ class RDNODE(ODESR):
     backbone_name = "rdn"
 
 
+MAX_PARAMS = 200_000_000  # the paper's RDN has 22 M; 200 M float32 weights are 800 MB
+MAX_SPEC_INT = 65_536  # any whole number in a spec (widths, depths, block counts, steps)
+MAX_SPEC_DEPTH = 6  # nested mappings/lists in a spec (``net``, ``train_solver``: 2)
+
+
+def _check_spec_values(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse spec values that could only exhaust memory or time: deep nesting, long lists,
+    whole numbers beyond :data:`MAX_SPEC_INT`, non-finite numbers."""
+    if depth > MAX_SPEC_DEPTH:
+        raise ModelError(f"model spec: {where} is nested more than {MAX_SPEC_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_spec_values(item, f"{where}.{key}" if where else str(key), depth + 1)
+    elif isinstance(value, list | tuple):
+        if len(value) > 64:
+            raise ModelError(f"model spec: {where} holds {len(value)} items (at most 64)")
+        for k, item in enumerate(value):
+            _check_spec_values(item, f"{where}[{k}]", depth + 1)
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_SPEC_INT:
+            raise ModelError(
+                f"model spec: {where}={value} is out of range (at most {MAX_SPEC_INT})"
+            )
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ModelError(f"model spec: {where}={value} is not a finite number")
+
+
 def build(spec: dict[str, Any]) -> nn.Module:
-    """Build a model from ``{"name": ..., **kwargs}`` (e.g. a model's own ``spec``)."""
+    """Build a model from ``{"name": ..., **kwargs}`` (e.g. a model's own ``spec``).
+
+    The spec is checked before any weight is allocated: values bounded
+    (:data:`MAX_SPEC_INT`, :data:`MAX_SPEC_DEPTH`), keys the model (and its ``net``) takes, and
+    the parameter count, counted on the ``meta`` device, at most :data:`MAX_PARAMS`.
+    :class:`ModelError` (a ValueError) names the key or value."""
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"a model spec is a dict with a 'name', got {spec!r}")
     kwargs = dict(spec)
-    return model_class(kwargs.pop("name"))(**kwargs)
+    name = kwargs.pop("name")
+    _check_spec_values(kwargs, "")
+    ctor = model_class(name)
+    try:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in ctor(**kwargs).parameters())
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ModelError(
+            f"model spec {name!r} cannot be built ({exc.__class__.__name__}: {text})"
+        ) from None
+    if params > MAX_PARAMS:
+        raise ModelError(
+            f"model spec {name!r}: {params} parameters, more than the limit of {MAX_PARAMS}"
+        )
+    return ctor(**kwargs)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:

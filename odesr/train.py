@@ -65,6 +65,7 @@ from odesr.config import (
 )
 from odesr.degrade import path_pad, path_point, quantize
 from odesr.ensemble import forward_transform
+from odesr.io import write_text_atomic
 from odesr.ode import grid_options
 from odesr.prefetch import BatchSource, batch_source
 from odesr.resize import imresize
@@ -1105,6 +1106,8 @@ def _train(
         raise TrainError(str(exc)) from None
     run = _Run(cfg, model, ema, opt, sched, source)
     run.scale_weights = loss_weights(cfg, images, sampler.scales)
+    # everything that can refuse the run comes before its folder is touched
+    val_images = _load_val_images(cfg, data_root) if main_rank else []
 
     run_dir.mkdir(parents=True, exist_ok=True)
     last, final = run_dir / "last.pt", run_dir / "final.pt"
@@ -1117,10 +1120,8 @@ def _train(
         )
     _machine_segment(run, dev, world)
     if main_rank:
-        with open(run_dir / "config.yaml", "w", encoding="utf-8") as fh:
-            yaml.safe_dump(cfg, fh, sort_keys=False)
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     log = _Log(run_dir / "metrics.jsonl", main_rank, run.step if resume else None)
-    val_images = _load_val_images(cfg, data_root) if main_rank else []
     log = tensorboard_log.tee(  # + TensorBoard event files in run_dir when tensorboard is installed
         log,
         run_dir,

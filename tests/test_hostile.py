@@ -1,4 +1,4 @@
-"""Hostile inputs, faults and concurrent runs (issue 12): every bad case gets one stderr line and
+"""Hostile inputs, faults and concurrent runs: every bad case gets one stderr line and
 exit 2 with nothing written, odd images come out right, results files and temporaries survive
 kills and damage. Tiny images, the bicubic model or the bundled small checkpoint: each test runs
 in a few seconds."""
@@ -29,7 +29,7 @@ from bench.runner import run_experiment
 from odesr.cli import main
 from odesr.data import DataError, read_image
 from odesr.evaluate import MAX_SCALES, parse_scales
-from odesr.io import read_csv_rows, write_bytes_atomic
+from odesr.io import read_csv_rows, remove_stale_temporaries, write_bytes_atomic
 from odesr.ode import MAX_STEPS, time_grid
 from odesr.upscale import BUNDLED_MODEL
 
@@ -511,10 +511,15 @@ def test_sigkill_temporary_removed_by_next_run(img, tmp_path) -> None:
 
 
 def test_live_writers_temporaries_are_kept(tmp_path) -> None:
-    live = tmp_path / f".x.png.{os.getppid()}.abc.tmp"  # a running process's temporary
-    live.write_bytes(b"partial")
-    write_bytes_atomic(tmp_path / "y.png", b"data")
-    assert live.exists()
+    import fcntl
+
+    live = tmp_path / ".x.png.odesr-0123456789abcdef.tmp"  # a running writer's: locked
+    with open(live, "wb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        assert remove_stale_temporaries(tmp_path) == []
+        write_bytes_atomic(tmp_path / "y.png", b"data")
+        assert live.exists()
+    assert remove_stale_temporaries(tmp_path) == [live]  # its writer is gone: stale
 
 
 # ------------------------------------------------------------------ damaged results CSVs
@@ -580,6 +585,7 @@ def test_damaged_line_in_the_middle_drops_neighbour_units(tmp_path, capsys) -> N
             subset="all",
             image=f"i{k}",
             psnr=30.0,
+            ssim=0.9,
         )
         for sc in (2.0, 3.0, 4.0)
         for k in range(2)
@@ -592,3 +598,496 @@ def test_damaged_line_in_the_middle_drops_neighbour_units(tmp_path, capsys) -> N
     kept = store.read()
     assert "line 4: damaged" in capsys.readouterr().err
     assert sorted({float(r["scale"]) for r in kept}) == [4.0]  # x2 and x3 touch the bad line
+
+
+# ------------------------------------------------------------------ resources without bounds
+
+
+def test_bomb_between_pillow_limits_refused_from_its_header(folder, tmp_path, capsys) -> None:
+    """12000 x 12000 is above Pillow's limit but below twice it, where Pillow only warns."""
+    bomb = _bomb_png(folder / "b.png", side=12000)
+    assert bomb.stat().st_size < 200
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, f"{bomb}: image too large: 12000x12000")
+    assert not (tmp_path / "e.csv").exists()
+    rc, err = _run(_up(bomb, tmp_path / "o.png", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "ODESR_MAX_PIXELS")
+
+
+def test_pixel_ceiling_is_settable(img, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("ODESR_MAX_PIXELS", "100")
+    rc, err = _run(_up(img, tmp_path / "o.png", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "24x20 = 480 pixels, more than the limit of 100")
+    monkeypatch.setenv("ODESR_MAX_PIXELS", "lots")
+    rc, err = _run(_up(img, tmp_path / "o.png", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "ODESR_MAX_PIXELS='lots'")
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{chr(98 + k)}: &{chr(98 + k)} [{', '.join(['*' + chr(97 + k)] * 9)}]\n"
+                for k in range(8)
+            ),
+            "aliases",
+        ),
+        ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
+        ("x: '" + "y" * (2 << 20) + "'\n", "characters of YAML"),
+    ],
+    ids=["alias-bomb", "deep", "huge"],
+)
+def test_hostile_yaml_refused_in_one_line(tmp_path, capsys, text, needle) -> None:
+    from odesr.config import ConfigError, read_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        read_yaml(path)
+    rc, err = _run(["train", str(path), "--out", str(tmp_path / "run")], capsys)
+    _one_line_2(rc, err, needle)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        ({"name": "vdsr-ode", "net": {"width": 10**7}}, "net.width=10000000 is out of range"),
+        ({"name": "vdsr-ode", "net": {"width": 60000, "depth": 50}}, "parameters, more than"),
+        ({"name": "vdsr-ode", "net": {"depht": 3}}, "'depht'"),
+        ({"name": "vdsr-ode", "sharpen": 2}, "'sharpen'"),
+        ({"name": "vdsr-ode", "net": {"width": "abc"}}, "cannot be built"),
+    ],
+)
+def test_model_specs_checked_before_allocating(spec, needle, img, tmp_path, capsys) -> None:
+    from odesr.models import ModelError, build
+
+    with pytest.raises(ModelError, match=needle):
+        build(spec)
+    # a checkpoint whose spec says so is refused the same way, in one line
+    payload = torch.load(BUNDLED_MODEL, weights_only=True)
+    payload["spec"] = {
+        **payload["spec"],
+        **spec,
+        "net": {**payload["spec"]["net"], **spec.get("net", {})},
+    }
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    rc, err = _run(_up(img, tmp_path / "o.png", "--checkpoint", str(bad)), capsys)
+    _one_line_2(rc, err, str(bad))
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_train_spec_typo_refused(tmp_path, capsys) -> None:
+    argv = ["train", "smoke/vdsr-ode", "--out", str(tmp_path / "run"), "--no-progress"]
+    rc, err = _run([*argv, "--set", "model.net.depht=3"], capsys)
+    _one_line_2(rc, err, "'depht'")
+    rc, err = _run([*argv, "--set", "scales=[null]"], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_out_onto_a_huge_file_reads_its_first_bytes_only(folder, tmp_path, capsys, no_eval) -> None:
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        fh.truncate(6 << 30)  # sparse: reading it all would take a minute
+    start = time.perf_counter()
+    rc, err = _run(_eval(folder, big, "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "not an odesr eval CSV")
+    assert time.perf_counter() - start < 10 and big.stat().st_size == 6 << 30
+
+
+@pytest.mark.parametrize("text", ["2:1e12:1e-300", "1.5:1e308:1e-308", "2:3:1e-320"])
+def test_scale_ranges_that_overflow_refused(text, folder, tmp_path, capsys, no_eval) -> None:
+    with pytest.raises(ValueError, match=f"at most {MAX_SCALES}"):
+        parse_scales(text)
+    rc, err = _run(
+        _eval(folder, tmp_path / "e.csv", "--model", "bicubic", "--scales", text), capsys
+    )
+    _one_line_2(rc, err, "--scales")
+
+
+@pytest.mark.parametrize("scale", ["1e39", "1e300", "9000"])
+def test_huge_scale_refused(scale, img, tmp_path, capsys) -> None:
+    out = tmp_path / "o.png"
+    for model in (["--model", "bicubic"], []):
+        argv = ["upscale", "--no-progress", str(img), "--scale", scale, "--out", str(out), *model]
+        rc, err = _run(argv, capsys)
+        _one_line_2(rc, err, "--scale")
+    with pytest.raises(ValueError, match="scale"):
+        odesr_api().upscale(_pattern(), float(scale), "bicubic")
+    assert not out.exists()
+
+
+def odesr_api():
+    import odesr
+
+    return odesr
+
+
+# ------------------------------------------------------------------ temporaries: only our own
+
+
+def test_only_odesr_temporaries_are_swept(img, tmp_path, capsys) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    theirs = [
+        ".draft.txt.2147483647.swp.tmp",  # a user's file in the old pattern, dead "pid"
+        ".x.99999999999999999999.a.tmp",  # a 20-digit number (crashed the pid check)
+        ".o.png.odesr-0123456789abcdef.tmp.bak",
+        ".o.png.odesr-0123456789ABCDEF.tmp",  # not our token alphabet
+        "o.png.odesr-0123456789abcdef.tmp",  # no leading dot
+    ]
+    for name in theirs:
+        (out_dir / name).write_bytes(SENTINEL)
+    (out_dir / ".d.odesr-0123456789abcdef.tmp").mkdir()  # a folder of that name
+    (out_dir / ".l.odesr-0123456789abcdef.tmp").symlink_to(out_dir / theirs[0])
+    stale = out_dir / ".o.png.odesr-fedcba9876543210.tmp"  # ours, writer gone (unlocked)
+    stale.write_bytes(b"partial")
+    rc, err = _run(_up(img, out_dir / "p.png", "--model", "bicubic"), capsys)
+    assert rc == 0, err
+    for name in theirs:
+        assert (out_dir / name).read_bytes() == SENTINEL, name
+    assert (out_dir / ".d.odesr-0123456789abcdef.tmp").is_dir()
+    assert (out_dir / ".l.odesr-0123456789abcdef.tmp").is_symlink()
+    assert not stale.exists() and (out_dir / "p.png").is_file()
+
+
+# ------------------------------------------------------------------ numbers silently wrong
+
+
+def _results_with(tmp_path: Path, data: Path, values: dict[int, str]) -> tuple[Path, dict]:
+    kw = dict(device="cpu", checkpoints_dir=tmp_path / "ck", progress=False, log=lambda m: None)
+    first = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    rows = list(csv.DictReader(first.results.open()))
+    for k, value in values.items():
+        rows[k]["psnr"] = value
+    with first.results.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return first.results, kw
+
+
+def _three_images(tmp_path: Path) -> Path:
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(_pattern(40, 44, seed=i)).save(data / f"im{i}.png")
+    return data
+
+
+@pytest.mark.parametrize("value", ["nan", "", "abc", "inf"])
+def test_rows_without_a_finite_metric_are_not_done(tmp_path, value) -> None:
+    from bench.report import summarize
+
+    data = _three_images(tmp_path)
+    path, kw = _results_with(tmp_path, data, {0: value})
+    store = ResultsFile(path)
+    assert len(store.done_units()) == 2  # of 3: the unit holding the bad row is missing
+    df = load_results(path)
+    assert int(summarize(df)["incomplete"].sum()) == 1
+    again = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    assert again.done == 1 and len(store.done_units()) == 3
+    assert all(np.isfinite(float(r["psnr"])) for r in store.read())
+
+
+def test_report_caption_names_incomplete_rows(tmp_path) -> None:
+    from bench.report import write_report
+
+    data = _three_images(tmp_path)
+    exp = _tiny_experiment(data)
+    exp["report"]["tables"] = [{"kind": "scales", "sweep": "main", "dataset": data.name}]
+    path, kw = _results_with(tmp_path, data, {0: "nan"})
+    written = write_report(exp, "smoke", results_dir=tmp_path / "r", checkpoints_dir=tmp_path)
+    text = "".join(Path(p).read_text() for p in written if str(p).endswith(".md"))
+    assert "INCOMPLETE: 1 image rows lack a finite PSNR/SSIM" in text
+
+
+def test_evaluate_honours_limit_and_checks_options(folder, data_root) -> None:
+    import odesr
+
+    assert len(odesr.evaluate("bicubic", "Set5", [2], data_root=data_root, limit=2)) == 2
+    assert len(odesr.evaluate("bicubic", "Set5", [2], data_root=data_root)) == 5
+    for bad in (dict(limit=0), dict(batch_size=0), dict(batch_size=-3), dict(tile=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            odesr.evaluate("bicubic", folder, [2], **bad)
+    with pytest.raises(TypeError, match="lmit"):
+        odesr.evaluate("bicubic", folder, [2], lmit=2)
+
+
+def _cli_read(path: Path, tmp_path: Path, capsys) -> np.ndarray:
+    out = tmp_path / f"cli-{path.stem}.png"
+    rc, err = _run(_up(path, out, "--model", "bicubic"), capsys)
+    assert rc == 0, err
+    return np.asarray(Image.open(out))
+
+
+def test_python_face_reads_float_and_int_modes_as_the_cli(tmp_path, capsys) -> None:
+    import odesr
+
+    grey = _pattern()[..., 0].astype(np.float32) / 255.0
+    f_img = Image.fromarray(grey, mode="F")
+    f_img.save(tmp_path / "f.tif")
+    cli_f = _cli_read(tmp_path / "f.tif", tmp_path, capsys)
+    api_f = odesr.upscale(f_img, 2, "bicubic")
+    assert api_f.mode == "F"
+    assert np.array_equal(np.asarray(odesr.upscale(tmp_path / "f.tif", 2, "bicubic")), cli_f)
+    assert np.abs(np.asarray(api_f) * 65535 - cli_f.astype(np.float64)).max() <= 0.5 + 1e-3
+    assert np.asarray(api_f).mean() > 0.2  # not black
+    i16 = _pattern()[..., 0].astype(np.int32) * 257
+    i_img = Image.fromarray(i16, mode="I")
+    i_img.save(tmp_path / "i.tif")
+    cli_i = _cli_read(tmp_path / "i.tif", tmp_path, capsys)
+    api_i = np.asarray(odesr.upscale(i_img, 2, "bicubic"))
+    assert np.array_equal(api_i, cli_i) and api_i.mean() < 50000  # not saturated white
+
+
+def test_python_face_takes_numpy_float_and_torch(tmp_path) -> None:
+    import odesr
+
+    arr = _pattern()
+    ref = odesr.upscale(arr, 2, "bicubic")
+    as_float = odesr.upscale(arr.astype(np.float32) / 255, 2, "bicubic")
+    assert as_float.dtype == np.float32 and as_float.shape == ref.shape
+    assert np.abs(as_float * 255 - ref).max() <= 0.5 + 1e-3
+    chw = torch.from_numpy(arr).permute(2, 0, 1)
+    t = odesr.upscale(chw, 2, "bicubic")
+    assert t.dtype == torch.uint8 and np.array_equal(t.permute(1, 2, 0).numpy(), ref)
+    n = odesr.upscale(chw[None].float() / 255, 2, "bicubic")
+    assert n.shape == (1, 3, 40, 48) and n.dtype == torch.float32
+    with pytest.raises(ValueError, match="image: dtype int32"):
+        odesr.upscale(arr.astype(np.int32), 2, "bicubic")
+    with pytest.raises(ValueError, match="image: tensor shape"):
+        odesr.upscale(torch.zeros(4, 4), 2, "bicubic")
+    with pytest.raises(TypeError, match="image: expected a path"):
+        odesr.upscale([[1, 2]], 2, "bicubic")
+    with pytest.raises(ValueError, match="not an ODE model: solver"):
+        odesr.upscale(arr, 2, "bicubic", solver="euler")
+    with pytest.warns(DeprecationWarning, match="solver="):
+        same = odesr.upscale(arr, 2, None, method="euler", steps=2)
+    assert np.array_equal(same, odesr.upscale(arr, 2, None, solver="euler", steps=2))
+    with pytest.raises(TypeError, match="stepz"):
+        odesr.upscale(arr, 2, "bicubic", stepz=2)
+
+
+def test_int32_beyond_16_bits_refused_not_clipped(tmp_path, capsys) -> None:
+    import odesr
+
+    img = Image.fromarray((np.arange(480, dtype=np.int32).reshape(20, 24) * 2000), mode="I")
+    img.save(tmp_path / "big.tif")
+    rc, err = _run(_up(tmp_path / "big.tif", tmp_path / "o.png", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "only 16-bit values")
+    with pytest.raises(ValueError, match="only 16-bit values"):
+        odesr.upscale(img, 2, "bicubic")
+
+
+def test_grey_and_alpha_stays_grey_and_alpha(tmp_path, capsys) -> None:
+    import odesr
+
+    la = np.stack([_pattern()[..., 0], np.full((20, 24), 200, np.uint8)], axis=2)
+    Image.fromarray(la).save(tmp_path / "la.png")
+    rc, err = _run(_up(tmp_path / "la.png", tmp_path / "o.png", "--model", "bicubic"), capsys)
+    assert rc == 0, err
+    out = Image.open(tmp_path / "o.png")
+    assert out.mode == "LA" and out.size == (48, 40)
+    api = odesr.upscale(Image.fromarray(la), 2, "bicubic")
+    assert api.mode == "LA" and np.array_equal(np.asarray(api), np.asarray(out))
+    assert np.asarray(odesr.upscale(la, 2, "bicubic")).shape == (40, 48, 2)
+
+
+@pytest.mark.parametrize("size", ["-3", "0"])
+def test_bench_run_bad_batch_size(size, tmp_path, capsys) -> None:
+    from bench.__main__ import main as bench_main
+
+    argv = ["run", "ci-smoke", "--profile", "smoke", "--batch-size", size]
+    rc = bench_main([*argv, "--results", str(tmp_path / "r"), "--checkpoints", str(tmp_path)])
+    _one_line_2(rc, capsys.readouterr().err.strip(), "--batch-size")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ data lost
+
+
+def test_refused_training_leaves_the_existing_run_alone(tmp_path, capsys, data_root) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run / "config.yaml").write_text("kept: true\n")
+    argv = ["train", "smoke/vdsr-ode", "--out", str(run), "--no-progress", "--max-steps", "1"]
+    argv += ["--data-root", str(data_root), "--set", "val.every=1"]
+    rc, err = _run([*argv, "--set", f"val.dataset={tmp_path / 'nowhere'}"], capsys)
+    _one_line_2(rc, err, "nowhere")
+    assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
+    assert (run / "config.yaml").read_text() == "kept: true\n"
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.jsonl"]
+
+
+def test_same_stem_twice_refused(folder, tmp_path, capsys, no_eval) -> None:
+    Image.fromarray(_pattern(48, 48)).save(folder / "a.tif")
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "share the name 'a'")
+
+
+def test_non_utf8_name_refused_before_work(folder, tmp_path, capsys, no_eval) -> None:
+    name = os.fsdecode(b"b\xff.png")
+    Image.fromarray(_pattern(48, 48)).save(os.path.join(folder, name))
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, "not valid UTF-8")
+
+
+@pytest.mark.parametrize("side,scale,needle", [(4, "4", "too small"), (14, "2", "SSIM needs")])
+def test_small_image_in_a_later_dataset_found_before_any_work(
+    side, scale, needle, folder, tmp_path, capsys, no_eval
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(_pattern(side, side)).save(other / "s.png")
+    argv = _eval(folder, tmp_path / "e.csv", "--model", "bicubic", "--scales", scale)
+    rc, err = _run([*argv, "--dataset", str(other)], capsys)
+    _one_line_2(rc, err, needle)
+    assert str(other / "s.png") in err
+
+
+# ------------------------------------------------------------------ one line, not a traceback
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(img, tmp_path) -> None:
+    import resource
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    big = tmp_path / "big.png"
+    Image.fromarray(_pattern(200, 200)).save(big)
+    argv = [sys.executable, "-m", "odesr.cli", *_up(big, out_dir / "o.png", "--model", "bicubic")]
+    proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "File too large" in proc.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "loop"])
+def test_bad_lock_is_one_line(kind, folder, tmp_path, capsys, no_eval) -> None:
+    lock = tmp_path / "e.csv.lock"
+    if kind == "folder":
+        lock.mkdir()
+    else:
+        lock.symlink_to(lock)
+    rc, err = _run(_eval(folder, tmp_path / "e.csv", "--model", "bicubic"), capsys)
+    _one_line_2(rc, err, str(lock))
+
+
+def test_os_errors_become_one_line() -> None:
+    import errno
+
+    from odesr.cli import error_line
+
+    exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x/o.png")
+    assert error_line(exc).startswith("/x/o.png: No space left on device")
+    assert (
+        error_line(IsADirectoryError(errno.EISDIR, "Is a directory", "/l")) == "/l: Is a directory"
+    )
+    assert error_line(ValueError("first\nsecond")) == "first"
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found += [int(x) for x in text.split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_ctrl_c_during_a_pooled_eval_is_one_line(data_root, tmp_path) -> None:
+    argv = [sys.executable, "-m", "odesr.cli", "eval", "--no-progress", "--model", "bicubic"]
+    argv += ["--dataset", "B100", "--data-root", str(data_root), "--scales", "1.1:4:0.005"]
+    proc = subprocess.Popen(
+        [*argv, "--out", str(tmp_path / "e.csv")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.time() + 120
+    while len(_children(proc.pid)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # until the worker pool runs
+    assert len(_children(proc.pid)) >= 2, "no worker pool started"
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip() == "odesr: interrupted", err
+    assert not (tmp_path / "e.csv").exists()
+
+
+def _bench(argv: list[str], capsys) -> tuple[int, str]:
+    from bench.__main__ import main as bench_main
+
+    rc = bench_main(argv)
+    return rc, capsys.readouterr().err.strip()
+
+
+def test_experiment_faults_are_one_line(tmp_path, capsys) -> None:
+    data = _three_images(tmp_path)
+    common = ["--profile", "smoke", "--checkpoints", str(tmp_path / "ck"), "--no-progress"]
+    exp = _tiny_experiment(data)
+    # scales: [null]
+    exp["models"]["bicubic"]["scales"] = [None]
+    (tmp_path / "null.yaml").write_text(yaml.safe_dump(exp))
+    rc, err = _bench(
+        ["run", str(tmp_path / "null.yaml"), "--results", str(tmp_path / "r"), *common], capsys
+    )
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    # a truncated checkpoint
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(BUNDLED_MODEL.read_bytes()[:5000])
+    exp = _tiny_experiment(data)
+    exp["models"] = {
+        "m": {"paper": "vdsr-ode", "model": {"name": "vdsr-ode", "checkpoint": str(cut)}}
+    }
+    exp["sweeps"][0]["models"] = ["m"]
+    (tmp_path / "cut.yaml").write_text(yaml.safe_dump(exp))
+    rc, err = _bench(
+        ["run", str(tmp_path / "cut.yaml"), "--results", str(tmp_path / "r"), *common], capsys
+    )
+    assert rc == 2 and "Traceback" not in err, err  # a progress line, then the error's line
+    assert str(cut) in err.splitlines()[-1] and "not a readable odesr checkpoint" in err
+    # a results folder that is a file: refused before any unit is evaluated
+    (tmp_path / "rfile").write_text("x")
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(_tiny_experiment(data)))
+    rc, err = _bench(
+        ["run", str(tmp_path / "ok.yaml"), "--results", str(tmp_path / "rfile"), *common], capsys
+    )
+    _one_line_2(rc, err, "not a folder")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_edited_results_header_refused_untouched(tmp_path, capsys) -> None:
+    data = _three_images(tmp_path)
+    path, kw = _results_with(tmp_path, data, {})
+    text = path.read_text().replace(",psnr,", ",PSNR,", 1)
+    path.write_text(text)
+    with pytest.raises(ValueError, match="header lacks column"):
+        run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    with pytest.raises(DataError, match="restore its header"):
+        load_results(path)
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(_tiny_experiment(data)))
+    argv = [
+        "run",
+        str(tmp_path / "ok.yaml"),
+        "--profile",
+        "smoke",
+        "--results",
+        str(tmp_path / "r"),
+    ]
+    rc, err = _bench([*argv, "--checkpoints", str(tmp_path / "ck"), "--no-progress"], capsys)
+    _one_line_2(rc, err, "header lacks column(s) psnr")
+    assert path.read_text() == text and not list(path.parent.glob("*.damaged*"))
