@@ -44,7 +44,7 @@ def steps_per_second(
     kind = getattr(model, "input_kind", "upscaled")
     images = train.load_training_images(cfg["data"], data_root)
     sampler = train.PatchSampler(images, cfg, kind, cfg["objective"], int(cfg["seed"]), 0, None)
-    step_module = train._Step(model, cfg)
+    step_module = train.TrainStep(model, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     losses: list[float] = []
     start = 0.0

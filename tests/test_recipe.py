@@ -118,7 +118,7 @@ def test_holdout_images_are_not_trained_on(tmp_path):
     kept = tr.load_training_images(["Set5"], root, exclude=held)
     assert len(kept) == len(everything) - 3
     cfg["val"] = {**cfg["val"], "dataset": "holdout", "every": 1, "n_images": 2}
-    assert [img.path for img in tr._load_val_images(cfg, root)] == held[:2]
+    assert [img.path for img in tr.load_val_images(cfg, root)] == held[:2]
     with pytest.raises(tr.TrainError, match="leaves no Set5 image"):
         tr.holdout_files({**cfg, "holdout": {"dataset": "Set5", "n_images": 10_000}}, root)
 
@@ -173,7 +173,7 @@ def test_recipe_config_errors():
         _cfg("smoke/vdsr+t", ema=1.5)
     cfg = _cfg("smoke/vdsr-ode", mixed_scales=True)  # step_size grid: not mixable
     with pytest.raises(tr.TrainError, match="mixed_scales"):
-        tr._build_model(cfg, torch.device("cpu"))
+        tr.build_model(cfg, torch.device("cpu"))
 
 
 def test_named_solver_grids():
