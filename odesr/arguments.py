@@ -29,6 +29,13 @@ def train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--seed", type=int, default=None, help="override seed")
     parser.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S1,S2,...",
+        help="train these seeds together in one process (stacked weights, one pass for all; "
+        "models taking the upscaled image), into OUT/seed<S> (odesr.multiseed)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",

@@ -890,11 +890,14 @@ class TrainingRun:
     scale_weights: dict[float, float] | None = None  # loss weight per scale (odesr.scale_weight)
 
 
-def machine_segment(run: TrainingRun, dev: torch.device, world: int) -> None:
+def machine_segment(run: TrainingRun, dev: torch.device, world: int, together: int = 1) -> None:
     """Record where the next steps run: ``run.trained_on`` (saved in every checkpoint, kept by
     published weights) lists ``{from_step, device, torch, world, tf32}`` segments, a new one each
     time a resume changes any of them. Weights trained on another machine, thread count or
-    torch differ by float reduction order, so a report can say which rows came from where."""
+    torch differ by float reduction order, so a report can say which rows came from where.
+    ``together`` > 1: the run is one of that many seeds trained in one process
+    (:mod:`odesr.multiseed`), recorded as ``seeds_together`` (each step then trains that many
+    seeds)."""
     from odesr.evaluate import device_label
 
     segment = {
@@ -903,8 +906,11 @@ def machine_segment(run: TrainingRun, dev: torch.device, world: int) -> None:
         "world": world,
         "tf32": bool(torch.backends.cudnn.allow_tf32) if dev.type == "cuda" else False,
     }
+    if together > 1:
+        segment["seeds_together"] = together
     last = run.trained_on[-1] if run.trained_on else None
-    if last is None or {k: last.get(k) for k in segment} != segment:
+    keys = (*segment, "seeds_together")
+    if last is None or {k: last.get(k) for k in keys} != {k: segment.get(k) for k in keys}:
         run.trained_on.append({"from_step": run.step, **segment})
 
 
@@ -1232,8 +1238,12 @@ def _default_out(config: str) -> Path:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``odesr train`` from parsed arguments; returns the exit status."""
+    """Run ``odesr train`` from parsed arguments; returns the exit status. ``--seeds S1,S2``
+    trains those seeds together into ``OUT/seed<S>`` (:mod:`odesr.multiseed`)."""
+    seeds = getattr(args, "seeds", None)
     try:
+        if seeds and args.seed is not None:
+            raise TrainError("--seed and --seeds do not go together")
         overrides = list(args.overrides or [])
         if args.max_steps is not None:
             overrides.append(f"max_steps={int(args.max_steps)}")
@@ -1241,9 +1251,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             overrides.append(f"seed={int(args.seed)}")
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else _default_out(args.config)
-        result = train(
-            cfg,
-            out,
+        options: dict[str, Any] = dict(
             resume=args.resume,
             device=args.device,
             data_root=args.data_root,
@@ -1251,6 +1259,14 @@ def run_from_args(args: argparse.Namespace) -> int:
             data_workers=args.data_workers,
             tf32=args.tf32,
         )
+        if seeds:
+            from odesr import multiseed  # noqa: PLC0415 (it imports this module)
+
+            seeds = multiseed.parse_seeds(seeds)
+            dirs = multiseed.seed_dirs(out, seeds)
+            results = multiseed.train_seeds(cfg, seeds, dirs, **options)
+        else:
+            results = [train(cfg, out, **options)]
     except NonFiniteLoss as exc:
         print(f"odesr train: {exc}", file=sys.stderr)
         return EXIT_NONFINITE
@@ -1258,10 +1274,12 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"odesr train: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if int(os.environ.get("RANK", "0")) == 0:
-        msg = f"odesr train: done at step {result['step']}, loss {result['loss']:.5f}"
-        if "ranks_agree" in result:
-            msg += f", ranks agree: {result['ranks_agree']}"
-        print(msg + f" -> {result['final']}")
+        for i, result in enumerate(results):
+            which = f"seed {seeds[i]} " if seeds else ""
+            msg = f"odesr train: {which}done at step {result['step']}, loss {result['loss']:.5f}"
+            if "ranks_agree" in result:
+                msg += f", ranks agree: {result['ranks_agree']}"
+            print(msg + f" -> {result['final']}")
     return EXIT_OK
 
 

@@ -1,0 +1,518 @@
+"""Several seeds of one model trained together in one process, with stacked weights.
+
+``train_seeds(cfg, [s1, ..., sK], [dir1, ..., dirK])`` trains what K runs of
+:func:`odesr.train.train` with ``seed: s1 .. sK`` would, into K ordinary run directories
+(``last.pt``, ``final.pt``, ``config.yaml``, ``metrics.jsonl``: same checkpoint format and
+``extra`` fields, so :func:`odesr.models.load`, the bench and ``odesr train --resume`` read them
+as they read a single run's), but with one forward and one backward pass for all K:
+
+* every seed has its own initialisation (``seed_everything(s)`` then ``build_model``, as a
+  single run), its own :class:`odesr.train.PatchSampler` stream, Adam moments, gradient-norm
+  clip (each seed's own global norm) and EMA; the learning-rate schedule (a function of the step
+  only) is shared;
+* every ``Conv2d`` of the model becomes a :class:`StackedConv2d` holding the K seeds' weights
+  ``(K, out, in, kh, kw)``, run as one grouped convolution over the seeds' batches concatenated
+  along the batch axis (seed-major). Every other operation of the supported models (backbones'
+  ReLU / concatenation / skips, t planes, the ODE solvers, ``solve_per_sample``) works per
+  sample, so the concatenated batch needs nothing else; Adam, the EMA and the schedule are
+  elementwise, so one optimiser over the stacked tensors is K optimisers;
+* a batch with one scale per sample (``mixed_scales``) runs all seeds in one pass; with one
+  scale per batch, the seeds whose batch drew the same scale share a pass (a float scale fixes
+  the ODE time grid, so seeds at different scales cannot share one);
+* results equal the separate runs up to float rounding (a grouped convolution sums in another
+  order than K plain ones; a pass holding one seed is the plain convolution).
+
+Models: those taking the upscaled image (``input_kind == "upscaled"``: VDSR / RDN ``+t`` and
+ODE models, any objective) whose parameters all sit in ``Conv2d`` layers. LR-input models
+(Meta-RDN, the fixed-scale nets) and adaptive training solvers are refused. A non-finite loss
+of any seed stops all of them before the update (the message names the seed; every seed keeps
+its last good ``last.pt``). Resume: all K continue from their ``last.pt``, which must exist for
+every seed and hold the same step; an ordinary run resumes any one of them. Single process only
+(no DDP). Checkpoints record ``seeds_together: K`` in their ``trained_on`` segment (each step of
+the segment trained K seeds). ``odesr train CONFIG --seeds 0,1,2,3`` writes ``OUT/seed0 ..
+OUT/seed3``.
+
+Speed: ``python -m bench.multiseed_speed`` (results in bench/README.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from odesr import tensorboard_log
+from odesr.ode import ADAPTIVE_METHODS, DEFAULT_SOLVER, grid_options
+from odesr.prefetch import batch_source
+from odesr.scale_weight import weight_of
+from odesr.train import (
+    MetricsLog,
+    NonFiniteLoss,
+    PatchSampler,
+    TrainError,
+    TrainingRun,
+    TrainStep,
+    build_model,
+    compute_loss,
+    holdout_files,
+    load_training_images,
+    load_val_images,
+    loss_weights,
+    machine_segment,
+    make_optimizer,
+    pick_device,
+    progress_bar,
+    restore_run,
+    save_run,
+    seed_everything,
+    update_ema,
+    validate,
+)
+
+__all__ = [
+    "StackedConv2d",
+    "stack_models",
+    "unstack_into",
+    "clip_per_seed",
+    "seed_dirs",
+    "parse_seeds",
+    "train_seeds",
+]
+
+
+class StackedConv2d(nn.Module):
+    """K ``Conv2d`` layers of equal shape as one: ``weight`` (K, out, in / groups, kh, kw),
+    ``bias`` (K, out) or None. Input ``(K' * n, in, H, W)``, seed-major (rows ``i * n ..
+    (i + 1) * n`` belong to the i-th active seed); ``active`` (indices into the K seeds, None:
+    all) picks the seeds of the current pass. Runs as one convolution with ``groups * K'``
+    groups on channels-last tensors; a pass of one seed is that seed's plain convolution."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d]) -> None:
+        super().__init__()
+        first = convs[0]
+        same = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+        for conv in convs:
+            if any(getattr(conv, a) != getattr(first, a) for a in (*same, "groups")):
+                raise TrainError("stacked convolutions differ in shape")
+            if conv.padding_mode != "zeros" or (conv.bias is None) != (first.bias is None):
+                raise TrainError("stacked convolutions need zero padding and equal bias use")
+        self.stride, self.padding = first.stride, first.padding
+        self.dilation, self.groups = first.dilation, first.groups
+        self.weight = nn.Parameter(torch.stack([c.weight.detach() for c in convs]).clone())
+        bias = None
+        if first.bias is not None:
+            bias = nn.Parameter(torch.stack([c.bias.detach() for c in convs]).clone())
+        self.bias = bias
+        self.active: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if self.active is not None:
+            weight = weight.index_select(0, self.active)
+            bias = None if bias is None else bias.index_select(0, self.active)
+        k = weight.shape[0]
+        args = (self.stride, self.padding, self.dilation)
+        if k == 1:
+            return F.conv2d(x, weight[0], None if bias is None else bias[0], *args, self.groups)
+        n, (c, h, w) = x.shape[0] // k, x.shape[1:]
+        # (k n, c, h, w) -> (n, h, w, k, c) -> (n, k c, h, w) channels-last
+        xg = x.reshape(k, n, c, h, w).permute(1, 3, 4, 0, 2).reshape(n, h, w, k * c)
+        y = F.conv2d(
+            xg.permute(0, 3, 1, 2),
+            weight.reshape(-1, *weight.shape[2:]),
+            None if bias is None else bias.reshape(-1),
+            *args,
+            self.groups * k,
+        )
+        ho, wo = y.shape[-2:]
+        y = y.permute(0, 2, 3, 1).reshape(n, ho, wo, k, -1).permute(3, 0, 1, 2, 4)
+        return y.reshape(k * n, ho, wo, -1).permute(0, 3, 1, 2)
+
+
+def stack_models(models: Sequence[nn.Module]) -> nn.Module:
+    """One model running ``models`` (same architecture, one per seed) as K: a copy of the first
+    with every ``Conv2d`` replaced by a :class:`StackedConv2d` of the K models' layers. Its
+    parameters have the single models' names, in their order, with a leading seed axis.
+    TrainError when a model has parameters outside ``Conv2d`` layers or buffers."""
+    template = copy.deepcopy(models[0])
+    names = [name for name, m in template.named_modules() if isinstance(m, nn.Conv2d)]
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = template.get_submodule(parent_name) if parent_name else template
+        convs = [m.get_submodule(name) for m in models]
+        setattr(parent, child, StackedConv2d(convs))  # keeps the module's place (param order)
+    single = [n for n, _ in models[0].named_parameters()]
+    stacked = [n for n, _ in template.named_parameters()]
+    if single != stacked or any(True for _ in template.buffers()):
+        raise TrainError(
+            f"--seeds: {models[0].spec.get('name')} has parameters or buffers outside Conv2d "
+            "layers; train it one seed per process"
+        )
+    return template
+
+
+def set_active(model: nn.Module, active: torch.Tensor | None) -> None:
+    """The seeds (indices into K; None: all) the next pass of a stacked model runs."""
+    for m in model.modules():
+        if isinstance(m, StackedConv2d):
+            m.active = active
+
+
+@torch.no_grad()
+def unstack_into(stacked: nn.Module, models: Sequence[nn.Module]) -> None:
+    """Copy the K seeds' weights of a :func:`stack_models` model into the single models."""
+    for k, model in enumerate(models):
+        for p, q in zip(stacked.parameters(), model.parameters(), strict=True):
+            q.copy_(p[k])
+
+
+@torch.no_grad()
+def clip_per_seed(params: Sequence[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``nn.utils.clip_grad_norm_`` for each seed (leading axis) on its own: every seed's
+    gradients scaled by ``min(1, max_norm / (norm + 1e-6))``, norm = that seed's global L2 norm.
+    Returns the K norms before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1)
+    total = norms.norm(dim=1)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.reshape(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+    return total
+
+
+def _seed_optimizer_state(state: dict, k: int, shapes: list[torch.Size]) -> dict:
+    """Seed ``k``'s part of a stacked optimiser's state dict (tensors shaped as the stacked
+    parameter are sliced; the step count and hyper-parameters are shared)."""
+    out = {"state": {}, "param_groups": copy.deepcopy(state["param_groups"])}
+    for i, entry in state["state"].items():
+        out["state"][i] = {
+            key: v[k].clone() if torch.is_tensor(v) and v.shape == shapes[i] else copy.deepcopy(v)
+            for key, v in entry.items()
+        }
+    return out
+
+
+def _stacked_optimizer_state(states: Sequence[dict], shapes: list[torch.Size]) -> dict:
+    """The inverse of :func:`_seed_optimizer_state`: K single runs' optimiser states stacked."""
+    out = {"state": {}, "param_groups": copy.deepcopy(states[0]["param_groups"])}
+    for i, entry in states[0]["state"].items():
+        out["state"][i] = {
+            key: torch.stack([s["state"][i][key] for s in states])
+            if torch.is_tensor(v) and v.shape == shapes[i][1:]
+            else copy.deepcopy(v)
+            for key, v in entry.items()
+        }
+    return out
+
+
+def _combine(batches: Sequence[dict]) -> dict:
+    """The seeds' batches as one, seed-major: tensors concatenated along the batch axis, the
+    scale kept when it is one float (the caller groups by it), other values from the first."""
+    out: dict[str, Any] = {}
+    for key, value in batches[0].items():
+        if key == "weight":
+            continue  # per-sample loss weights enter each seed's own loss
+        if key == "scale" and not torch.is_tensor(value):
+            out[key] = value
+        elif torch.is_tensor(value):
+            out[key] = torch.cat([b[key] for b in batches])
+        else:
+            out[key] = value
+    return out
+
+
+def _groups(batches: Sequence[dict]) -> list[list[int]]:
+    """Seeds that can share a pass: all of them when scales are per sample, else those whose
+    batch drew the same scale."""
+    if torch.is_tensor(batches[0]["scale"]):
+        return [list(range(len(batches)))]
+    by_scale: dict[float, list[int]] = {}
+    for k, b in enumerate(batches):
+        by_scale.setdefault(float(b["scale"]), []).append(k)
+    return list(by_scale.values())
+
+
+def seed_dirs(out: str | os.PathLike, seeds: Sequence[int]) -> list[Path]:
+    """``OUT/seed<s>`` for every seed: where ``odesr train --seeds`` writes its runs."""
+    return [Path(out) / f"seed{int(s)}" for s in seeds]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; TrainError for anything but distinct integers."""
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise TrainError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise TrainError(f"--seeds: expected distinct integers, got {text!r}")
+    return seeds
+
+
+def _check_model(model: nn.Module, cfg: dict) -> None:
+    """TrainError for what cannot be stacked: LR-input models, and adaptive training solvers
+    (their step size follows the error of the whole batch, which would mix the seeds)."""
+    kind = getattr(model, "input_kind", "upscaled")
+    if kind != "upscaled":
+        raise TrainError(
+            f"--seeds: {cfg['model']['name']} takes the LR image (Meta-RDN and the fixed-scale "
+            "nets train one seed per process)"
+        )
+    method = grid_options(cfg["train_solver"] or {}).get("method", DEFAULT_SOLVER.method)
+    if model.is_ode and cfg["objective"] == "endpoint" and method in ADAPTIVE_METHODS:
+        raise TrainError(
+            f"--seeds: train_solver {method!r} is adaptive (its steps follow the whole batch's "
+            "error, which would mix the seeds); use a fixed-step method"
+        )
+
+
+def train_seeds(
+    cfg: dict,
+    seeds: Sequence[int],
+    run_dirs: Sequence[str | os.PathLike],
+    resume: bool = False,
+    device: str | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+    data_workers: int = 0,
+    tf32: bool = False,
+) -> list[dict]:
+    """Train ``cfg`` with each of ``seeds`` into the matching ``run_dirs`` at once (module
+    docstring); returns one ``{"step", "loss", "final"}`` per seed, as :func:`odesr.train.train`.
+
+    ``data_workers``: worker processes per seed. Raises :class:`NonFiniteLoss` (naming the seed)
+    and :class:`TrainError` as :func:`odesr.train.train` does."""
+    seeds = [int(s) for s in seeds]
+    dirs = [Path(d) for d in run_dirs]
+    if not seeds or len(set(seeds)) != len(seeds) or len(dirs) != len(seeds):
+        raise TrainError("--seeds: distinct seeds, one run directory each")
+    if len({d.resolve() for d in dirs}) != len(dirs):
+        raise TrainError("--seeds: the seeds need distinct run directories")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TrainError("--seeds: one process only (not under torchrun)")
+    dev = pick_device(device, 0)
+    from odesr.evaluate import gpu_float32
+
+    with gpu_float32(tf32):
+        return _train_seeds(cfg, seeds, dirs, resume, dev, data_root, progress, data_workers)
+
+
+def _train_seeds(
+    cfg: dict,
+    seeds: list[int],
+    dirs: list[Path],
+    resume: bool,
+    dev: torch.device,
+    data_root: str | None,
+    progress: bool,
+    data_workers: int,
+) -> list[dict]:
+    K = len(seeds)  # noqa: N806 (the number of seeds, as in the docs)
+    cfgs = [{**copy.deepcopy(cfg), "seed": s} for s in seeds]
+    held_out = holdout_files(cfg, data_root)
+    images = load_training_images(cfg["data"], data_root, exclude=held_out)
+    runs: list[TrainingRun] = []
+    for c, s in zip(cfgs, seeds, strict=True):
+        seed_everything(s)
+        model, kind, objective = build_model(c, dev)
+        _check_model(model, c)
+        opt, sched = make_optimizer(model, c)
+        ema = copy.deepcopy(model).requires_grad_(False) if float(c["ema"]) > 0 else None
+        sampler = PatchSampler(
+            images, c, kind, objective, s, 0, model.supported_scales, bool(c["mixed_scales"])
+        )
+        try:
+            source = batch_source(sampler, int(data_workers))
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        run = TrainingRun(c, model, ema, opt, sched, source)
+        run.scale_weights = loss_weights(c, images, sampler.scales)
+        runs.append(run)
+
+    lasts = [d / "last.pt" for d in dirs]
+    have = [p.exists() for p in lasts]
+    if resume and any(have):
+        if not all(have):
+            missing = [str(s) for s, h in zip(seeds, have, strict=True) if not h]
+            raise TrainError(
+                f"--seeds --resume: no last.pt for seed(s) {', '.join(missing)}; resume needs "
+                "every seed's run (or train those seeds on their own)"
+            )
+        for run, last in zip(runs, lasts, strict=True):
+            restore_run(run, last, 0, 1)
+        if len({run.step for run in runs}) != 1:
+            steps = ", ".join(f"seed {s}: {r.step}" for s, r in zip(seeds, runs, strict=True))
+            raise TrainError(f"--seeds --resume: the runs are at different steps ({steps})")
+    elif not resume and any(have):
+        print(
+            "odesr train: the seeds' run directories have checkpoints; starting over "
+            "(use --resume to continue)",
+            file=sys.stderr,
+        )
+
+    c0 = cfgs[0]
+    model = stack_models([r.model for r in runs])
+    ema = None
+    if runs[0].ema is not None:
+        ema = stack_models([r.ema for r in runs]).requires_grad_(False)
+    opt, sched = make_optimizer(model, c0)
+    params = list(model.parameters())
+    shapes = [p.shape for p in params]
+    if resume and all(have):
+        opt.load_state_dict(_stacked_optimizer_state([r.opt.state_dict() for r in runs], shapes))
+        sched.load_state_dict(runs[0].sched.state_dict())
+    step = runs[0].step
+
+    val_images = load_val_images(c0, data_root)
+    logs = []
+    for run, d in zip(runs, dirs, strict=True):
+        machine_segment(run, dev, 1, together=K)
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / "config.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(run.cfg, fh, sort_keys=False)
+        log = MetricsLog(d / "metrics.jsonl", True, step if resume else None)
+        logs.append(
+            tensorboard_log.tee(
+                log,
+                d,
+                True,
+                step if resume else None,
+                model=run.model,
+                val_images=val_images,
+                cfg=run.cfg,
+                device=dev,
+            )
+        )
+
+    def sync() -> None:
+        """The stacked state into the K single runs (before saving or validating)."""
+        unstack_into(model, [r.model for r in runs])
+        if ema is not None:
+            unstack_into(ema, [r.ema for r in runs])
+        state = opt.state_dict()
+        for k, run in enumerate(runs):
+            run.opt.load_state_dict(_seed_optimizer_state(state, k, shapes))
+            run.sched.load_state_dict(sched.state_dict())
+            run.step = step
+
+    step_module = TrainStep(model, c0)
+    max_steps = int(c0["max_steps"])
+    log_every, ckpt_every = int(c0["log_every"]), int(c0["checkpoint_every"])
+    val_every = int(c0["val"].get("every") or 0)
+    clip, decay = float(c0["grad_clip"]), float(c0["ema"])
+    bar = progress_bar(c0, step, progress, f" x {K} seeds")
+    model.train()
+    t_mark, s_mark, data_s = time.perf_counter(), step, 0.0
+    loss_sum = [0.0] * K
+    loss_n = 0
+    losses = [float("nan")] * K
+    norms = [float("nan")] * K
+    batches: list[dict] = []
+    try:
+        while step < max_steps:
+            t_data = time.perf_counter()
+            batches = []
+            for run in runs:
+                batch = run.sampler.next()
+                if run.scale_weights is not None:
+                    batch["weight"] = weight_of(run.scale_weights, batch["scale"])
+                batches.append(_to_device(batch, dev, bool(c0.get("channels_last"))))
+            data_s += time.perf_counter() - t_data
+            opt.zero_grad(set_to_none=True)
+            for group in _groups(batches):
+                # backward per pass, while its seeds are active: recomputed activations
+                # (checkpoint_recompute) need the same seeds; gradients add up per seed
+                active = None if len(group) == K else torch.tensor(group, device=dev)
+                set_active(model, active)
+                pred = step_module(_combine([batches[k] for k in group]))
+                n = pred.shape[0] // len(group)
+                total = torch.zeros((), device=dev)
+                for i, k in enumerate(group):
+                    part = pred[i * n : (i + 1) * n]
+                    loss = compute_loss(lambda _batch, part=part: part, batches[k])
+                    losses[k] = float(loss.detach())
+                    total = total + loss
+                total.backward()
+                set_active(model, None)
+            for k, value in enumerate(losses):
+                if not math.isfinite(value):
+                    scale = batches[k]["scale"]
+                    raise NonFiniteLoss(
+                        f"seed {seeds[k]}: non-finite loss ({value}) at step {step + 1} "
+                        f"(scale {'mixed' if torch.is_tensor(scale) else f'{scale:.4g}'}); "
+                        f"last good checkpoint kept: "
+                        f"{lasts[k] if lasts[k].exists() else 'none yet'}"
+                    )
+            if clip > 0:
+                norms = [float(v) for v in clip_per_seed(params, clip)]
+            opt.step()
+            sched.step()
+            if ema is not None:
+                update_ema(ema, model, decay, step)
+            step += 1
+            loss_sum = [a + b for a, b in zip(loss_sum, losses, strict=True)]
+            loss_n += 1
+            if bar is not None:
+                bar.update(1)
+            if step % log_every == 0 or step == max_steps:
+                now = time.perf_counter()
+                for k, log in enumerate(logs):
+                    record = dict(
+                        step=step,
+                        loss=loss_sum[k] / loss_n,
+                        lr=opt.param_groups[0]["lr"],
+                        steps_per_s=(step - s_mark) / max(now - t_mark, 1e-9),
+                        data_share=data_s / max(now - t_mark, 1e-9),
+                    )
+                    if not torch.is_tensor(batches[k]["scale"]):
+                        record["scale"] = batches[k]["scale"]
+                    if math.isfinite(norms[k]):
+                        record["grad_norm"] = norms[k]
+                    log.write(**record)
+                t_mark, s_mark, data_s = now, step, 0.0
+                loss_sum, loss_n = [0.0] * K, 0
+            if val_every and step % val_every == 0 and val_images:
+                sync()
+                for run, log in zip(runs, logs, strict=True):
+                    net = run.ema if run.ema is not None else run.model
+                    v = validate(net, val_images, run.cfg, dev)
+                    log.write(step=step, val_psnr=v, val_dataset=str(run.cfg["val"]["dataset"]))
+            if ckpt_every and step % ckpt_every == 0 and step < max_steps:
+                sync()
+                for run, last in zip(runs, lasts, strict=True):
+                    save_run(run, last, 1, 0)
+    finally:
+        if bar is not None:
+            bar.close()
+        for run in runs:
+            if isinstance(run.sampler, PatchSampler):
+                continue
+            run.sampler.close()
+    sync()
+    results = []
+    for k, (run, d, log) in enumerate(zip(runs, dirs, logs, strict=True)):
+        save_run(run, lasts[k], 1, 0)
+        save_run(run, d / "final.pt", 1, 0, final=True)
+        result = {"step": step, "loss": losses[k], "final": str(d / "final.pt")}
+        log.write(done=True, step=step, loss=losses[k])
+        results.append(result)
+    return results
+
+
+def _to_device(batch: dict, dev: torch.device, channels_last: bool) -> dict:
+    """A batch's images on ``dev`` (as the single-run step moves them)."""
+    out = dict(batch)
+    for key in ("x", "target"):
+        out[key] = batch[key].to(dev, non_blocking=True)
+    if channels_last:
+        out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
+    return out
