@@ -8,6 +8,10 @@ plan's weights key. ``bench run`` and ``bench.train_all`` use a published file w
 folder has no ``final.pt`` (:func:`bench.checkpoints.ensure_checkpoint`), so a fresh clone
 re-derives the committed numbers without training. A file already published for a key is left
 alone (the key names the config, recipe and seed, so the weights are the same run's).
+
+``<results>/<profile>/training-log.csv``, rewritten each time: one row per ``trained_on``
+segment of every published weights file that records its speed (steps, seconds, steps/s,
+device, threads, load averages; :mod:`odesr.train`), what ``bench plan`` can be checked against.
 """
 
 from __future__ import annotations
@@ -21,7 +25,23 @@ from bench.experiment import ExperimentError, load_experiment
 from odesr.cli import HelpFormatter
 from odesr.models import load_checkpoint, save_checkpoint, weights_only_extra
 
-__all__ = ["main", "publish"]
+__all__ = ["main", "publish", "training_log"]
+
+LOG_COLUMNS = [
+    "weights",
+    "model",
+    "from_step",
+    "steps",
+    "seconds",
+    "steps_per_s",
+    "device",
+    "threads",
+    "world",
+    "torch",
+    "tf32",
+    "loadavg_1m",
+    "loadavg_15m",
+]
 
 
 def publish(final: Path, out: Path) -> int:
@@ -29,6 +49,30 @@ def publish(final: Path, out: Path) -> int:
     model, extra = load_checkpoint(final)
     save_checkpoint(out, model, **weights_only_extra(extra))
     return out.stat().st_size
+
+
+def training_log(weights_dir: Path) -> list[dict]:
+    """Rows of :data:`LOG_COLUMNS`: the ``trained_on`` segments with a speed record of the
+    weights files in ``weights_dir``, sorted by file name."""
+    from odesr.train import read_checkpoint
+
+    rows = []
+    for path in sorted(weights_dir.glob("*.pt")):
+        extra = read_checkpoint(path)[1]
+        for seg in extra.get("trained_on") or []:
+            if "steps_per_s" not in seg:
+                continue
+            load = seg.get("loadavg") or [None, None, None]
+            rows.append(
+                dict(
+                    weights=path.stem,
+                    model=(extra.get("config") or {}).get("model", {}).get("name", ""),
+                    **{k: seg.get(k) for k in LOG_COLUMNS[2:-2]},
+                    loadavg_1m=load[0],
+                    loadavg_15m=load[-1],
+                )
+            )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}: {size / 1e6:.2f} MB -> {out}")
         else:
             missing += 1
+    weights_dir = Path(args.results) / args.profile / "weights"
+    rows = training_log(weights_dir) if weights_dir.is_dir() else []
+    if rows:
+        from odesr.io import write_csv_atomic
+
+        write_csv_atomic(weights_dir.parent / "training-log.csv", rows, LOG_COLUMNS)
     print(
         f"bench.publish: {written} written, {kept} already published, {missing} not trained; "
         f"{total / 1e6:.1f} MB under {Path(args.results) / args.profile / 'weights'}"
