@@ -82,6 +82,22 @@ __all__ = [
     "path_patch",
     "path_derivative",
     "train",
+    "TrainingRun",
+    "TrainStep",
+    "MetricsLog",
+    "seed_everything",
+    "build_model",
+    "make_optimizer",
+    "lr_factor",
+    "update_ema",
+    "machine_segment",
+    "save_run",
+    "restore_run",
+    "validate",
+    "load_val_images",
+    "pick_device",
+    "progress_bar",
+    "compute_loss",
     "add_arguments",
     "run_from_args",
     "main",
@@ -511,7 +527,7 @@ def _model_spec(cfg: dict) -> dict:
     return spec
 
 
-class _Step(nn.Module):
+class TrainStep(nn.Module):
     """What DDP wraps: one forward for every objective, so gradients are always all-reduced."""
 
     def __init__(self, model: nn.Module, cfg: dict) -> None:
@@ -712,7 +728,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- logging
 
 
-class _Log:
+class MetricsLog:
     """Append-only JSONL metrics log; records past ``keep_until`` are dropped on resume."""
 
     def __init__(self, path: Path, enabled: bool, keep_until: int | None) -> None:
@@ -736,7 +752,8 @@ class _Log:
                 fh.write(json.dumps(record) + "\n")
 
 
-def _validate(model: nn.Module, images: list, cfg: dict, device: torch.device) -> dict:
+def validate(model: nn.Module, images: list, cfg: dict, device: torch.device) -> dict:
+    """``{"scale": PSNR}`` of ``model`` on the validation images (``val`` settings of ``cfg``)."""
     from odesr.evaluate import EvalSettings, evaluate_images, summarize
 
     vcfg = cfg["val"]
@@ -755,7 +772,8 @@ def _validate(model: nn.Module, images: list, cfg: dict, device: torch.device) -
     return {f"{s:g}": p for s, p, _, _ in summarize(rows)}
 
 
-def _load_val_images(cfg: dict, data_root: str | None) -> list:
+def load_val_images(cfg: dict, data_root: str | None) -> list:
+    """The validation images of ``cfg["val"]`` (none when validation is off)."""
     from odesr.data import LoadedImage, list_images, load_image
 
     vcfg = cfg["val"]
@@ -802,7 +820,8 @@ def _param_digest(model: nn.Module) -> str:
 # ----------------------------------------------------------------------------- training
 
 
-def _pick_device(name: str | None, local_rank: int) -> torch.device:
+def pick_device(name: str | None, local_rank: int) -> torch.device:
+    """The device ``name`` means (``auto``/None: cuda when available; cuda: ``cuda:local_rank``)."""
     if name in (None, "", "auto"):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -834,7 +853,7 @@ def train(
     :class:`TrainError` on config/data problems.
     """
     world, rank, local_rank = _dist_env()
-    dev = _pick_device(device, local_rank)
+    dev = pick_device(device, local_rank)
     distributed = world > 1
     if distributed and not torch.distributed.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -857,7 +876,7 @@ def train(
 
 
 @dataclass
-class _Run:
+class TrainingRun:
     """What one training run holds and a checkpoint stores (``ema``: averaged weights or None)."""
 
     cfg: dict
@@ -867,18 +886,20 @@ class _Run:
     sched: torch.optim.lr_scheduler.LRScheduler
     sampler: BatchSource  # a PatchSampler, or a Prefetcher around one
     step: int = 0
-    trained_on: list[dict] = field(default_factory=list)  # segments, see _machine_segment
+    trained_on: list[dict] = field(default_factory=list)  # segments, see machine_segment
     scale_weights: dict[float, float] | None = None  # loss weight per scale (odesr.scale_weight)
     # (perf_counter, step, seconds, steps) when the current segment's clock last started
     clock: tuple[float, int, float, int] = (0.0, 0, 0.0, 0)
 
 
-def _machine_segment(run: _Run, dev: torch.device, world: int) -> None:
+def machine_segment(run: TrainingRun, dev: torch.device, world: int, together: int = 1) -> None:
     """Record where the next steps run: ``run.trained_on`` (saved in every checkpoint, kept by
     published weights) lists ``{from_step, device, torch, world, tf32}`` segments, a new one each
     time a resume changes any of them. Weights trained on another machine, thread count or
     torch differ by float reduction order, so a report can say which rows came from where.
-    Each save adds how fast the segment trains (:func:`_record_speed`)."""
+    Each save adds how fast the segment trains (:func:`_record_speed`). ``together`` > 1: the
+    run is one of that many seeds trained in one process (:mod:`odesr.multiseed`), recorded as
+    ``seeds_together`` (each step then trains that many seeds)."""
     from odesr.evaluate import device_label
 
     segment = {
@@ -887,8 +908,11 @@ def _machine_segment(run: _Run, dev: torch.device, world: int) -> None:
         "world": world,
         "tf32": bool(torch.backends.cudnn.allow_tf32) if dev.type == "cuda" else False,
     }
+    if together > 1:
+        segment["seeds_together"] = together
     last = run.trained_on[-1] if run.trained_on else None
-    if last is None or {k: last.get(k) for k in segment} != segment:
+    keys = (*segment, "seeds_together")
+    if last is None or {k: last.get(k) for k in keys} != {k: segment.get(k) for k in keys}:
         run.trained_on.append({"from_step": run.step, **segment})
     current = run.trained_on[-1]
     run.clock = (
@@ -899,13 +923,14 @@ def _machine_segment(run: _Run, dev: torch.device, world: int) -> None:
     )
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (what model init draws from)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def _build_model(cfg: dict, dev: torch.device) -> tuple[nn.Module, str, str]:
+def build_model(cfg: dict, dev: torch.device) -> tuple[nn.Module, str, str]:
     """``(model, input_kind, objective)`` for ``cfg`` (the objective is endpoint for non-ODEs)."""
     model = _models().build(_model_spec(cfg)).to(dev)
     kind = getattr(model, "input_kind", "upscaled")
@@ -947,7 +972,7 @@ def lr_factor(step: int, cfg: dict) -> float:
     return 0.5 ** (step // int(cfg["lr_halve_every"]))
 
 
-def _make_optimizer(model: nn.Module, cfg: dict):
+def make_optimizer(model: nn.Module, cfg: dict):
     """Adam and its schedule (a plain StepLR for the step schedule without warm-up, as before)."""
     opt = torch.optim.Adam(
         model.parameters(),
@@ -963,7 +988,7 @@ def _make_optimizer(model: nn.Module, cfg: dict):
 
 
 @torch.no_grad()
-def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
     """ema <- d * ema + (1 - d) * model, d = min(decay, (1 + step) / (10 + step)) (short warm-up
     so the average forgets the initial weights early)."""
     d = min(decay, (1.0 + step) / (10.0 + step))
@@ -971,7 +996,7 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
         pe.lerp_(pm.detach(), 1.0 - d)
 
 
-def _restore(run: _Run, last: Path, rank: int, world: int) -> None:
+def restore_run(run: TrainingRun, last: Path, rank: int, world: int) -> None:
     """Continue ``run`` from ``last`` (refusing a checkpoint trained with another config)."""
     state, ckpt = read_checkpoint(last)
     differ = resume_mismatch(ckpt.get("config", {}), run.cfg)
@@ -999,7 +1024,7 @@ def _restore(run: _Run, last: Path, rank: int, world: int) -> None:
         )
 
 
-def _record_speed(run: _Run) -> None:
+def _record_speed(run: TrainingRun) -> None:
     """Update the current ``trained_on`` segment with its speed so far: ``threads`` (torch
     threads of this process), ``steps`` and ``seconds`` (steps trained and wall seconds spent in
     the segment, from after the data is loaded to this save, summed over resumes on the same
@@ -1021,7 +1046,7 @@ def _record_speed(run: _Run) -> None:
     )
 
 
-def _save(run: _Run, path: Path, world: int, rank: int, final: bool = False) -> None:
+def save_run(run: TrainingRun, path: Path, world: int, rank: int, final: bool = False) -> None:
     """Write a checkpoint (collective under DDP). ``last.pt`` holds the raw weights (+ ``ema``);
     ``final.pt`` holds the weights to evaluate: the EMA when on (``extra.weights`` says which)."""
     states, globals_ = [run.sampler.state_dict()], [_global_rng_state()]
@@ -1050,7 +1075,7 @@ def _save(run: _Run, path: Path, world: int, rank: int, final: bool = False) -> 
     save_training_checkpoint(path, model, extra)
 
 
-def _train_step(run: _Run, step_module: nn.Module, batch: dict, dev, world: int, last: Path):
+def _train_step(run: TrainingRun, step_module: nn.Module, batch: dict, dev, world: int, last: Path):
     """One optimiser step; returns ``(loss, grad_norm)``. Raises NonFiniteLoss before updating."""
     cfg = run.cfg
     batch["x"] = batch["x"].to(dev, non_blocking=True)
@@ -1078,7 +1103,7 @@ def _train_step(run: _Run, step_module: nn.Module, batch: dict, dev, world: int,
     run.opt.step()
     run.sched.step()
     if run.ema is not None:
-        _update_ema(run.ema, run.model, float(cfg["ema"]), run.step)
+        update_ema(run.ema, run.model, float(cfg["ema"]), run.step)
     run.step += 1
     return loss_value, grad_norm
 
@@ -1087,7 +1112,7 @@ def _scale_text(scale: float | torch.Tensor) -> str:
     return "mixed" if torch.is_tensor(scale) else f"{scale:.4g}"
 
 
-def _log_metrics(log: _Log, bar, record: dict) -> None:
+def _log_metrics(log: MetricsLog, bar, record: dict) -> None:
     """The one place training and validation metrics are reported (JSONL log, progress bar)."""
     log.write(**record)
     if bar is not None and "val_psnr" in record:
@@ -1097,7 +1122,9 @@ def _log_metrics(log: _Log, bar, record: dict) -> None:
         )
 
 
-def _progress_bar(cfg: dict, step: int, enabled: bool):
+def progress_bar(cfg: dict, step: int, enabled: bool, label: str = ""):
+    """A tqdm bar over the run's steps from ``step`` (None when not ``enabled``); ``label``
+    follows the model name in its description."""
     if not enabled:
         return None
     from tqdm import tqdm
@@ -1105,7 +1132,7 @@ def _progress_bar(cfg: dict, step: int, enabled: bool):
     return tqdm(
         total=int(cfg["max_steps"]),
         initial=step,
-        desc=f"train {cfg['model']['name']}",
+        desc=f"train {cfg['model']['name']}{label}",
         unit="step",
         dynamic_ncols=True,
     )
@@ -1124,9 +1151,9 @@ def _train(
 ) -> dict:
     distributed, main_rank = world > 1, rank == 0
     seed = int(cfg["seed"])
-    _seed_everything(seed)
-    model, kind, objective = _build_model(cfg, dev)
-    opt, sched = _make_optimizer(model, cfg)
+    seed_everything(seed)
+    model, kind, objective = build_model(cfg, dev)
+    opt, sched = make_optimizer(model, cfg)
     ema = copy.deepcopy(model).requires_grad_(False) if float(cfg["ema"]) > 0 else None
     held_out = holdout_files(cfg, data_root)
     images = load_training_images(cfg["data"], data_root, exclude=held_out)
@@ -1137,24 +1164,24 @@ def _train(
         source = batch_source(sampler, int(data_workers))
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-    run = _Run(cfg, model, ema, opt, sched, source)
+    run = TrainingRun(cfg, model, ema, opt, sched, source)
     run.scale_weights = loss_weights(cfg, images, sampler.scales)
     # everything that can refuse the run comes before its folder is touched
-    val_images = _load_val_images(cfg, data_root) if main_rank else []
+    val_images = load_val_images(cfg, data_root) if main_rank else []
 
     run_dir.mkdir(parents=True, exist_ok=True)
     last, final = run_dir / "last.pt", run_dir / "final.pt"
     if resume and last.exists():
-        _restore(run, last, rank, world)
+        restore_run(run, last, rank, world)
     elif not resume and last.exists() and main_rank:
         print(
             f"odesr train: {run_dir} has a checkpoint; starting over (use --resume to continue)",
             file=sys.stderr,
         )
-    _machine_segment(run, dev, world)
+    machine_segment(run, dev, world)
     if main_rank:
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    log = _Log(run_dir / "metrics.jsonl", main_rank, run.step if resume else None)
+    log = MetricsLog(run_dir / "metrics.jsonl", main_rank, run.step if resume else None)
     log = tensorboard_log.tee(  # + TensorBoard event files in run_dir when tensorboard is installed
         log,
         run_dir,
@@ -1166,13 +1193,13 @@ def _train(
         device=dev,
     )
 
-    step_module: nn.Module = _Step(model, cfg)
+    step_module: nn.Module = TrainStep(model, cfg)
     if distributed:
         ids = [dev.index] if dev.type == "cuda" else None
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
 
     max_steps = int(cfg["max_steps"])
-    bar = _progress_bar(cfg, run.step, progress and main_rank)
+    bar = progress_bar(cfg, run.step, progress and main_rank)
     model.train()
     log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
     val_every = int(cfg["val"].get("every") or 0)
@@ -1209,19 +1236,19 @@ def _train(
                 _log_metrics(log, bar, record)
                 t_mark, s_mark, loss_sum, loss_n, data_s = now, step, 0.0, 0, 0.0
             if val_every and step % val_every == 0 and main_rank and val_images:
-                v = _validate(ema if ema is not None else model, val_images, cfg, dev)
+                v = validate(ema if ema is not None else model, val_images, cfg, dev)
                 _log_metrics(
                     log, bar, dict(step=step, val_psnr=v, val_dataset=str(cfg["val"]["dataset"]))
                 )
             if ckpt_every and step % ckpt_every == 0 and step < max_steps:
-                _save(run, last, world, rank)
+                save_run(run, last, world, rank)
     finally:
         if bar is not None:
             bar.close()
         if source is not sampler:
             source.close()
-    _save(run, last, world, rank)
-    _save(run, final, world, rank, final=True)
+    save_run(run, last, world, rank)
+    save_run(run, final, world, rank, final=True)
     result: dict[str, Any] = {"step": run.step, "loss": loss_value, "final": str(final)}
     if distributed:
         digests: list = [None] * world
@@ -1243,8 +1270,12 @@ def _default_out(config: str) -> Path:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``odesr train`` from parsed arguments; returns the exit status."""
+    """Run ``odesr train`` from parsed arguments; returns the exit status. ``--seeds S1,S2``
+    trains those seeds together into ``OUT/seed<S>`` (:mod:`odesr.multiseed`)."""
+    seeds = getattr(args, "seeds", None)
     try:
+        if seeds and args.seed is not None:
+            raise TrainError("--seed and --seeds do not go together")
         overrides = list(args.overrides or [])
         if args.max_steps is not None:
             overrides.append(f"max_steps={int(args.max_steps)}")
@@ -1252,9 +1283,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             overrides.append(f"seed={int(args.seed)}")
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else _default_out(args.config)
-        result = train(
-            cfg,
-            out,
+        options: dict[str, Any] = dict(
             resume=args.resume,
             device=args.device,
             data_root=args.data_root,
@@ -1262,6 +1291,14 @@ def run_from_args(args: argparse.Namespace) -> int:
             data_workers=args.data_workers,
             tf32=args.tf32,
         )
+        if seeds:
+            from odesr import multiseed  # noqa: PLC0415 (it imports this module)
+
+            seeds = multiseed.parse_seeds(seeds)
+            dirs = multiseed.seed_dirs(out, seeds)
+            results = multiseed.train_seeds(cfg, seeds, dirs, **options)
+        else:
+            results = [train(cfg, out, **options)]
     except NonFiniteLoss as exc:
         print(f"odesr train: {exc}", file=sys.stderr)
         return EXIT_NONFINITE
@@ -1269,10 +1306,12 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"odesr train: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if int(os.environ.get("RANK", "0")) == 0:
-        msg = f"odesr train: done at step {result['step']}, loss {result['loss']:.5f}"
-        if "ranks_agree" in result:
-            msg += f", ranks agree: {result['ranks_agree']}"
-        print(msg + f" -> {result['final']}")
+        for i, result in enumerate(results):
+            which = f"seed {seeds[i]} " if seeds else ""
+            msg = f"odesr train: {which}done at step {result['step']}, loss {result['loss']:.5f}"
+            if "ranks_agree" in result:
+                msg += f", ranks agree: {result['ranks_agree']}"
+            print(msg + f" -> {result['final']}")
     return EXIT_OK
 
 
