@@ -3,6 +3,8 @@
 examples:
   python -m bench list
   python -m bench plan table1 --profile paper
+  python -m bench plan --calibrate
+  python -m bench plan --price -- odesr train cpu/vdsr-ode --max-steps 200
   python -m bench run table1 --profile cpu --data-root ../shared/datasets
   python -m bench run table1 --profile cpu --models vdsr-ode,bicubic
   python -m bench run table1 --profile paper --executor slurm --partition gpu --gpus-per-node 1
@@ -34,6 +36,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:  # its own parser: --calibrate, --price -- COMMAND, --check
+        from bench.plan import main as plan_main
+
+        return plan_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=HelpFormatter
     )
@@ -67,14 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "next to the datasets folder, else bench/reference/paper_tables.csv)",
     )
     sub.add_parser("list", help="list the experiments")
-    pl = sub.add_parser(
+    sub.add_parser(  # dispatched above to bench.plan.main, which has its own options
         "plan",
-        help="units to train and evaluate, NFE, FLOPs, projected hours",
+        help="units to train and evaluate, NFE, FLOPs, projected hours; --calibrate, "
+        "--price -- COMMAND (python -m bench plan -h)",
         formatter_class=HelpFormatter,
     )
-    pl.add_argument("experiment", help="name under bench/experiments (table1, ...) or a YAML path")
-    pl.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
-    pl.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")
     args = parser.parse_args(argv)
     if getattr(args, "batch_size", 1) < 1:
         print(f"bench: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
@@ -92,13 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "list":
             for p in sorted(EXPERIMENT_DIR.glob("*.yaml")):
                 print(p.stem)
-            return 0
-        if args.cmd == "plan":
-            from bench.experiment import load_experiment
-            from bench.plan import Costs, format_plan
-
-            exp = load_experiment(args.experiment)
-            print(format_plan(exp, args.profile, Costs.load(), args.data_root))
             return 0
         if args.cmd == "run":
             from bench.runner import run_experiment

@@ -76,3 +76,155 @@ def test_bench_plan_cli(data_root: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "bench plan ci-smoke --profile smoke"
     assert out.splitlines()[-1].startswith("total: ")
+
+
+# ----------------------------------------------------------------------------- calibrated prices
+
+
+def _calibration() -> dict:
+    """A made-up calibration: round numbers, so every price below is a hand sum."""
+    return {
+        "kind": "test-cpu-torch0",
+        "threads": 1,
+        "startup_s": 3.0,
+        "decode_s_per_mpx": {"train": 0.1, "eval": 0.2},
+        "train": {
+            "run_s": 2.0,
+            "vdsr": {"step_s": 0.05, "s_per_gflop": 0.04},
+            "rdn": {"step_s": 0.05, "s_per_gflop": 0.08},
+        },
+        "eval": {
+            "vdsr": {"s_per_mpx": 1.5, "s_per_gflop": 0.02},
+            "rdn": {"s_per_mpx": 1.5, "s_per_gflop": 0.03},
+        },
+    }
+
+
+def test_parse_command_uses_odesr_parser() -> None:
+    from bench.plan import parse_command
+
+    args = parse_command(["odesr", "train", "smoke/vdsr-ode", "--max-steps", "7", "--no-progress"])
+    assert (args.command, args.config, args.max_steps, args.no_progress) == (
+        "train",
+        "smoke/vdsr-ode",
+        7,
+        True,
+    )
+    args = parse_command(
+        ["OMP_NUM_THREADS=1", "python", "-m", "odesr", "eval", "--model", "bicubic"]
+        + ["--dataset", "Set5", "--scales", "2,4"]
+    )
+    assert args.command == "eval" and args.out  # --out is optional when pricing
+    with pytest.raises(ValueError, match="--price"):
+        parse_command(["odesr", "upscale", "a.png", "--scale", "2", "--out", "b.png"])
+    with pytest.raises(SystemExit):  # an option odesr train refuses
+        parse_command(["odesr", "train", "smoke/vdsr-ode", "--max-stepz", "7"])
+
+
+def test_price_of_training_is_the_sum_of_its_parts(data_root: Path) -> None:
+    from bench.plan import _sizes, price_command, step_flops
+    from odesr.train import load_config
+
+    cal = _calibration()
+    argv = ["odesr", "train", "smoke/vdsr-ode", "--max-steps", "30", "--set", "val.every=0"]
+    est = price_command(argv, cal, str(data_root))
+    cfg = load_config("smoke/vdsr-ode", ["val.every=0", "max_steps=30"])
+    mpx = sum(h * w for h, w in _sizes("T91", str(data_root))) / 1e6
+    per_step = 0.05 + 0.04 * step_flops(cfg) / 1e9
+    assert est.seconds == pytest.approx(3.0 + 0.1 * mpx + 2.0 + 30 * per_step)
+    assert [label.split(" ")[0] for label, _ in est.parts] == ["start-up", "decode", "model,", "30"]
+
+
+def test_price_of_evaluation_is_the_sum_of_its_parts(data_root: Path) -> None:
+    from bench.plan import _sizes, price_command, spec_flops_per_pixel
+    from odesr.degrade import protocol_case
+    from odesr.models import load
+
+    cal = _calibration()
+    ckpt = "odesr/weights/vdsr-ode-cpu.pt"
+    argv = ["odesr", "eval", "--checkpoint", ckpt, "--dataset", "Set5", "--limit", "2"]
+    argv += ["--scales", "2,4", "--solver", "euler", "--steps", "3"]
+    est = price_command(argv, cal, str(data_root))
+    sizes = _sizes("Set5", str(data_root))[:2]
+    spec = load(ckpt).spec
+    want = 3.0 + 0.2 * sum(h * w for h, w in sizes) / 1e6
+    for scale in (2.0, 4.0):
+        for h, w in sizes:
+            sh, sw = protocol_case(h, w, scale).sr_size
+            gflop = 3 * sh * sw * spec_flops_per_pixel(spec, scale) / 1e9  # euler: 3 NFE
+            want += 1.5 * sh * sw / 1e6 + 0.02 * gflop
+    assert est.seconds == pytest.approx(want)
+
+
+def test_price_cli_ends_with_the_estimate(data_root: Path, capsys) -> None:
+    import re
+
+    from bench.__main__ import main
+
+    argv = ["plan", "--data-root", str(data_root), "--price", "--"]
+    argv += ["odesr", "train", "smoke/vdsr-ode", "--max-steps", "5", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("price: odesr train smoke/vdsr-ode")
+    assert re.fullmatch(r"estimate: \d+\.\d s", out[-1])
+
+
+def test_calibration_file_per_device_kind(tmp_path: Path, monkeypatch, data_root: Path) -> None:
+    """Stored as bench/calibration/<cpu>-torch<version>.json; a plan uses this machine's file
+    when there is one and says so, else the FLOP model and how to calibrate."""
+    import torch
+
+    from bench import plan as P
+
+    monkeypatch.setattr(P, "CALIBRATION_DIR", tmp_path / "bench" / "calibration")
+    kind = P.device_kind()
+    assert kind.endswith(f"-torch{P._slug(str(torch.__version__))}")
+    assert kind == kind.lower() and " " not in kind and "/" not in kind
+    exp = load_experiment("ci-smoke")
+    assert P.load_calibration() is None
+    text = P.format_plan(exp, "smoke", Costs.load(), str(data_root))
+    assert "--calibrate" in text and "FLOP model" in text.splitlines()[-1]
+    path = P.save_calibration({**_calibration(), "kind": kind, "measured": "now", "loadavg": [2]})
+    assert path == P.CALIBRATION_DIR / f"{kind}.json"
+    assert P.load_calibration()["train"]["run_s"] == 2.0
+    text = P.format_plan(exp, "smoke", Costs.load(), str(data_root))
+    assert "calibrated" in text.splitlines()[-1] and f"{kind}.json" in text
+
+
+def test_fit_line_keeps_costs_non_negative() -> None:
+    from bench.plan import _fit_line
+
+    assert _fit_line([(2.0, 0.3), (8.0, 0.9)]) == pytest.approx((0.1, 0.1))
+    assert _fit_line([(2.0, 0.1), (8.0, 0.9)]) == pytest.approx((0.0, 7.4 / 68))  # through 0
+    assert _fit_line([(2.0, 0.5), (8.0, 0.4)]) == pytest.approx((0.45, 0.0))  # flat
+
+
+def test_checkpoints_record_training_speed(tmp_path: Path, data_root: Path) -> None:
+    """Every save updates the current trained_on segment with threads, steps, seconds,
+    steps_per_s and load averages; a resume on the same machine adds to them."""
+    import torch
+
+    import odesr.train as tr
+
+    cfg = tr.load_config("smoke/vdsr-ode", {"data": ["Set5"], "val": {"every": 0}})
+    kw = dict(device="cpu", data_root=str(data_root), progress=False)
+    tr.train({**cfg, "max_steps": 3}, tmp_path, **kw)
+    seg = tr.read_checkpoint(tmp_path / "final.pt")[1]["trained_on"][-1]
+    assert seg["threads"] == torch.get_num_threads() and seg["steps"] == 3
+    assert seg["seconds"] > 0 and seg["steps_per_s"] == pytest.approx(3 / seg["seconds"], rel=1e-3)
+    assert seg["loadavg"] is None or len(seg["loadavg"]) == 3
+    tr.train({**cfg, "max_steps": 5}, tmp_path, resume=True, **kw)
+    segs = tr.read_checkpoint(tmp_path / "final.pt")[1]["trained_on"]
+    assert len(segs) == 1 and segs[0]["steps"] == 5 and segs[0]["seconds"] > seg["seconds"]
+    from bench.publish import publish, training_log
+
+    publish(tmp_path / "final.pt", tmp_path / "weights" / "vdsr-ode-k.pt")
+    (row,) = training_log(tmp_path / "weights")
+    assert (row["weights"], row["model"], row["steps"]) == ("vdsr-ode-k", "vdsr-ode", 5)
+    assert row["steps_per_s"] == segs[0]["steps_per_s"] and row["threads"] == seg["threads"]
+
+
+def test_core_share_is_a_fraction_of_a_core() -> None:
+    from bench.plan import core_share
+
+    assert 0.0 < core_share(0.2) <= 1.0
