@@ -176,6 +176,7 @@ def test_put_unit_replaces_not_duplicates(tmp_path: Path) -> None:
         subset="all",
         image="a",
         psnr=1.0,
+        ssim=0.5,
     )
     store.put_unit([row])
     store.put_unit([dict(row, psnr=2.0)])
