@@ -284,7 +284,9 @@ def evaluate(
     import pandas as pd
 
     from odesr import validate
+    from odesr.degrade import PROTOCOLS
     from odesr.evaluate import EVAL_COLUMNS, EvalSettings, check_datasets, eval_table, parse_scales
+    from odesr.metrics import Y_ROUNDINGS
 
     named = {"steps": steps, "step_size": step_size, "rtol": rtol, "atol": atol}
     given = _solver_options(solver, {**deprecated, **named})
@@ -292,6 +294,10 @@ def evaluate(
     limit = _positive_int(limit, "limit")
     tile = _positive_int(tile, "tile")
     validate.device(device, "device")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+    if y_rounding not in Y_ROUNDINGS:
+        raise ValueError(f"y_rounding must be one of {list(Y_ROUNDINGS)}, got {y_rounding!r}")
     if isinstance(scales, str):
         scales = parse_scales(scales)
     scales = [float(s) for s in scales]

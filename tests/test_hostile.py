@@ -811,7 +811,14 @@ def test_evaluate_honours_limit_and_checks_options(folder, data_root) -> None:
 
     assert len(odesr.evaluate("bicubic", "Set5", [2], data_root=data_root, limit=2)) == 2
     assert len(odesr.evaluate("bicubic", "Set5", [2], data_root=data_root)) == 5
-    for bad in (dict(limit=0), dict(batch_size=0), dict(batch_size=-3), dict(tile=0)):
+    for bad in (
+        dict(limit=0),
+        dict(batch_size=0),
+        dict(batch_size=-3),
+        dict(tile=0),
+        dict(y_rounding="round"),
+        dict(protocol="nope"),
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             odesr.evaluate("bicubic", folder, [2], **bad)
     with pytest.raises(TypeError, match="lmit"):
