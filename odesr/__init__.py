@@ -5,8 +5,8 @@ Python API (``import odesr`` is light: torch is imported on first use)::
     import odesr
     model = odesr.load_model()                     # bundled small vdsr-ODE; or "bicubic", "x.pt"
     model = odesr.load_model("rdn-ode", seed=1)    # published weights by name (index.csv)
-    sr = odesr.upscale(image, 2.5, model)          # numpy uint8/uint16 HxW[xC] or PIL -> same type
-    sr = odesr.upscale(image, 3, model, method="euler", steps=8)   # solver overrides
+    sr = odesr.upscale(image, 2.5, model)  # path, PIL, numpy HxW[xC] or torch CHW -> same type
+    sr = odesr.upscale(image, 3, model, solver="euler", steps=8)   # the CLI's option names
     table = odesr.evaluate(model, "Set5", [2, 3, 4])  # DataFrame: the rows `odesr eval` writes
 
 ``upscale`` output size: MATLAB's ``ceil(size * scale)`` (as ``odesr upscale``). Datasets are
@@ -45,14 +45,16 @@ def load_model(name_or_path: Any = None, device: str = "cpu", seed: int | None =
     return _load_model(name_or_path, device, seed=seed)
 
 
-def upscale(image: Any, scale: float, model: Any = None, **solver: Any) -> Any:
-    """Super-resolve a numpy uint8/uint16 (H, W[, C]) array or a PIL image by ``scale`` with
-    ``model`` (a model, name or checkpoint path; None = bundled); returns the same type, of size
-    ``ceil(H * scale) x ceil(W * scale)``. ``solver``: method, steps, step_size, rtol, atol; also
-    ``device``, ``tile``. See :func:`odesr.api.upscale`."""
+def upscale(image: Any, scale: float, model: Any = None, **options: Any) -> Any:
+    """Super-resolve ``image`` (a path, a PIL image, a numpy uint8/uint16/float (H, W[, C])
+    array or a torch (C, H, W) / (1, C, H, W) tensor, read as ``odesr upscale`` reads files) by
+    ``scale`` with ``model`` (a model, name or checkpoint path; None = bundled); returns the
+    input's type, of size ``ceil(H * scale) x ceil(W * scale)``. ``options``: the CLI's
+    ``solver``, ``steps``, ``step_size``, ``rtol``, ``atol``, ``tile``, ``overlap``, ``device``
+    (``method`` is a deprecated alias of ``solver``). See :func:`odesr.api.upscale`."""
     from odesr.api import upscale as _upscale
 
-    return _upscale(image, scale, model, **solver)
+    return _upscale(image, scale, model, **options)
 
 
 def evaluate(
