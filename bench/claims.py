@@ -52,7 +52,15 @@ from bench.experiment import Experiment, ExperimentError
 from odesr.evaluate import parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
 
-__all__ = ["CLAIM_COLUMNS", "CLAIM_KEYS", "check_claims", "gain_bands", "judge", "write_claims"]
+__all__ = [
+    "CLAIM_COLUMNS",
+    "CLAIM_KEYS",
+    "check_claims",
+    "gain_bands",
+    "judge",
+    "scale_differences",
+    "write_claims",
+]
 
 CLAIM_COLUMNS = [
     "claim",
@@ -176,15 +184,15 @@ def _claim_values(diffs: dict[tuple, float], claim: dict, scales: list[float]) -
     return {k: v for k, v in pooled.items() if k in complete}
 
 
-def _paper_delta(
+def _paper_deltas(
     exp: Experiment, profile: str, claim: dict, scales: list[float], ref: pd.DataFrame
-) -> tuple[float, list[float]]:
-    """The paper's delta over the claim scales it reports for both methods, and those scales."""
+) -> list[tuple[float, float]]:
+    """``(scale, paper's a - b)`` at the claim scales the paper reports for both methods."""
     from bench.report import _lookup
 
     table = claim.get("paper_table")
     if not table or claim.get("kind", "difference") != "difference":
-        return math.nan, []
+        return []
     labels = {k: exp.model_plans(claim[k], profile)[0].paper for k in ("a", "b")}
     solver = claim.get("paper_solver") or {}
     dataset = str(claim.get("dataset", "B100"))
@@ -194,9 +202,27 @@ def _paper_delta(
         pb = _lookup(ref, table, dataset, labels["b"], scale, solver.get("b"))
         if not (math.isnan(pa) or math.isnan(pb)):
             found.append((scale, pa - pb))
+    return found
+
+
+def _paper_delta(
+    exp: Experiment, profile: str, claim: dict, scales: list[float], ref: pd.DataFrame
+) -> tuple[float, list[float]]:
+    """The paper's delta over the claim scales it reports for both methods, and those scales."""
+    found = _paper_deltas(exp, profile, claim, scales, ref)
     if not found:
         return math.nan, []
     return sum(d for _, d in found) / len(found), [s for s, _ in found]
+
+
+def _per_scale(
+    diffs: dict[tuple, float], claim: dict, scales: list[float], n_boot: int
+) -> list[tuple[float, stats.CrossedInterval]]:
+    """The claim's interval at each of ``scales`` on its own (the claims.md per-scale rows)."""
+    return [
+        (scale, stats.crossed_interval(_claim_values(diffs, claim, [scale]), n_boot))
+        for scale in scales
+    ]
 
 
 def _comparison(claim: dict) -> str:
@@ -283,9 +309,7 @@ def judge(
             row.update(_interval_fields(ci))
             p_values.append(ci.chosen.p_value)
             dropped = ci.dropped
-            for scale in scales:
-                one = _claim_values(diffs, claim, [scale])
-                per_scale.append((scale, stats.crossed_interval(one, n_boot)))
+            per_scale = _per_scale(diffs, claim, scales, n_boot)
         else:
             row.update({c: "" for c in CLAIM_COLUMNS if c not in row})
             row.update(n_images=0, n_seeds=0, verdict="no data")
@@ -333,6 +357,51 @@ def gain_bands(
                     paper_gain=math.nan,
                 )
             )
+    return pd.DataFrame(out)
+
+
+def scale_differences(
+    exp: Experiment,
+    profile: str,
+    rows: pd.DataFrame,
+    ref: pd.DataFrame,
+    pairs: list[list[str]],
+    n_boot: int = stats.DEFAULT_B,
+) -> pd.DataFrame:
+    """Per pair ``(a, b)`` and scale: the claims' paired difference a - b with its 95% interval,
+    computed as the claims.md per-scale rows are, for every ``difference`` claim comparing a with
+    b (each on its own sweep: e.g. 5 seeds inside the training range, 3 beyond it); ``paper``:
+    the paper's a - b at that scale where its table reports both. Columns comparison ('a - b,
+    dataset'), dataset, scale, estimate, low, high, n_seeds, n_images, sweep, paper."""
+    out = []
+    for a, b in pairs:
+        for claim in exp.for_profile(profile).get("claims") or []:
+            if (claim["a"], claim["b"]) != (a, b) or claim.get(
+                "kind", "difference"
+            ) != "difference":
+                continue
+            dataset = str(claim.get("dataset", "B100"))
+            diffs = _paired(rows, claim)
+            scales = [
+                s for s in _claim_scales(exp, profile, claim) if _claim_values(diffs, claim, [s])
+            ]
+            paper = dict(_paper_deltas(exp, profile, claim, scales, ref))
+            for scale, ci in _per_scale(diffs, claim, scales, n_boot):
+                iv = ci.chosen
+                out.append(
+                    dict(
+                        comparison=f"{_comparison(claim)}, {dataset}",
+                        dataset=dataset,
+                        scale=scale,
+                        estimate=iv.estimate,
+                        low=iv.low,
+                        high=iv.high,
+                        n_seeds=iv.n_seeds,
+                        n_images=iv.n_images,
+                        sweep=str(claim.get("sweep", "main")),
+                        paper=paper.get(scale, math.nan),
+                    )
+                )
     return pd.DataFrame(out)
 
 

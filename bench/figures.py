@@ -3,12 +3,15 @@
 * :func:`psnr_vs_scale` -- Figure 2: mean PSNR vs scale, a line per model, seen scales as dots and
   unseen ones as crosses; the bicubic reference black, dashed, on top.
 * :func:`gains_vs_scale` -- small multiples: each model's gain over bicubic vs scale (others grey),
-  optionally with a 95% band (the claims experiment: seeds crossed with images, bench.stats).
+  optionally with a 95% band (images, crossed with seeds where there are several; bench.stats).
+* :func:`differences_vs_scale` -- one panel per comparison (a model minus its twin): the paired
+  difference per scale with its 95% interval, the paper's difference where it reports one.
 * :func:`pareto` -- PSNR vs NFE for solver settings (log NFE, ticks at the NFE values), with the
-  non-dominated front; diverging models (the path-trained one) in their own panel.
+  non-dominated front and an untrained reference (bicubic) as a horizontal line.
 * :func:`trajectory_data` + :func:`dynamics` -- Figure 3 analogue: mean |f(I(t), t)| along the
   trajectory on a sharp and on a flat patch.
-* :func:`strip` -- Figure 1 analogue: the intermediate images I(t_i) of one solve (crops).
+* :func:`strip` -- Figure 1 analogue: the solver's states at its grid times t_i (crops); they are
+  not the path I(t_i), which the solve need not follow (:func:`path_following`).
 * :func:`path_following` -- the states of solves on several grids against the true I(t_i) and HR.
 * :func:`budget_ladder` -- a gap against log2(training steps) per comparison and scale set: per-seed
   points, the fitted line with its band, carried (dashed) to a target budget with its interval,
@@ -37,6 +40,7 @@ from odesr.io import write_bytes_atomic  # noqa: E402
 __all__ = [
     "psnr_vs_scale",
     "gains_vs_scale",
+    "differences_vs_scale",
     "pareto",
     "TrajectoryData",
     "trajectory_data",
@@ -219,6 +223,69 @@ def gains_vs_scale(
     _save(fig, path, caption)
 
 
+def differences_vs_scale(
+    diffs: pd.DataFrame,
+    path: str | os.PathLike,
+    title: str,
+    caption: str | None = None,
+    boundary: float | None = None,
+) -> None:
+    """One panel per ``comparison`` (e.g. ``vdsr-ode - vdsr+t``): the paired PSNR difference per
+    scale as a point with its 95% interval (marker: the seeds x images design behind it), 0 as
+    the line of no difference, the paper's difference as a red star where it reports one, and a
+    dotted line at ``boundary`` (the largest training scale).
+
+    ``diffs``: columns comparison, scale, estimate, low, high, n_seeds, n_images, paper (dB or
+    NaN)."""
+    from matplotlib.lines import Line2D
+
+    sns.set_theme(style="whitegrid", context="paper")
+    comparisons = list(dict.fromkeys(diffs["comparison"]))
+    fig, axes = plt.subplots(
+        1, len(comparisons), figsize=(4.6 * len(comparisons), 3.9), sharey=True, squeeze=False
+    )
+    designs = list(dict.fromkeys(zip(diffs["n_seeds"], diffs["n_images"], strict=True)))
+    marker_of = dict(zip(designs, ["o", "s", "D", "^"], strict=False))
+    for ax, comparison in zip(axes[0], comparisons, strict=True):
+        sub = diffs[diffs["comparison"] == comparison].sort_values("scale")
+        ax.axhline(0.0, color="black", lw=0.9, zorder=1)
+        if boundary is not None:
+            ax.axvline(boundary, color="0.4", lw=0.9, ls=":", zorder=1)
+        for design, g in sub.groupby(["n_seeds", "n_images"], sort=False):
+            ax.errorbar(
+                g["scale"],
+                g["estimate"],
+                yerr=[g["estimate"] - g["low"], g["high"] - g["estimate"]],
+                fmt=marker_of[design],
+                ms=4.5,
+                capsize=3,
+                color="tab:blue",
+                zorder=3,
+            )
+        paper = sub.dropna(subset=["paper"])
+        ax.scatter(paper["scale"], paper["paper"], marker="*", s=90, color="tab:red", zorder=4)
+        ax.set_title(comparison, fontsize=8.5)
+        ax.set_xlabel("scale", fontsize=8)
+        ax.set_xticks(sorted(sub["scale"].unique()))
+        ax.set_xticklabels([f"{s:g}" for s in sorted(sub["scale"].unique())], fontsize=6.5)
+        ax.tick_params(axis="y", labelsize=7)
+    axes[0][0].set_ylabel("PSNR difference (dB, Y)", fontsize=8)
+    handles = [
+        Line2D([], [], ls="", marker=marker_of[d], color="tab:blue",
+               label=f"ours, 95% interval ({d[0]} seeds x {d[1]} images)")
+        for d in designs
+    ]  # fmt: skip
+    handles.append(Line2D([], [], ls="", marker="*", ms=9, color="tab:red", label="paper"))
+    if boundary is not None:
+        handles.append(Line2D([], [], color="0.4", lw=0.9, ls=":", label=f"x{boundary:g}: "
+                              "largest training scale"))  # fmt: skip
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=6.5,
+               frameon=False, bbox_to_anchor=(0.5, 0.93))  # fmt: skip
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    _save(fig, path, caption)
+
+
 def _log_ticks(ax: plt.Axes, values) -> None:
     """Log x axis labelled at the NFE values present (plain integers, not 10^k only)."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -249,57 +316,46 @@ def pareto(
     path: str | os.PathLike,
     title: str,
     caption: str | None = None,
-    separate: list[str] | None = None,
+    reference: str | None = None,
 ) -> None:
     """``summary``: model, solver (method), nfe (mean), psnr (mean), dataset, scale.
 
-    One row of panels per (dataset, scale). Models in ``separate`` (e.g. a path-trained model
-    whose PSNR diverges with more steps) get their own panel so the y axis serves the others;
-    the dashed Pareto front is over the models of each panel."""
+    One panel per (dataset, scale): a line per model and solver method over its step counts or
+    tolerances, the dashed Pareto front over them, and the model ``reference`` (untrained, 0 NFE:
+    bicubic) as a horizontal line across the panel instead of a point."""
     sns.set_theme(style="whitegrid", context="paper")
-    separate = [m for m in (separate or []) if m in set(summary["model"])]
-    groups = [[m for m in dict.fromkeys(summary["model"]) if m not in separate]]
-    groups += [[m] for m in separate]
-    groups = [g for g in groups if g]
     panels = list(summary.groupby(["dataset", "scale"], sort=True))
-    n = max(len(panels), 1)
-    ncols = len(groups)
-    fig, axes = plt.subplots(
-        n,
-        ncols,
-        figsize=(5.2 * ncols, 4.2 * n),
-        squeeze=False,
-        gridspec_kw={"width_ratios": [2 if i == 0 else 1.3 for i in range(ncols)]},
-    )
-    models = list(dict.fromkeys(summary["model"]))
-    methods = list(dict.fromkeys(summary["solver"]))
+    fig, axes = plt.subplots(len(panels) or 1, 1, figsize=(7.5, 4.6 * max(len(panels), 1)),
+                             squeeze=False)  # fmt: skip
+    models = [m for m in dict.fromkeys(summary["model"]) if m != reference]
+    methods = list(dict.fromkeys(summary.loc[summary["model"] != reference, "solver"]))
     palette = dict(zip(models, sns.color_palette("tab10", len(models)), strict=False))
     markers = dict(zip(methods, ["o", "s", "^", "D", "v", "P"], strict=False))
-    for row, ((dataset, scale), df) in enumerate(panels):
-        for col, group in enumerate(groups):
-            ax = axes[row][col]
-            sub = df[df["model"].isin(group)]
-            for (model, method), g in sub.groupby(["model", "solver"], sort=False):
-                g = g.sort_values("nfe")
-                ax.plot(
-                    g["nfe"],
-                    g["psnr"],
-                    marker=markers.get(method, "o"),
-                    ms=4,
-                    lw=1,
-                    color=palette[model],
-                    label=f"{model} / {method}",
-                )
-            front = _front(sub)
-            if len(front) > 1:
-                fx, fy = zip(*front, strict=True)
-                ax.step(fx, fy, where="post", color="black", lw=0.8, ls="--", label="Pareto front")
-            _log_ticks(ax, sub["nfe"])
-            ax.set_xlabel("NFE (backbone evaluations per image, log)")
-            ax.set_ylabel("PSNR (dB, Y)")
-            what = "" if col == 0 else " (own axis)"
-            ax.set_title(f"{dataset} x{scale:g}: {', '.join(group)}{what}", fontsize=8)
-            ax.legend(fontsize=6)
+    for ax, ((dataset, scale), df) in zip(axes[:, 0], panels, strict=False):
+        sub = df[df["model"] != reference]
+        for (model, method), g in sub.groupby(["model", "solver"], sort=False):
+            g = g.sort_values("nfe")
+            ax.plot(
+                g["nfe"],
+                g["psnr"],
+                marker=markers.get(method, "o"),
+                ms=4,
+                lw=1,
+                color=palette[model],
+                label=f"{model} / {method}",
+            )
+        front = _front(sub)
+        if len(front) > 1:
+            fx, fy = zip(*front, strict=True)
+            ax.step(fx, fy, where="post", color="0.45", lw=1.0, ls=":", label="Pareto front")
+        base = df[df["model"] == reference]["psnr"]
+        if len(base):
+            ax.axhline(float(base.mean()), **REFERENCE_STYLE, label=f"{reference} (no network)")
+        _log_ticks(ax, sub["nfe"])
+        ax.set_xlabel("NFE (backbone evaluations per image, log)")
+        ax.set_ylabel("PSNR (dB, Y)")
+        ax.set_title(f"{dataset} x{scale:g}", fontsize=8)
+        ax.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path, caption)
@@ -414,7 +470,8 @@ def strip(
     crop: int = 96,
     caption: str | None = None,
 ) -> None:
-    """Figure 1 analogue: ``frames`` evenly spaced I(t_i) (cropped around the sharp patch) + HR."""
+    """Figure 1 analogue: ``frames`` evenly spaced solver states at t_i (cropped around the sharp
+    patch) and HR. A state is the solve's estimate at t_i, not the path image I(t_i)."""
     n = len(data.times)
     idx = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(frames, n))})
     h, w = data.hr.shape[:2]
@@ -425,7 +482,7 @@ def strip(
     fig, axes = plt.subplots(1, len(idx) + 1, figsize=(1.9 * (len(idx) + 1), 2.6))
     for ax, i in zip(axes, idx, strict=False):
         ax.imshow(data.frames[i][top : top + c, left : left + c], interpolation="nearest")
-        ax.set_title(f"I(t={data.times[i]:.2f})", fontsize=7)
+        ax.set_title(f"solver state at t={data.times[i]:.2f}", fontsize=6.5)
         ax.set_axis_off()
     axes[-1].imshow(data.hr[top : top + c, left : left + c], interpolation="nearest")
     axes[-1].set_title("HR", fontsize=7)
@@ -437,9 +494,10 @@ def strip(
 def path_following(
     summary: pd.DataFrame, path: str | os.PathLike, title: str, caption: str | None = None
 ) -> None:
-    """One column per scale t0. Top: mean PSNR of the state against the true I(t_i) vs t_i, a
-    line per grid (legend: the grid and its endpoint PSNR against HR). Bottom: mean PSNR of the
-    state against HR, with the path itself (I(t_i) against HR) black and dashed.
+    """One column per scale t0. Top: mean PSNR of the state against the true I(t_i) vs t_i,
+    markers per grid at its own t_i only (no lines: a solve has no state between its grid
+    times; legend: the grid and its endpoint PSNR against HR). Bottom: mean PSNR of the state
+    against HR, with the path itself (I(t) against HR, defined at every t) black and dashed.
     ``summary``: columns scale, grid, t, psnr_path, psnr_hr, psnr_path_hr (means over images)."""
     sns.set_theme(style="whitegrid", context="paper")
     scales = sorted(summary["scale"].unique())
@@ -456,7 +514,14 @@ def path_following(
             if sub.empty:
                 continue
             end = float(sub[sub["t"] == sub["t"].min()]["psnr_hr"].iloc[0])
-            style = dict(color=palette[grid], marker="o", ms=2.5, lw=1.1)
+            k = grids.index(grid)  # coarse grids hollow and larger: finer ones do not hide them
+            style = dict(
+                color=palette[grid],
+                marker="osD^v"[k % 5] if k < len(grids) - 1 else ".",
+                ms=max(8.0 - 1.5 * k, 4.0),
+                mfc="none" if k < len(grids) - 1 else palette[grid],
+                ls="",  # states only: a solve has none between its grid times
+            )
             top.plot(sub["t"], sub["psnr_path"], label=f"{grid} (end {end:.2f} dB)", **style)
             bottom.plot(sub["t"], sub["psnr_hr"], label=grid, **style)
         path_pts = at.drop_duplicates("t").sort_values("t")

@@ -8,7 +8,7 @@ from t0 to 1; ``hN``: steps of at most N in t), keeps the state at every grid ti
 compares it with the true I(t_i) of the same HR image (:func:`odesr.evaluate.path_following`:
 evaluation conventions, Y-PSNR). Writes ``OUT.csv`` (one row per image, scale, grid and t_i),
 ``OUT.md`` (means over images, the command and the machine load) and ``OUT.png``. Run it with
-OMP_NUM_THREADS=1.
+OMP_NUM_THREADS=1. ``--replot`` redraws ``OUT.png`` from ``OUT.csv`` without evaluating.
 """
 
 from __future__ import annotations
@@ -106,6 +106,21 @@ def render(summary: pd.DataFrame, header: str) -> str:
     return "\n".join(lines)
 
 
+def plot(summary: pd.DataFrame, out: Path, label: str, dataset: str, n_images: int) -> None:
+    """``OUT.png``: every grid's states against I(t_i) and HR (:func:`figures.path_following`)."""
+    figures.path_following(
+        summary,
+        out.with_suffix(".png"),
+        f"{label}: solver states on each grid vs I(t) [{dataset}, {n_images} images]",
+    )
+
+
+def replot(out: Path, label: str, dataset: str) -> None:
+    """Redraw ``OUT.png`` from the rows of ``OUT.csv`` (nothing is evaluated)."""
+    df = pd.read_csv(out.with_suffix(".csv"))
+    plot(summarize(df.to_dict("records")), out, label, dataset, int(df["image"].nunique()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.path_following",
@@ -120,7 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="results/cpu/path-following", help="output stem")
     p.add_argument("--data-root", default=None)
     p.add_argument("--label", default=None, help="model name in the report (default: the file)")
+    p.add_argument(
+        "--replot", action="store_true", help="redraw OUT.png from OUT.csv, evaluating nothing"
+    )
     args = p.parse_args(argv)
+    if args.replot:
+        replot(Path(args.out), args.label or str(args.checkpoint), args.dataset)
+        print(f"wrote {Path(args.out).with_suffix('.png')}")
+        return 0
     try:
         scales = parse_scales(args.scales)
         grids = parse_grids(args.grids)
@@ -156,11 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, 2 cores shared)."
     )
     write_text_atomic(out.with_suffix(".md"), render(summary, header))
-    figures.path_following(
-        summary,
-        out.with_suffix(".png"),
-        f"{label}: states along each grid vs I(t) [{args.dataset}, {len(images)} images]",
-    )
+    plot(summary, out, label, args.dataset, len(images))
     print(f"wrote {out.with_suffix('.csv')}, .md, .png ({seconds:.0f} s)")
     return 0
 

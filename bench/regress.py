@@ -9,7 +9,7 @@ key columns (model, solver_opts, dataset, image, scale) with per-column toleranc
 tolerance, fails with a table of what moved. ``--update`` rewrites the baseline instead.
 
     python -m bench.regress --rows results/cpu/table1.csv \
-        --baseline results/h100/cpu/table1.csv --common
+        --baseline gpu/results/cpu/table1.csv --common
 
 compares two existing results files instead (e.g. the same weights evaluated on two machines):
 only the rows both hold (``--common``; rows also match on ``weights`` when both files have it),

@@ -14,9 +14,14 @@ same images against the paper's gain over its bicubic row and their difference) 
 difference and the gain-vs-gain difference per training solver). Bicubic on the same images:
 an untrained bicubic model of the experiment (any sweep) evaluated on the same dataset, image
 subset and scale. Figure kinds: ``psnr_vs_scale``
-(Figure 2), ``gains_vs_scale`` (gain over bicubic), ``gains_band`` (the same with the 95%
-interval over seeds and images; per-image rows), ``pareto`` (PSNR vs NFE), ``dynamics``
-(Figure 3 analogue, needs the checkpoint and the data) and ``strip`` (Figure 1 analogue).
+(absolute PSNR per model), ``gains_vs_scale`` and ``gains_band`` (gain over bicubic on the same
+images with its 95% interval over images, crossed with seeds where there are several; per-image
+rows), ``claim_differences`` (a model minus its twin per scale with the claims' intervals and
+the paper's difference, :func:`bench.claims.scale_differences`), ``pareto`` (PSNR vs NFE, the
+bicubic reference as a line; ``omit``: models left out, named with their PSNR range in the
+caption), ``dynamics`` (Figure 3 analogue, needs the checkpoint and the data) and ``strip``
+(Figure 1 analogue: the solver's states). A model the profile's sweep does not evaluate is left
+out of the tables and figures that list it.
 """
 
 from __future__ import annotations
@@ -637,7 +642,8 @@ def _solvers_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], li
 
 
 def _gains_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list[str]]:
-    models = list(t["models"])
+    evaluated = _sweep_models(exp, profile, t.get("sweep", "main"))
+    models = [m for m in t["models"] if m in evaluated]
     reference = str(t.get("reference", "bicubic-subset"))
     dataset = str(t["dataset"])
     sd = s[s["dataset"] == dataset]
@@ -647,7 +653,11 @@ def _gains_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list
         "(paper's gain over its bicubic row in brackets)"
     )
     cap = caption(exp, profile, what, sd, [reference, *models])
-    pairs = [pair_difference(sd, dataset, a, b) for a, b in t.get("pairs", [])]
+    pairs = [
+        pair_difference(sd, dataset, a, b)
+        for a, b in t.get("pairs", [])
+        if a in evaluated and b in evaluated
+    ]
     header, rows = gains_table(sd, ref, models, dataset, reference, t.get("paper_table"), scales)
     tail = "".join(f"\n- {w}" for w in pairs)
     md = [cap + "\n", _md_table(header, rows) + tail + ("\n" if tail else "")]
@@ -781,16 +791,20 @@ def _figure(
     from bench import figures
 
     kind = f["kind"]
-    if kind == "gains_vs_scale":
-        return _gains_figure(exp, profile, f, summary, path, paper)
-    if kind == "gains_band":
-        return _gains_band_figure(exp, profile, f, summary, rows, path)
+    if kind in ("gains_vs_scale", "gains_band"):  # the same figure; default references differ
+        default = "bicubic-subset" if kind == "gains_vs_scale" else "bicubic"
+        return _gains_figure(exp, profile, f, summary, path, paper, rows, default)
+    if kind == "claim_differences":
+        return _claim_differences_figure(exp, profile, f, summary, rows, path, paper)
     if kind in ("psnr_vs_scale", "pareto"):
         sweep = f.get("sweep", "main")
         s = summary[summary["sweep"] == sweep]
         if f.get("dataset"):
             s = s[s["dataset"] == f["dataset"]]
         models = f.get("models") or _sweep_models(exp, profile, sweep)
+        omit = [m for m in f.get("omit") or [] if m in models]
+        left_out = s[s["model"].isin(omit)]
+        models = [m for m in models if m not in omit]
         s = s[s["model"].isin(models)]
         if s.empty:
             raise _Skip(f"no rows for sweep {sweep!r}")
@@ -802,20 +816,20 @@ def _figure(
                 s,
                 models,
             )
-            figures.psnr_vs_scale(s, path, f"{exp.title} [{profile}]", cap)
+            figures.psnr_vs_scale(s, path, f"{exp.title}: PSNR vs scale [{profile}]", cap)
         else:
+            reference = next((m for m in models if m in _bicubic_ids(exp, profile)), None)
             cap = caption(
                 exp,
                 profile,
                 f"{exp.title}: PSNR vs NFE per solver setting "
-                "(fixed-step counts, dopri5 tolerances); dashed: Pareto front",
+                "(fixed-step counts, dopri5 tolerances); grey dotted: Pareto front"
+                + (f"; black dashed line: {reference} on the same images" if reference else ""),
                 s,
                 models,
             )
-            separate = list(f.get("separate") or [])
-            if separate:
-                cap += f" Own panel (own PSNR axis): {', '.join(separate)}."
-            figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap, separate=separate)
+            cap += "".join(_omitted_text(left_out, m) for m in omit)
+            figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap, reference=reference)
         return cap
     if kind in ("dynamics", "strip"):
         return _trajectory_figure(
@@ -824,48 +838,63 @@ def _figure(
     raise ValueError(f"unknown figure kind {kind!r}")
 
 
+def _omitted_text(rows: pd.DataFrame, model: str) -> str:
+    """' Left out: MODEL (PSNR a to b dB over NFE n to m).' for a model a figure leaves out."""
+    sub = rows[rows["model"] == model]
+    if sub.empty:
+        return ""
+    return (
+        f" Left out: {model} (PSNR {sub['psnr'].min():.2f} to {sub['psnr'].max():.2f} dB over "
+        f"NFE {sub['nfe'].min():g} to {sub['nfe'].max():g}; its rows are in the results CSV)."
+    )
+
+
+_BAND_TEXT = (
+    "band: 95% interval per scale over the images (crossed with the training seeds where there "
+    "are several; with one seed the spread between seeds is not in it), the wider of the two-way "
+    "random-effects t interval and the crossed bootstrap, as the claims"
+)
+
+
 def _gains_figure(
-    exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, path: Path, ref=None
+    exp: Experiment,
+    profile: str,
+    f: dict,
+    summary: pd.DataFrame,
+    path: Path,
+    ref=None,
+    rows: pd.DataFrame | None = None,
+    default_reference: str = "bicubic-subset",
 ) -> str:
-    """Small multiples of each model's gain over ``reference`` (bicubic on the same images)."""
+    """Small multiples of each model's gain over ``reference`` (bicubic on the same images) per
+    scale with its 95% interval over images, crossed with seeds where there are several
+    (:func:`bench.claims.gain_bands`), and the paper's gain where ``paper_table`` names one."""
     from bench import figures
+    from bench.claims import gain_bands
 
     sweep, dataset = f.get("sweep", "main"), str(f["dataset"])
-    reference = str(f.get("reference", "bicubic-subset"))
+    reference = str(f.get("reference", default_reference))
     s = summary[(summary["sweep"] == sweep) & (summary["dataset"] == dataset)]
-    base, base_label = _psnr_by_scale(s, reference)
-    if not base:
-        raise _Skip(f"no rows of {reference!r} in sweep {sweep!r}")
+    _, base_label = _psnr_by_scale(s, reference)
     ref = ref if ref is not None else pd.DataFrame()  # no paper values: no dotted lines
-    models = [m for m in f.get("models") or _sweep_models(exp, profile, sweep) if m != reference]
-    rows = []
-    for model in models:
-        sub = s[s["model"] == model]
-        label = (sub["paper"].iloc[0] or "") if len(sub) else ""
-        for scale, psnr, seen in zip(sub["scale"], sub["psnr"], sub["seen"], strict=True):
-            scale = float(scale)
-            if scale not in base:
-                continue
-            paper = _lookup(ref, f.get("paper_table"), dataset, label, scale) - _lookup(
-                ref, f.get("paper_table"), dataset, base_label or "bicubic", scale
-            )
-            rows.append(
-                dict(
-                    model=model,
-                    scale=scale,
-                    gain=float(psnr) - base[scale],
-                    seen=bool(seen),
-                    paper_gain=paper,
-                )
-            )
-    if not rows:
-        raise _Skip(f"no model rows at the scales of {reference!r}")
-    gains = pd.DataFrame(rows)
+    evaluated = _sweep_models(exp, profile, sweep)
+    models = [m for m in f.get("models") or evaluated if m != reference and m in evaluated]
+    gains = gain_bands(rows, models, reference, sweep, dataset) if rows is not None else None
+    if gains is None or gains.empty:
+        raise _Skip(f"no paired rows of {', '.join(models)} and {reference!r} in sweep {sweep!r}")
+    table = f.get("paper_table")
+    paper_base = {s: _lookup(ref, table, dataset, base_label or "bicubic", s) for s in gains.scale}
+    labels = dict(zip(s["model"], s["paper"].fillna(""), strict=True))
+    gains["paper_gain"] = [
+        _lookup(ref, table, dataset, labels.get(m, ""), sc) - paper_base[sc]
+        for m, sc in zip(gains["model"], gains["scale"], strict=True)
+    ]
     cap = caption(
         exp,
         profile,
-        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images per model "
-        "(dots: scales seen in training, crosses: unseen"
+        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images per model; "
+        + _BAND_TEXT
+        + " (dots: scales seen in training, crosses: unseen"
         + (
             "; dotted: the paper's gain over its bicubic row)"
             if gains["paper_gain"].notna().any()
@@ -874,37 +903,55 @@ def _gains_figure(
         s,
         [reference, *models],
     )
-    figures.gains_vs_scale(gains, path, f"{exp.title} [{profile}]", reference, cap)
+    title = f"{dataset}: PSNR gain over {reference} vs scale, 95% interval [{profile}]"
+    figures.gains_vs_scale(gains, path, title, reference, cap)
     return cap
 
 
-def _gains_band_figure(
-    exp: Experiment, profile: str, f: dict, summary: pd.DataFrame, rows, path: Path
+def _claim_differences_figure(
+    exp: Experiment,
+    profile: str,
+    f: dict,
+    summary: pd.DataFrame,
+    rows: pd.DataFrame,
+    path: Path,
+    ref=None,
 ) -> str:
-    """Each model's gain over ``reference`` per scale with its 95% interval over seeds and
-    images, crossed (:func:`bench.claims.gain_bands`)."""
+    """Each pair's difference per scale with the claims' interval and the paper's difference
+    (:func:`bench.claims.scale_differences`)."""
     from bench import figures
-    from bench.claims import gain_bands
+    from bench.claims import scale_differences
 
-    sweep, dataset = f.get("sweep", "main"), str(f["dataset"])
-    reference = str(f.get("reference", "bicubic"))
-    models = [m for m in f.get("models") or _sweep_models(exp, profile, sweep) if m != reference]
-    gains = gain_bands(rows, models, reference, sweep, dataset)
-    if gains.empty:
-        raise _Skip(f"no paired rows of {', '.join(models)} and {reference!r}")
-    s = summary[(summary["sweep"] == sweep) & (summary["dataset"] == dataset)]
+    pairs = [list(p) for p in f["pairs"]]
+    ref = ref if ref is not None else pd.DataFrame()
+    diffs = scale_differences(exp, profile, rows, ref, pairs)
+    if diffs.empty:
+        raise _Skip(f"no difference claims with rows for {pairs}")
+    seen = exp.model_plans(pairs[0][0], profile)[0].seen_scales
+    boundary = max(seen) if seen else None
+    designs = "; ".join(
+        f"{c} on sweep {sw}: {n} seeds x {k} images at x{' x'.join(f'{v:g}' for v in g['scale'])}"
+        for (c, sw, n, k), g in diffs.groupby(
+            ["comparison", "sweep", "n_seeds", "n_images"], sort=False
+        )
+    )
+    datasets = list(dict.fromkeys(diffs["dataset"]))
+    models = [m for p in pairs for m in p]
+    used = summary[summary["model"].isin(models) & summary["dataset"].isin(datasets)]
     cap = caption(
         exp,
         profile,
-        f"{exp.title}: {dataset}, PSNR gain over {reference} on the same images, paired per "
-        "training seed and image (mean over images per seed, then over seeds); band: 95% "
-        "interval for seeds crossed with images, the wider of the two-way random-effects t "
-        "interval and the crossed bootstrap "
-        "(dots: scales seen in training, crosses: unseen)",
-        s,
-        [reference, *models],
+        f"{exp.title}: each ODE model minus its twin (the same network applied once) per scale "
+        f"on {', '.join(datasets)}: paired per training seed and image, mean over the "
+        "seed x image table, 95% interval as the claims' per-scale rows in claims.md (the wider "
+        "of the two-way random-effects t interval and the crossed bootstrap); red stars: the "
+        "paper's difference of the two rows of its Table 1 where it reports both. Designs: "
+        + designs,
+        used,
+        models,
     )
-    figures.gains_vs_scale(gains, path, f"{exp.title} [{profile}]", reference, cap)
+    title = "ODE model minus its twin per scale, 95% interval [" + profile + "]"
+    figures.differences_vs_scale(diffs, path, title, cap, boundary=boundary)
     return cap
 
 
@@ -952,14 +999,17 @@ def _trajectory_figure(
         figures.dynamics(data, path, f"{f['model']}: |f| along the trajectory [{profile}]", cap)
     else:
         cap = (
-            f"Figure 1 analogue: intermediate images I(t_i) of {f['model']} on {where} "
-            f"(crop around the sharpest patch; solver {data.solver}). Profile {profile}. "
-            f"Training: {budget}."
+            f"Figure 1 analogue: the solver's states of {f['model']} at its grid times t_i on "
+            f"{where} (crop around the sharpest patch; solver {data.solver}: a fixed-step solver "
+            "refined to at least 16 steps to have states to show). A state is the solve's "
+            "estimate at t_i, not the path image I(t_i) (the bicubic upscale of HR downscaled "
+            "to t_i), which the solve need not follow "
+            f"(path-following.md). Profile {profile}. Training: {budget}."
         )
         figures.strip(
             data,
             path,
-            f"{f['model']}: I(t) from t={scale:g} to 1 [{profile}]",
+            f"{f['model']}: solver states from t={scale:g} to 1 [{profile}]",
             frames=int(f.get("frames", 6)),
             caption=cap,
         )

@@ -1,5 +1,5 @@
-"""Figures: every legend entry is drawn, the bicubic reference is on top, the Pareto plot gives
-a diverging model its own panel, log ticks label the NFE values plotted."""
+"""Figures: every legend entry is drawn, the bicubic reference is on top (a line in the Pareto
+plot), log ticks label the NFE values plotted, solver states are markers and say what they are."""
 
 from __future__ import annotations
 
@@ -57,24 +57,70 @@ def test_gains_vs_scale_one_panel_per_model(saved) -> None:
     assert {"seen scale", "unseen scale", "bicubic-subset (0 dB)"} <= set(texts)
 
 
-def test_pareto_separate_panel_and_readable_log_ticks(saved) -> None:
-    rows = []
-    for model, base in (("euler", 29.0), ("rk4", 29.1), ("path", 18.0)):
+def test_pareto_reference_line_and_readable_log_ticks(saved) -> None:
+    rows = [dict(model="bicubic", solver="", nfe=0, dataset="Set5", scale=4.0, psnr=28.4)]
+    for model, base in (("euler", 29.0), ("rk4", 29.1)):
         for nfe in (1, 2, 4, 8, 16, 32):
             rows.append(
-                dict(
-                    model=model,
-                    solver="euler",
-                    nfe=nfe,
-                    dataset="Set5",
-                    scale=4.0,
-                    psnr=base + (nfe if model == "path" else 0.01 * nfe),
-                )
-            )
-    figures.pareto(pd.DataFrame(rows), "unused.png", "t", separate=["path"])
+                dict(model=model, solver="euler", nfe=nfe, dataset="Set5", scale=4.0,
+                     psnr=base + 0.01 * nfe)
+            )  # fmt: skip
+    figures.pareto(pd.DataFrame(rows), "unused.png", "t", reference="bicubic")
     (fig,) = saved
-    left, right = fig.axes
-    assert "path" not in left.get_title() and "path" in right.get_title()
-    assert left.get_ylim()[1] - left.get_ylim()[0] < 1  # the endpoint models' own scale
-    labels = [t.get_text() for t in left.get_xticklabels()]
+    (ax,) = fig.axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    bicubic = lines["bicubic (no network)"]
+    assert set(bicubic.get_ydata()) == {28.4} and bicubic.get_linestyle() == "--"
+    assert "bicubic / " not in " ".join(lines)  # a line, not a point at NFE 0
+    labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels == ["1", "2", "4", "8", "16", "32"]
+
+
+def test_differences_vs_scale_marks_the_paper_and_the_design(saved) -> None:
+    rows = [
+        dict(comparison="a - b, B100", scale=s, estimate=0.1, low=-0.1, high=0.3, n_seeds=n,
+             n_images=10, paper=0.2 if s == 2.0 else math.nan)
+        for s, n in ((2.0, 5), (3.0, 5), (5.0, 3))
+    ]  # fmt: skip
+    figures.differences_vs_scale(pd.DataFrame(rows), "unused.png", "t", boundary=4.0)
+    (fig,) = saved
+    texts = _legend_texts(fig)
+    assert "ours, 95% interval (5 seeds x 10 images)" in texts
+    assert "ours, 95% interval (3 seeds x 10 images)" in texts and "paper" in texts
+    (ax,) = fig.axes
+    (stars,) = ax.collections[-1:]
+    assert len(stars.get_offsets()) == 1  # the paper's value only where it reports one
+
+
+def test_path_following_draws_states_as_markers_only(saved) -> None:
+    rows = [
+        dict(scale=2.0, grid=g, t=t, psnr_path=40.0 - t, psnr_hr=30.0 + t, psnr_path_hr=31.0)
+        for g, ts in (("one-step", (2.0, 1.0)), ("h0.5", (2.0, 1.5, 1.0)))
+        for t in ts
+    ]
+    figures.path_following(pd.DataFrame(rows), "unused.png", "t")
+    (fig,) = saved
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_label() != "I(t) itself":
+                assert line.get_linestyle() == "None", line.get_label()
+
+
+def test_strip_labels_solver_states_not_the_path(saved) -> None:
+    import numpy as np
+
+    data = figures.TrajectoryData(
+        times=np.array([2.0, 1.5, 1.0]),
+        frames=np.zeros((3, 16, 16, 3)),
+        hr=np.zeros((16, 16, 3)),
+        f_sharp=np.zeros(3),
+        f_flat=np.zeros(3),
+        sharp=(0, 0, 8),
+        flat=(8, 8, 8),
+        solver="rk4 n=2",
+    )
+    figures.strip(data, "unused.png", "t", frames=3, crop=16)
+    (fig,) = saved
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == [f"solver state at t={t}" for t in ("2.00", "1.50", "1.00")]
+    assert not any(t.startswith("I(") for t in titles)
