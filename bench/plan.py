@@ -980,22 +980,22 @@ def price_command(argv: Sequence[str], cal: dict, data_root: str | None = None) 
     if str(args.device).startswith("cuda"):
         notes.append("--device cuda: priced as this CPU (calibrate on the GPU machine instead)")
     if args.command == "train":
-        from odesr.config import split_name
-        from odesr.train import load_config, read_checkpoint
+        from odesr.multiseed import parse_seeds, seed_dirs
+        from odesr.train import read_checkpoint, run_config
 
-        overrides = list(args.overrides or [])
-        if args.max_steps is not None:
-            overrides.append(f"max_steps={int(args.max_steps)}")
-        if args.seed is not None:
-            overrides.append(f"seed={int(args.seed)}")
-        cfg = load_config(args.config, overrides)
-        from_step = 0
-        if args.resume:
-            composed = split_name(args.config)
-            default = Path("runs", *composed) if composed else Path("runs") / Path(args.config).stem
-            last = Path(args.out or default) / "last.pt"
-            from_step = int(read_checkpoint(last)[1]["step"]) if last.exists() else 0
+        cfg, out = run_config(args)
+        seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else []
+        last = (seed_dirs(out, seeds)[0] if seeds else out) / "last.pt"
+        from_step = int(read_checkpoint(last)[1]["step"]) if args.resume and last.exists() else 0
         est = price_training(cfg, cal, data_root, from_step)
+        if len(seeds) > 1:  # trained together: every step and validation pass for each seed
+            est.parts = [
+                (f"{label}, x{len(seeds)} seeds", sec * len(seeds))
+                if label.split(" ")[0].isdigit()
+                else (label, sec)
+                for label, sec in est.parts
+            ]
+            notes.append(f"--seeds: {len(seeds)} seeds trained together, priced as {len(seeds)}x")
     else:
         from odesr.evaluate import parse_scales
         from odesr.models import load_model

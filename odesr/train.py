@@ -99,6 +99,7 @@ __all__ = [
     "progress_bar",
     "compute_loss",
     "add_arguments",
+    "run_config",
     "run_from_args",
     "main",
 ]
@@ -1269,6 +1270,19 @@ def _default_out(config: str) -> Path:
     return Path("runs", *composed) if composed else Path("runs") / Path(config).stem
 
 
+def run_config(args: argparse.Namespace) -> tuple[dict, Path]:
+    """``(config, run directory)`` of parsed ``odesr train`` arguments: the config with
+    ``--set``, ``--max-steps`` and ``--seed`` applied, and ``--out`` (default
+    runs/PROFILE/MODEL)."""
+    overrides = list(args.overrides or [])
+    if args.max_steps is not None:
+        overrides.append(f"max_steps={int(args.max_steps)}")
+    if args.seed is not None:
+        overrides.append(f"seed={int(args.seed)}")
+    cfg = load_config(args.config, overrides)
+    return cfg, Path(args.out) if args.out else _default_out(args.config)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``odesr train`` from parsed arguments; returns the exit status. ``--seeds S1,S2``
     trains those seeds together into ``OUT/seed<S>`` (:mod:`odesr.multiseed`)."""
@@ -1276,13 +1290,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         if seeds and args.seed is not None:
             raise TrainError("--seed and --seeds do not go together")
-        overrides = list(args.overrides or [])
-        if args.max_steps is not None:
-            overrides.append(f"max_steps={int(args.max_steps)}")
-        if args.seed is not None:
-            overrides.append(f"seed={int(args.seed)}")
-        cfg = load_config(args.config, overrides)
-        out = Path(args.out) if args.out else _default_out(args.config)
+        cfg, out = run_config(args)
         options: dict[str, Any] = dict(
             resume=args.resume,
             device=args.device,

@@ -228,3 +228,12 @@ def test_core_share_is_a_fraction_of_a_core() -> None:
     from bench.plan import core_share
 
     assert 0.0 < core_share(0.2) <= 1.0
+
+
+def test_price_of_seeds_trained_together(data_root: Path) -> None:
+    from bench.plan import price_command
+
+    argv = ["odesr", "train", "smoke/vdsr-ode", "--max-steps", "30", "--set", "val.every=0"]
+    one = price_command(argv, _calibration(), str(data_root))
+    three = price_command([*argv, "--seeds", "0,1,2"], _calibration(), str(data_root))
+    assert three.seconds - one.seconds == pytest.approx(2 * one.parts[-1][1])
