@@ -1232,6 +1232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
     parser.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA)")
     parser.add_argument(
+        "--status",
+        action="store_true",
+        help="with EXPERIMENT: units done, to copy and to evaluate, checkpoints to train, and "
+        "the hours of what is left (bench.plan_status)",
+    )
+    parser.add_argument("--results", default="results", help="results folder (for --status)")
+    parser.add_argument(
+        "--checkpoints", default="checkpoints", help="checkpoint folder (for --status)"
+    )
+    parser.add_argument(
         "--calibrate",
         action="store_true",
         help="time real work on this machine (one thread, ~20 CPU seconds) into "
@@ -1297,7 +1307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             write_text_atomic(COSTS, yaml.safe_dump(raw, sort_keys=False))
             print(yaml.safe_dump({args.key: raw[args.key]}, sort_keys=False))
-        if args.experiment:
+        if args.experiment and args.status:
+            from bench.plan_status import format_status
+
+            exp = load_experiment(args.experiment)
+            print(format_status(exp, args.profile, args.results, args.checkpoints, args.data_root))
+        elif args.experiment:
             exp = load_experiment(args.experiment)
             share = args.share or (core_share() if load_calibration() else None)
             print(format_plan(exp, args.profile, Costs.load(), args.data_root, share=share))
