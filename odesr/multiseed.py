@@ -32,7 +32,7 @@ every seed and hold the same step; an ordinary run resumes any one of them. Sing
 the segment trained K seeds). ``odesr train CONFIG --seeds 0,1,2,3`` writes ``OUT/seed0 ..
 OUT/seed3``.
 
-Speed: ``python -m bench.multiseed_speed`` (results in bench/README.md).
+Speed: bench/multiseed_speed.py measures it (results in bench/README.md).
 """
 
 from __future__ import annotations
