@@ -1,4 +1,4 @@
-"""``python -m bench {run,report,plan,list} ...``: the experiments of the reproduction.
+"""``python -m bench {run,report,plan,prune,list} ...``: the experiments of the reproduction.
 
 examples:
   python -m bench list
@@ -9,6 +9,7 @@ examples:
   python -m bench run table1 --profile cpu --models vdsr-ode,bicubic
   python -m bench run table1 --profile paper --executor slurm --partition gpu --gpus-per-node 1
   python -m bench report table1 --profile cpu
+  python -m bench prune table1 --profile cpu --dry-run
 
 See bench/README.md for the experiments, profiles and results layout.
 """
@@ -73,6 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the paper's tables CSV (else $ODESR_PAPER_TABLES, else reference/paper_tables.csv "
         "next to the datasets folder, else bench/reference/paper_tables.csv)",
     )
+    prune = sub.add_parser(
+        "prune",
+        help="remove the results rows of weights or image subsets the experiment no longer "
+        "names (a recipe replaced); the rows of its current units stay",
+        formatter_class=HelpFormatter,
+    )
+    _common(prune)
+    prune.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
     sub.add_parser("list", help="list the experiments")
     sub.add_parser(  # dispatched above to bench.plan.main, which has its own options
         "plan",
@@ -98,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for p in sorted(EXPERIMENT_DIR.glob("*.yaml")):
                 print(p.stem)
             return 0
+        if args.cmd == "prune":
+            from bench.runner import prune_results
+
+            return prune_results(args.experiment, args.profile, args.results, args.dry_run)
         if args.cmd == "run":
             from bench.runner import run_experiment
 

@@ -549,8 +549,10 @@ def training_budget(cfg: dict | None) -> str:
     srange = f"{min(scales):g}-{max(scales):g}" if scales else "?"
     if scales and min(scales) == max(scales):
         srange = f"{scales[0]:g}"
+    weight = cfg.get("scale_weight") or "none"
+    weighting = f", loss weighted by scale ({weight})" if weight != "none" else ""
     return (
         f"{int(cfg['max_steps'])} steps x batch {int(cfg['batch_size'])} of "
         f"{int(cfg['patch_size'])}px patches on {'+'.join(map(str, cfg['data']))}, "
-        f"scales {srange}, preset {cfg['model'].get('preset', '?')}{solver}"
+        f"scales {srange}, preset {cfg['model'].get('preset', '?')}{solver}{weighting}"
     )

@@ -221,8 +221,14 @@ def render(records: list[dict], spec: dict, paper: dict | None = None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if spec.get("criterion") and paper:
         lines += _criterion_lines(records, spec, paper, scales)
-    notes = [f"- **{r['name']}**: {r['note']}" for r in records if r.get("note")]
-    return "\n".join(lines + [""] + notes) + "\n"
+    runs = {run["name"]: run for run in spec.get("runs", [])}
+    notes = []  # the spec's note where it has one (edited later), else the one recorded
+    for r in records:
+        note = runs.get(r["name"], {}).get("note") or r.get("note")
+        if note:
+            notes.append(f"- **{r['name']}**: {note}")
+    outro = [spec["outcome"].strip(), ""] if spec.get("outcome") else []
+    return "\n".join(lines + [""] + outro + notes) + "\n"
 
 
 def _criterion_lines(records: list[dict], spec: dict, paper: dict, scales: list[str]) -> list:

@@ -494,6 +494,12 @@ def caption(
     devices = _distinct(pd.Series([d for cell in used["device"] for d in cell.split(", ")]))
     if devices:
         text += f" Evaluated on {devices}."
+    absent = [m for m in models if m not in set(summary["model"])]
+    if absent:
+        text += (
+            f" NOT EVALUATED YET: {', '.join(absent)} (no rows; python -m bench run "
+            f"{exp.name} --profile {profile} makes them)."
+        )
     missing = int(used["incomplete"].sum()) if "incomplete" in used else 0
     if missing:
         text += (

@@ -269,6 +269,15 @@ class ResultsFile:
         broken = {unit_key(r) for r in rows if not complete(r)}
         return {unit_key(r) for r in rows} - broken
 
+    def drop(self, stale: Callable[[dict], bool]) -> list[dict]:
+        """Remove every row for which ``stale(row)`` is true (locked, atomic); return them."""
+        with self.locked():
+            rows = self._dedupe(self._repair().rows)
+            gone = [r for r in rows if stale(r)]
+            if gone:
+                write_csv_atomic(self.path, [r for r in rows if not stale(r)], COLUMNS)
+        return gone
+
     def put_unit(self, rows: Iterable[dict]) -> None:
         """Replace the rows of the unit(s) in ``rows`` by ``rows`` (locked, atomic)."""
         rows = list(rows)

@@ -398,3 +398,35 @@ def run_experiment(
         if bar is not None:
             bar.close()
     return summary
+
+
+def stale_row(exp: Experiment, profile: str) -> Callable[[dict], bool]:
+    """``row -> True`` where a results row is of no unit ``exp`` plans for ``profile`` now: its
+    (model, weights, dataset, subset) is not one of the units' (a recipe replaced, a subset
+    changed). Other columns (solver, scale) are not compared: a unit's rows share them."""
+    current = {
+        (u.model.id, u.model.key, dataset_label(u.dataset), u.subset) for u in exp.units(profile)
+    }
+    return lambda r: (r["model"], r["weights"], r["dataset"], r.get("subset") or "") not in current
+
+
+def prune_results(experiment: str, profile: str, results_dir: str, dry_run: bool = False) -> int:
+    """``bench prune``: drop the rows :func:`stale_row` finds, print what went per (model,
+    weights, subset); with ``dry_run`` print only. 0, or 2 when there is no results file."""
+    exp = load_experiment(experiment)
+    path = results_path(results_dir, profile, exp.name)
+    if not path.is_file():
+        print(f"bench prune: no results file {path}", file=sys.stderr)
+        return 2
+    stale = stale_row(exp, profile)
+    store = ResultsFile(path)
+    gone = [r for r in store.read() if stale(r)] if dry_run else store.drop(stale)
+    groups: dict[tuple[str, str, str], int] = {}
+    for r in gone:
+        key = (r["model"], r["weights"], r.get("subset") or "")
+        groups[key] = groups.get(key, 0) + 1
+    for (model, weights, subset), n in sorted(groups.items()):
+        print(f"  {model} {weights} {subset or '-'}: {n} rows")
+    verb = "would remove" if dry_run else "removed"
+    print(f"bench prune: {verb} {len(gone)} rows of {path}; the rows of current units stay")
+    return 0

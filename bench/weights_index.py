@@ -53,9 +53,14 @@ def index_path(results: str | Path = "results", profile: str = "cpu") -> Path:
 
 
 def _name(plan: ModelPlan) -> str:
-    """The model name of a plan: its id, with ``-x<scale>`` for one network per scale."""
+    """The model name of a plan: its id, with ``-x<scale>`` for one network per scale; an entry
+    that trains a config as it is (no ``train`` overrides, no budget ladder) is named by that
+    config (the claims' ``vdsr-ode`` entry trains ``vdsr-ode-unweighted`` at the cpu profile)."""
     if "config_per_scale" in plan.entry and plan.only_scales and len(plan.only_scales) == 1:
         return f"{plan.id}-x{plan.only_scales[0]:g}"
+    config = plan.entry.get("config")
+    if config and not plan.entry.get("train") and not plan.entry.get("train_steps"):
+        return str(config)
     return plan.id
 
 

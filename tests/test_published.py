@@ -38,7 +38,12 @@ def test_index_columns_and_names() -> None:
         assert tuple(reader.fieldnames or ()) == INDEX_COLUMNS
         rows = list(reader)
     names = {(r["model"], int(r["seed"])) for r in rows}
-    assert {("vdsr-ode", 0), ("rdn-ode", 1), ("vdsr-ode-hr", 2), ("rdn-fixed-x4", 0)} <= names
+    assert {
+        ("vdsr-ode", 0),
+        ("rdn-ode-unweighted", 1),
+        ("vdsr-ode-hr", 2),
+        ("rdn-fixed-x4", 0),
+    } <= names
     assert not any(r["model"].endswith("+") for r in rows)  # the x8 ensemble is no name
     gains = [float(r["b100_gain_x2"]) for r in rows if r["b100_gain_x2"]]
     assert gains and all(0 < g < 3 for g in gains)
@@ -55,7 +60,7 @@ def test_bundled_model_is_published_vdsr_ode_seed_0() -> None:
 
 
 def test_load_model_by_name_and_seed() -> None:
-    model = load_model("rdn-ode", seed=1)
+    model = load_model("rdn-ode-unweighted", seed=1)
     assert model.spec["name"] == "rdn-ode" and not model.training
     assert load_model("vdsr-ode").spec["name"] == "vdsr-ode"
     assert load_model("bundled").spec["name"] == "vdsr-ode"
@@ -65,8 +70,12 @@ def test_load_model_by_name_and_seed() -> None:
 @pytest.mark.parametrize(
     ("name", "seed", "needle"),
     [
-        ("nope", None, "unknown model 'nope'; published: meta-rdn (seeds 0-2)"),
-        ("rdn-ode", 7, "no published 'rdn-ode' of seed 7: rdn-ode (seeds 0-2)"),
+        ("nope", None, "unknown model 'nope'; published: meta-rdn-noskip (seeds 0-2)"),
+        (
+            "rdn-ode-unweighted",
+            7,
+            "no published 'rdn-ode-unweighted' of seed 7: rdn-ode-unweighted (seeds 0-2)",
+        ),
         ("bicubic", 1, "a seed does not apply"),
         ("bundled", 2, "the bundled model is seed 0"),
     ],
@@ -148,7 +157,10 @@ def test_saved_images_are_what_was_scored(images, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--model", "rdn-ode", "--seed", "9"], "no published 'rdn-ode' of seed 9"),
+        (
+            ["--model", "rdn-ode-unweighted", "--seed", "9"],
+            "no published 'rdn-ode-unweighted' of seed 9",
+        ),
         (["--model", "nope"], "unknown model 'nope'"),
         (["--checkpoint", "x.pt", "--seed", "1"], "--seed goes with --model"),
     ],

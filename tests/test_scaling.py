@@ -69,13 +69,15 @@ def test_bad_ladders_are_refused_on_load(model: dict, needle: str) -> None:
 
 
 def test_cpu_ladder_reuses_the_table1_and_claims_checkpoints() -> None:
-    """At cpu the top rungs are the configs table1 and claims already train (same weights)."""
-    scaling, claims = load_experiment("scaling"), load_experiment("claims")
-    key = {p.id: p.key for p in scaling.all_plans("cpu") if p.seed == 0}
-    same = {"vdsr-ode@4000": "vdsr-ode", "vdsr+t@4000": "vdsr+t",
-            "vdsr+t@16000": "vdsr+t-compute", "vdsr+t-repeat4@4000": "vdsr+t-repeat4"}  # fmt: skip
-    for ladder_id, claims_id in same.items():
-        assert key[ladder_id] == claims.model_plans(claims_id, "cpu", 0)[0].key
+    """At cpu the 4k rungs of vdsr-ode and vdsr+t are table1's configs (same weights, the
+    scale-weighted recipe); the depth control takes vdsr+t's weighting."""
+    scaling, table1 = load_experiment("scaling"), load_experiment("table1")
+    plans = {p.id: p for p in scaling.all_plans("cpu") if p.seed == 0}
+    for ladder_id, table1_id in {"vdsr-ode@4000": "vdsr-ode", "vdsr+t@4000": "vdsr+t"}.items():
+        assert plans[ladder_id].key == table1.model_plans(table1_id, "cpu", 0)[0].key
+    assert plans["vdsr-ode@4000"].train_cfg["scale_weight"] == "inv_sqrt_span"
+    for rung in ("vdsr+t@500", "vdsr+t@16000", "vdsr+t-repeat4@500", "vdsr+t-repeat4@4000"):
+        assert plans[rung].train_cfg["scale_weight"] == "inv_residual", rung
     units = scaling.units("cpu")
     assert {u.model.seed for u in units} == {0, 1}
     assert {u.limit for u in units} == {20}
