@@ -1,0 +1,85 @@
+"""Committed results hold one recipe per model: every row of an experiment's results CSV under
+``results/cpu`` was made with the weights, and on the image subset, that the experiment resolves
+for the cpu profile now, so a plain pandas mean by (model, dataset, scale) is the committed
+report's number."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.experiment import dataset_label, load_experiment
+from bench.report import load_results
+from bench.runner import results_path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+PROFILE = "cpu"
+EXPERIMENTS = ("table1", "extrapolation", "claims", "solver-ablation")
+SCALES_TABLES = {"table1": "table1.md", "extrapolation": "extrapolation.md"}  # kind: scales
+
+
+def _rows(name: str) -> pd.DataFrame:
+    exp = load_experiment(name)
+    path = results_path(RESULTS, PROFILE, exp.name)
+    if not path.is_file():
+        pytest.skip(f"no committed results {path}")
+    return load_results(path)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_committed_row_is_of_the_current_recipe(name: str) -> None:
+    exp = load_experiment(name)
+    df = _rows(name)
+    units = {
+        (u.model.id, u.model.key, dataset_label(u.dataset), u.subset) for u in exp.units(PROFILE)
+    }
+    stale = df[
+        [
+            (m, w, d, s) not in units
+            for m, w, d, s in zip(
+                df["model"], df["weights"], df["dataset"], df["subset"].fillna(""), strict=True
+            )
+        ]
+    ]
+    groups = stale.groupby(["model", "weights", "subset"]).size().to_dict() if len(stale) else {}
+    assert stale.empty, f"{name}: rows of weights/subsets the experiment no longer names: {groups}"
+
+
+def _scales_table(path: Path) -> dict[tuple[str, str, float], float]:
+    """``{(model, dataset, scale): ours}`` from a ``scales`` table's Markdown (the ``ours`` rows
+    under each ``### DATASET`` heading; a model cell reads ``id (paper label)``)."""
+    out: dict[tuple[str, str, float], float] = {}
+    dataset, scales, model = "", [], ""
+    for line in path.read_text().splitlines():
+        if line.startswith("### "):
+            dataset = line[4:].strip()
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == "method":
+            scales = [float(c.lstrip("×")) for c in cells[2:]]
+            continue
+        model = cells[0].split(" (")[0] if cells[0] else model
+        if len(cells) > 1 and cells[1] == "ours":
+            for scale, cell in zip(scales, cells[2:], strict=True):
+                if re.fullmatch(r"-?\d+\.\d+", cell):
+                    out[model, dataset, scale] = float(cell)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(SCALES_TABLES))
+def test_plain_group_means_are_the_committed_report(name: str) -> None:
+    df = _rows(name)
+    means = df.groupby(["model", "dataset", "scale"])["psnr"].mean()
+    shown = _scales_table(RESULTS / PROFILE / SCALES_TABLES[name])
+    assert len(shown) > 50  # the table was read
+    wrong = {
+        key: (value, round(float(means[key]), 2))
+        for key, value in shown.items()
+        if not math.isclose(round(float(means[key]), 2), value, abs_tol=1e-9)
+    }
+    assert not wrong, f"{name}: report vs plain mean over the committed rows: {wrong}"
