@@ -173,7 +173,9 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
         assert (unit.model.key, unit.key[3]) in t1_units, model
     assert {u.model.seed for u in units if u.model.id == "bicubic"} == {None}
     bic = [u for u in units if u.model.id == "bicubic"]
-    assert len(bic) == len({u.key for u in bic}) == 9  # once, not once per seed
+    # once per sweep and scale, not once per seed: main's 9 claim scales, seeds5's 6 B100 and
+    # 3 Set5 scales (Table 2's bicubic row), small's x1.1/x1.2/x1.5
+    assert len(bic) == len({u.key for u in bic}) == 9 + 9 + 3
     cpu = {p.id: p.train_cfg for p in claims.all_plans("cpu") if p.seed == 0}
     assert cpu["vdsr+t-compute"]["max_steps"] == 4 * cpu["vdsr-ode"]["max_steps"] == 16000
     assert cpu["rdn+t-compute"]["max_steps"] == 4 * cpu["rdn-ode"]["max_steps"] == 8000
