@@ -68,7 +68,7 @@ def rgb_to_y(x: torch.Tensor, rounding: str = "matlab") -> torch.Tensor:
 # SSIM and PSNR work on planes shifted by this much (``value - 128`` on the [0, 255] scale):
 # variances and covariances do not change, and E[x^2] - E[x]^2 cancels 4x less in float32.
 _CENTRE = 128.0
-_WINDOW, _SIGMA = 11, 1.5
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # SSIM's Gaussian window: taps, standard deviation
 
 
 def check_scorable(size: tuple[int, int], scale: float) -> None:
@@ -76,14 +76,14 @@ def check_scorable(size: tuple[int, int], scale: float) -> None:
     smaller than SSIM's window (ValueError), so it is found before any model runs."""
     shave = shave_for(scale)
     h, w = size[0] - 2 * shave, size[1] - 2 * shave
-    if min(h, w) < _WINDOW:
+    if min(h, w) < SSIM_WINDOW:
         raise ValueError(
             f"SR size {size[0]}x{size[1]} at scale {scale:g} leaves {max(h, 0)}x{max(w, 0)} "
-            f"pixels after the {shave}-pixel border shave; SSIM needs {_WINDOW}x{_WINDOW}"
+            f"pixels after the {shave}-pixel border shave; SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW}"
         )
 
 
-def _plane(x: torch.Tensor, test_y_channel: bool, y_rounding: str) -> torch.Tensor:
+def scored_plane(x: torch.Tensor, test_y_channel: bool, y_rounding: str) -> torch.Tensor:
     """The scored plane(s) of ``x`` (B, C, H, W) in [0, 1]: luma or channels, centred 255 scale."""
     if test_y_channel and x.shape[1] == 3:
         return rgb_to_y(x, y_rounding).sub_(_CENTRE)
@@ -99,11 +99,11 @@ def _prepare(
     quantize_sr: bool,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both images as centred planes (see ``_plane``) in ``dtype``, border shaved."""
+    """Both images as centred planes (see ``scored_plane``) in ``dtype``, border shaved."""
     sr, hr = _batch(sr), _batch(hr)
     if sr.shape != hr.shape:
         raise ValueError(f"SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in shape")
-    return _sr_plane(sr, crop_border, test_y_channel, y_rounding, quantize_sr, dtype), _plane(
+    return _sr_plane(sr, crop_border, test_y_channel, y_rounding, quantize_sr, dtype), scored_plane(
         _shave(hr, crop_border).to(dtype), test_y_channel, y_rounding
     )
 
@@ -127,7 +127,7 @@ def _sr_plane(
     sr = _shave(sr, crop_border).to(dtype)
     if quantize_sr:
         sr = (sr.clamp(0, 1) * 255.0).add_(0.5).floor_().div_(255.0)
-    return _plane(sr, test_y_channel, y_rounding)
+    return scored_plane(sr, test_y_channel, y_rounding)
 
 
 def psnr(
@@ -148,7 +148,7 @@ def _psnr_255(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(255.0**2 / mse)
 
 
-def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device) -> torch.Tensor:
+def gaussian_window(size: int, sigma: float, dtype: torch.dtype, device) -> torch.Tensor:
     """Normalised 1-D Gaussian of ``size`` taps."""
     # skimage builds the window by filtering a delta with scipy's gaussian, truncate=3.5:
     # for sigma=1.5 and size 11 that is the normalised sampled Gaussian on [-5, 5].
@@ -163,10 +163,10 @@ def _filter(x: torch.Tensor) -> torch.Tensor:
     float64 and several times faster than float64 conv2d on the CPU. Each output pixel sees the
     same arithmetic wherever the window sits, so a crop of the filtered frame equals the
     filtered crop bit for bit."""
-    size = _WINDOW
+    size = SSIM_WINDOW
     if min(x.shape[-2:]) < size:
         raise ValueError(f"SSIM needs at least {size}x{size} pixels, got {tuple(x.shape[-2:])}")
-    g = _gaussian_window(size, _SIGMA, torch.float64, "cpu").tolist()
+    g = gaussian_window(size, SSIM_SIGMA, torch.float64, "cpu").tolist()
     h, w = x.shape[-2] - size + 1, x.shape[-1] - size + 1
     rows = x[..., 0:h, :] * g[0]
     for k in range(1, size):
@@ -267,7 +267,7 @@ def prepare_reference(
     benchmark images it agrees with float64 to 1e-4 dB PSNR and 1e-5 SSIM on most pairs (tested);
     over B100 x 30 bicubic scales the largest PSNR gap is 4.9e-4 dB (SR pixels on a rounding
     boundary)."""
-    plane = _plane(_batch(hr).to(dtype), test_y_channel, y_rounding)
+    plane = scored_plane(_batch(hr).to(dtype), test_y_channel, y_rounding)
     return Reference(plane, _HRStats.of(plane), test_y_channel, y_rounding)
 
 
@@ -296,5 +296,5 @@ def score(
     a = _sr_plane(sr, shave, reference.test_y_channel, reference.y_rounding, True, reference.dtype)
     h, w = a.shape[-2:]
     b = reference.plane[..., shave : shave + h, shave : shave + w]
-    stats = reference.stats.window(shave, shave, h - _WINDOW + 1, w - _WINDOW + 1)
+    stats = reference.stats.window(shave, shave, h - SSIM_WINDOW + 1, w - SSIM_WINDOW + 1)
     return _psnr_255(a, b), _ssim_255(a, b, stats)

@@ -12,7 +12,7 @@ exists) for the bicubic evaluation pair; the torch path stays the reference and 
   (torch float32: 15), mean dPSNR 2e-6. The differences are SR pixels on a quantisation boundary
   (x * 255 + 0.5 an integer up to rounding), which every implementation rounds its own way.
 
-The library is plain C loaded with ctypes; weights come from :func:`odesr.resize._weights_np`
+The library is plain C loaded with ctypes; weights come from :func:`odesr.resize.resize_weights`
 (MATLAB-exact), cast to float32 as the torch float32 path does.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from odesr.degrade import protocol_case
-from odesr.metrics import _SIGMA, _WINDOW, _gaussian_window, _plane, shave_for
-from odesr.resize import _weights_np, output_size
+from odesr.metrics import SSIM_SIGMA, SSIM_WINDOW, gaussian_window, scored_plane, shave_for
+from odesr.resize import output_size, resize_weights
 
 __all__ = ["ENV", "available", "load_error", "resize", "bicubic_pair"]
 
@@ -100,7 +100,7 @@ def available() -> bool:
 @lru_cache(maxsize=1024)
 def _taps(in_len: int, out_len: int, scale: float, antialias: bool, border: str) -> tuple:
     """CSR taps of one resize axis: (ctypes struct, the arrays it points into)."""
-    rows, cols, vals = _weights_np(in_len, out_len, scale, antialias, border)
+    rows, cols, vals = resize_weights(in_len, out_len, scale, antialias, border)
     ptr = np.searchsorted(rows, np.arange(out_len + 1)).astype(np.int32)
     col = np.ascontiguousarray(cols, dtype=np.int32)
     val = np.ascontiguousarray(vals, dtype=np.float32)
@@ -113,7 +113,7 @@ def _taps(in_len: int, out_len: int, scale: float, antialias: bool, border: str)
 
 @lru_cache(maxsize=1)
 def _gauss() -> np.ndarray:
-    return _gaussian_window(_WINDOW, _SIGMA, torch.float64, "cpu").numpy().astype(np.float32)
+    return gaussian_window(SSIM_WINDOW, SSIM_SIGMA, torch.float64, "cpu").numpy().astype(np.float32)
 
 
 def _lib() -> ctypes.CDLL:
@@ -174,10 +174,10 @@ def _hr_side(hr: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     cached = _HR
     if cached is not None and cached[0] is hr and cached[1] == hr._version:
         return cached[2]
-    plane = _plane(hr[None].float(), True, "matlab")[0, 0].numpy()
+    plane = scored_plane(hr[None].float(), True, "matlab")[0, 0].numpy()
     plane = np.ascontiguousarray(plane, dtype=np.float32)
     H, W = plane.shape
-    stats = np.empty((4, H - _WINDOW + 1, W - _WINDOW + 1), dtype=np.float32)
+    stats = np.empty((4, H - SSIM_WINDOW + 1, W - SSIM_WINDOW + 1), dtype=np.float32)
     ptrs = [stats[i].ctypes.data for i in range(4)]
     if _lib().odesr_hr_stats(plane.ctypes.data, H, W, _gauss().ctypes.data, *ptrs) != 0:
         raise MemoryError("odesr native HR statistics: out of memory")
@@ -215,7 +215,7 @@ def bicubic_pair(
     shave = shave_for(scale)
     hr = hr.contiguous()
     plane, stats = _hr_side(hr)
-    sW = W - _WINDOW + 1
+    sW = W - SSIM_WINDOW + 1
     pp, mp, tp, lp, vp = plane.ctypes.data, *(stats[i].ctypes.data for i in range(4))
     off, soff = 4 * (shave * W + shave), 4 * (shave * sW + shave)
     ref = _Reference(pp + off, mp + soff, tp + soff, lp + soff, vp + soff, W, sW)

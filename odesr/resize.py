@@ -49,7 +49,7 @@ BORDERS = ("symmetric", "replicate")
 
 
 @lru_cache(maxsize=512)
-def _weights_np(
+def resize_weights(
     in_len: int, out_len: int, scale: float, antialias: bool, border: str = "symmetric"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The non-zero weights ``(rows, cols, values)`` of the (out_len, in_len) resize matrix.
@@ -100,7 +100,7 @@ def _matrix_np(
     in_len: int, out_len: int, scale: float, antialias: bool, border: str = "symmetric"
 ) -> np.ndarray:
     """Dense (out_len, in_len) float64 weight matrix, MATLAB ``contributions`` semantics."""
-    rows, cols, vals = _weights_np(in_len, out_len, scale, antialias, border)
+    rows, cols, vals = resize_weights(in_len, out_len, scale, antialias, border)
     mat = np.zeros((out_len, in_len), dtype=np.float64)
     mat[rows, cols] = vals
     return mat
@@ -156,7 +156,7 @@ def _band_blocks(weights: tuple, dtype: torch.dtype, device) -> list[tuple[int, 
     blocks = _TORCH_CACHE.get(key)
     if blocks is None:
         in_len, out_len, scale = weights[:3]
-        rows, cols, vals = _weights_np(*weights)
+        rows, cols, vals = resize_weights(*weights)
         step = _block_rows(in_len, out_len, len(rows) / out_len, float(scale))
         starts = np.searchsorted(rows, np.arange(0, out_len + step, step))
         blocks = []
