@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from filelock import FileLock
 
 from bench.experiment import ModelPlan
 
-__all__ = ["checkpoint_dir", "published_path", "ensure_checkpoint", "deterministic"]
+__all__ = [
+    "checkpoint_dir",
+    "published_path",
+    "ensure_checkpoint",
+    "deterministic",
+    "torchrun_command",
+    "env_for_torchrun",
+]
 
 
 def checkpoint_dir(root: str | os.PathLike, profile: str, plan: ModelPlan) -> Path:
@@ -133,7 +142,6 @@ def _train_torchrun(
 
     import yaml
 
-    from bench.executors import env_for_torchrun, torchrun_command
     from odesr.io import write_text_atomic
 
     config_file = out / "job-config.yaml"  # the resolved config, so the hash key is unchanged
@@ -144,3 +152,33 @@ def _train_torchrun(
     proc = subprocess.run(cmd, env=env_for_torchrun())
     if proc.returncode != 0 or not (out / "final.pt").exists():
         raise RuntimeError(f"torchrun training of {plan.id} failed (exit {proc.returncode})")
+
+
+def torchrun_command(config_file: Path, out: Path, nproc: int, **flags: Any) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=N -m odesr.train CONFIG --out OUT ...``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",  # = torchrun, with this interpreter
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "odesr.train",
+        str(config_file),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    for key, value in flags.items():
+        if value is True:
+            cmd.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False):
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    return cmd
+
+
+def env_for_torchrun() -> dict:
+    """The job's environment for torchrun (OMP threads per process set when unset)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env

@@ -33,6 +33,17 @@ __all__ = [
 ]
 
 EXECUTORS = ("pool", "submitit-local", "slurm")
+MOVED = ("torchrun_command", "env_for_torchrun")  # to bench.checkpoints, which launches torchrun
+
+
+def __getattr__(name: str) -> Any:
+    """``torchrun_command`` and ``env_for_torchrun``, now in :mod:`bench.checkpoints` (read from
+    there on first use, so that importing this module stays free of torch)."""
+    if name in MOVED:
+        from bench import checkpoints
+
+        return getattr(checkpoints, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -248,38 +259,6 @@ def wait(jobs: list[tuple[str, Any]], opts: SchedulerOptions) -> int:
             last = str(exc).strip().splitlines()[-1:] or [exc.__class__.__name__]
             print(f"  {label}: failed: {last[0]} (log {job.paths.stderr})", flush=True)
     return failed
-
-
-def torchrun_command(config_file: Path, out: Path, nproc: int, **flags: Any) -> list[str]:
-    """``torchrun --standalone --nproc_per_node=N -m odesr.train CONFIG --out OUT ...``."""
-    import sys
-
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",  # = torchrun, with this interpreter
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "odesr.train",
-        str(config_file),
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
-    for key, value in flags.items():
-        if value is True:
-            cmd.append(f"--{key.replace('_', '-')}")
-        elif value not in (None, False):
-            cmd += [f"--{key.replace('_', '-')}", str(value)]
-    return cmd
-
-
-def env_for_torchrun() -> dict:
-    """The job's environment for torchrun (OMP threads per process set when unset)."""
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
 
 
 def submit_experiment(
