@@ -48,7 +48,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench import stats
-from bench.experiment import Experiment, ExperimentError
+from bench.experiment import CLAIM_KEYS, Experiment, ExperimentError, check_claims
+from bench.paper import lookup_paper
+from bench.tables import md_table
 from odesr.evaluate import parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
 
@@ -84,45 +86,6 @@ CLAIM_COLUMNS = [
     "boot_high",
 ]
 HOLM_ALPHA = 0.05
-CLAIM_KEYS = (
-    "claim",
-    "a",
-    "b",
-    "scales",
-    "dataset",
-    "sweep",
-    "kind",
-    "base_scale",
-    "paper_table",
-    "paper_solver",
-    "note",
-)
-KINDS = ("difference", "extrapolation")
-
-
-def check_claims(claims: object, models: dict, where: str) -> None:
-    """One-line :class:`ExperimentError` for a malformed ``claims`` list."""
-    if claims is None:
-        return
-    if not isinstance(claims, list):
-        raise ExperimentError(f"{where}: claims: expected a list of claims")
-    for i, c in enumerate(claims):
-        at = f"{where}: claims[{i}]"
-        if not isinstance(c, dict):
-            raise ExperimentError(f"{at}: expected a mapping")
-        extra = [k for k in c if k not in CLAIM_KEYS]
-        if extra:
-            raise ExperimentError(
-                f"{at}: unknown key {extra[0]!r} (known: {', '.join(CLAIM_KEYS)})"
-            )
-        for key in ("claim", "a", "b"):
-            if key not in c:
-                raise ExperimentError(f"{at}: needs {key!r}")
-        for key in ("a", "b"):
-            if c[key] not in models:
-                raise ExperimentError(f"{at}: {key}: unknown model {c[key]!r}")
-        if c.get("kind", "difference") not in KINDS:
-            raise ExperimentError(f"{at}: kind: {c['kind']!r} (choose from {', '.join(KINDS)})")
 
 
 def _scales(text: object) -> list[float]:
@@ -188,8 +151,6 @@ def _paper_deltas(
     exp: Experiment, profile: str, claim: dict, scales: list[float], ref: pd.DataFrame
 ) -> list[tuple[float, float]]:
     """``(scale, paper's a - b)`` at the claim scales the paper reports for both methods."""
-    from bench.report import _lookup
-
     table = claim.get("paper_table")
     if not table or claim.get("kind", "difference") != "difference":
         return []
@@ -198,8 +159,8 @@ def _paper_deltas(
     dataset = str(claim.get("dataset", "B100"))
     found = []
     for scale in scales:
-        pa = _lookup(ref, table, dataset, labels["a"], scale, solver.get("a"))
-        pb = _lookup(ref, table, dataset, labels["b"], scale, solver.get("b"))
+        pa = lookup_paper(ref, table, dataset, labels["a"], scale, solver.get("a"))
+        pb = lookup_paper(ref, table, dataset, labels["b"], scale, solver.get("b"))
         if not (math.isnan(pa) or math.isnan(pb)):
             found.append((scale, pa - pb))
     return found
@@ -405,12 +366,6 @@ def scale_differences(
     return pd.DataFrame(out)
 
 
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    from bench.report import _md_table
-
-    return _md_table(header, rows)
-
-
 def _seed_means(rows: pd.DataFrame, models: list[str], sweep: str, dataset: str) -> str:
     """Per model and scale: the mean over seeds of the per-seed mean over images, the seeds'
     spread (standard deviation of the per-seed means) and the seed count."""
@@ -434,7 +389,7 @@ def _seed_means(rows: pd.DataFrame, models: list[str], sweep: str, dataset: str)
             else:
                 cells.append(f"{v.mean():.2f}")
         table.append([model, str(m["seed"].nunique())] + cells)
-    return _md(["model", "seeds"] + [f"×{s:g}" for s in scales], table)
+    return md_table(["model", "seeds"] + [f"×{s:g}" for s in scales], table)
 
 
 def _devices(rows: pd.DataFrame) -> str:
@@ -543,7 +498,7 @@ def write_claims(
         "tables over the claim scales they report (listed per claim below), empty where they "
         "report none. A row with n_seeds 1 has an interval over images only: the spread between "
         "training seeds (each claim's table of per-model seed spreads below) is not in it.\n",
-        _md(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
+        md_table(CLAIM_COLUMNS, [[str(r[c]) for c in CLAIM_COLUMNS] for r in table]),
         _devices(rows),
         _trained_on(rows, out_dir / "weights"),
     ]
@@ -566,7 +521,7 @@ def write_claims(
             md.append(f"paper_delta over {_scales_text(res['paper_scales'])}.\n")
         if res["per_scale"]:
             md.append(
-                _md(
+                md_table(
                     ["scale", "delta", "ci_low", "ci_high", "estimator", "t", "bootstrap"]
                     + ["images", "seeds", "verdict"],
                     [

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report import _md_table
+from bench.tables import md_table
 from odesr.io import read_csv_rows, write_text_atomic
 
 __all__ = ["label", "compare", "main"]
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"bench.compare_rows: {exc}", file=sys.stderr)
         return 2
-    text = "\n\n".join([f"## {args.title}", *args.note, _md_table(header, table)])
+    text = "\n\n".join([f"## {args.title}", *args.note, md_table(header, table)])
     write_text_atomic(args.out, text)
     print(text)
     return 0

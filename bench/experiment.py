@@ -49,7 +49,10 @@ from odesr.ode import DEFAULT_SOLVER
 __all__ = [
     "EXPERIMENT_DIR",
     "PROFILES",
+    "CLAIM_KEYS",
+    "CLAIM_KINDS",
     "ExperimentError",
+    "check_claims",
     "Experiment",
     "LADDER_MARK",
     "ModelPlan",
@@ -85,6 +88,21 @@ MODEL_KEYS = (
 )
 LADDER_MARK = "@"  # ladder model ids: MODEL@N (N training steps)
 SWEEP_KEYS = ("name", "models", "datasets", "dataset_limits", "limit", "solvers", "seeds")
+# the keys of one entry of an experiment's ``claims`` list (:mod:`bench.claims` judges them)
+CLAIM_KEYS = (
+    "claim",
+    "a",
+    "b",
+    "scales",
+    "dataset",
+    "sweep",
+    "kind",
+    "base_scale",
+    "paper_table",
+    "paper_solver",
+    "note",
+)
+CLAIM_KINDS = ("difference", "extrapolation")
 
 
 class ExperimentError(ValueError):
@@ -443,8 +461,6 @@ def _check_document(doc: dict, where: str) -> None:
             raise ExperimentError(f"{where}: models.{model_id}: expected a mapping")
         _unknown(entry or {}, MODEL_KEYS, f"{where}: models.{model_id}")
         _check_ladder(entry or {}, f"{where}: models.{model_id}")
-    from bench.claims import check_claims
-
     check_claims(doc.get("claims"), models, where)
     for name, sweep in doc["sweeps"].items():
         if not isinstance(sweep, dict):
@@ -466,6 +482,34 @@ def _check_document(doc: dict, where: str) -> None:
                     f"{where}: sweeps.{name}: unknown model {model_id!r} "
                     f"(defined: {', '.join(models)})"
                 )
+
+
+def check_claims(claims: object, models: dict, where: str) -> None:
+    """One-line :class:`ExperimentError` for a malformed ``claims`` list (the claims are judged
+    by :mod:`bench.claims`)."""
+    if claims is None:
+        return
+    if not isinstance(claims, list):
+        raise ExperimentError(f"{where}: claims: expected a list of claims")
+    for i, c in enumerate(claims):
+        at = f"{where}: claims[{i}]"
+        if not isinstance(c, dict):
+            raise ExperimentError(f"{at}: expected a mapping")
+        extra = [k for k in c if k not in CLAIM_KEYS]
+        if extra:
+            raise ExperimentError(
+                f"{at}: unknown key {extra[0]!r} (known: {', '.join(CLAIM_KEYS)})"
+            )
+        for key in ("claim", "a", "b"):
+            if key not in c:
+                raise ExperimentError(f"{at}: needs {key!r}")
+        for key in ("a", "b"):
+            if c[key] not in models:
+                raise ExperimentError(f"{at}: {key}: unknown model {c[key]!r}")
+        if c.get("kind", "difference") not in CLAIM_KINDS:
+            raise ExperimentError(
+                f"{at}: kind: {c['kind']!r} (choose from {', '.join(CLAIM_KINDS)})"
+            )
 
 
 def _own_solver(plan: ModelPlan) -> dict:

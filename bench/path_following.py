@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from bench import figures
-from bench.report import _md_table
+from bench.tables import md_table
 from odesr.data import DataError, list_images, load_image
 from odesr.evaluate import PATH_COLUMNS, EvalSettings, parse_scales, path_following
 from odesr.io import write_csv_atomic, write_text_atomic
@@ -84,7 +84,7 @@ def render(summary: pd.DataFrame, header: str) -> str:
         cells = [f"{sub.loc[s, 'psnr_hr']:.2f} ({int(sub.loc[s, 'nfe'])})" for s in scales]
         table.append([grid, solver, *cells])
     header_row = ["grid", "solver", *(f"x{s:g} (NFE)" for s in scales)]
-    lines += [_md_table(header_row, table)]
+    lines += [md_table(header_row, table)]
     for scale in scales:
         at = summary[summary["scale"] == scale]
         lines += [f"### x{scale:g}: PSNR(state, I(t_i)) / PSNR(state, HR) along each grid", ""]
@@ -102,7 +102,7 @@ def render(summary: pd.DataFrame, header: str) -> str:
             )
         path_hr = {round(t, 4): v for t, v in zip(at["t"], at["psnr_path_hr"], strict=True)}
         rows.append(["I(t_i) vs HR"] + [f"{path_hr[t]:.2f}" for t in times])
-        lines += [_md_table(["grid", *(f"t={t:g}" for t in times)], rows)]
+        lines += [md_table(["grid", *(f"t={t:g}" for t in times)], rows)]
     return "\n".join(lines)
 
 

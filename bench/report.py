@@ -34,8 +34,16 @@ from pathlib import Path
 import pandas as pd
 
 from bench.experiment import Experiment, dataset_label, load_experiment, training_budget
+from bench.paper import (  # noqa: F401 - paper_tables_path, paper_values: bench.report's API too
+    PACKAGED_PAPER_TABLES,
+    PAPER_TABLES_ENV,
+    lookup_paper,
+    paper_tables_path,
+    paper_values,
+)
 from bench.results import REQUIRED_COLUMNS
 from bench.runner import results_path
+from bench.tables import md_table, tex_table
 from odesr.evaluate import parse_scales
 from odesr.io import read_csv_rows, write_text_atomic
 
@@ -49,9 +57,6 @@ __all__ = [
     "write_report",
 ]
 
-PAPER_CSV = "paper_tables.csv"
-PAPER_TABLES_ENV = "ODESR_PAPER_TABLES"
-PACKAGED_PAPER_TABLES = Path(__file__).with_name("reference") / PAPER_CSV  # the paper's tables
 NUMERIC = ("scale", "psnr", "ssim", "seconds", "nfe", "params")
 
 
@@ -152,83 +157,10 @@ def _distinct(values: pd.Series) -> str:
     return ", ".join(sorted({str(v) for v in values if str(v) not in ("", "nan")}))
 
 
-def paper_values(path: str | os.PathLike) -> pd.DataFrame:
-    if not Path(path).exists():
-        return pd.DataFrame(columns=["table", "dataset", "method", "solver", "scale", "psnr"])
-    ref = pd.read_csv(path, dtype={"solver": str}, keep_default_na=False)
-    ref["scale"] = ref["scale"].astype(float).round(6)
-    return ref
-
-
-def _lookup(
-    ref: pd.DataFrame,
-    table: str | None,
-    dataset: str,
-    method: str | None,
-    scale: float,
-    solver: str | None = None,
-) -> float:
-    if not table or not method or ref.empty:
-        return math.nan
-    m = (ref["table"] == table) & (ref["dataset"] == dataset) & (ref["method"] == method)
-    m &= ref["scale"] == round(float(scale), 6)
-    if solver is not None:
-        m &= ref["solver"] == solver
-    vals = ref.loc[m, "psnr"]
-    return float(vals.iloc[0]) if len(vals) else math.nan
-
-
 def _f(x: float, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:+.2f}" if signed else f"{x:.2f}"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _tex_escape(s: str) -> str:
-    return (
-        str(s)
-        .replace("\\", r"\textbackslash{}")
-        .replace("&", r"\&")
-        .replace("%", r"\%")
-        .replace("_", r"\_")
-        .replace("#", r"\#")
-        .replace("–", "--")
-        .replace("×", r"$\times$")
-        .replace("Δ", r"$\Delta$")
-        .replace("−", "-")
-        .replace("±", r"$\pm$")
-    )
-
-
-def _tex_table(
-    header: list[str], rows: list[list[str]], caption: str | None, label: str, rules_every: int = 0
-) -> str:
-    cols = "ll" + "r" * (len(header) - 2)
-    out = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\scriptsize",
-        r"\setlength{\tabcolsep}{3pt}",
-        rf"\begin{{tabular}}{{{cols}}}",
-        r"\toprule",
-        " & ".join(_tex_escape(h) for h in header) + r" \\",
-        r"\midrule",
-    ]
-    for i, r in enumerate(rows):
-        if rules_every and i and i % rules_every == 0:
-            out.append(r"\midrule")
-        out.append(" & ".join(_tex_escape(c) for c in r) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    if caption:
-        out.append(rf"\caption{{{_tex_escape(caption)}}}")
-    out += [rf"\label{{tab:{label}}}", r"\end{table}", ""]
-    return "\n".join(out)
 
 
 def _bicubic_ids(exp: Experiment, profile: str) -> list[str]:
@@ -275,7 +207,7 @@ def _paper_any_table(ref: pd.DataFrame, dataset: str, method: str, scale: float)
     """The paper's value of ``method`` on ``dataset`` at ``scale`` from whichever of its tables
     has one (bicubic is in Table 1 only)."""
     for table in sorted(ref["table"].unique()) if not ref.empty else []:
-        value = _lookup(ref, table, dataset, method, scale)
+        value = lookup_paper(ref, table, dataset, method, scale)
         if not math.isnan(value):
             return value
     return math.nan
@@ -317,7 +249,7 @@ def scales_table(
             label = sub["paper"].iloc[0] or ""
             name = model + (f" ({label})" if label and label != model else "")
             ours = {s: float(v) for s, v in zip(sub["scale"], sub["psnr"], strict=True)}
-            paper = {s: _lookup(ref, paper_table, dataset, label, s) for s in cols}
+            paper = {s: lookup_paper(ref, paper_table, dataset, label, s) for s in cols}
             has_paper = any(not math.isnan(v) for v in paper.values())
             rows.append([name, "ours"] + [_f(ours.get(s, math.nan)) for s in cols])
             if has_paper:
@@ -335,7 +267,7 @@ def scales_table(
             rows.append(["", "gain"] + [_f(gain[s], True) for s in cols])
             if has_paper:
                 pgain = {
-                    s: paper[s] - _lookup(ref, paper_table, dataset, paper_base_label, s)
+                    s: paper[s] - lookup_paper(ref, paper_table, dataset, paper_base_label, s)
                     for s in cols
                 }
                 rows.append(["", "paper gain"] + [_f(pgain[s], True) for s in cols])
@@ -374,7 +306,7 @@ def solvers_table(
                 ]
                 ours = float(sub["psnr"].iloc[0]) if len(sub) else math.nan
                 label = sub["paper"].iloc[0] if len(sub) else None
-                paper = _lookup(ref, paper_table, dataset, label, scale, solver=key)
+                paper = lookup_paper(ref, paper_table, dataset, label, scale, solver=key)
                 gap = (ours - base) - (paper - paper_base)
                 row += [_f(paper), _f(ours), _f(ours - paper, True), _f(gap, True)]
             rows.append(row)
@@ -405,11 +337,11 @@ def gains_table(
     rows = []
     for scale in scales:
         row = [f"×{scale:g}"]
-        paper_base = _lookup(ref, paper_table, dataset, base_label or "bicubic", scale)
+        paper_base = lookup_paper(ref, paper_table, dataset, base_label or "bicubic", scale)
         for model in models:
             ours, label = per_model[model]
             gain = ours.get(scale, math.nan) - base.get(scale, math.nan)
-            paper = _lookup(ref, paper_table, dataset, label, scale) - paper_base
+            paper = lookup_paper(ref, paper_table, dataset, label, scale) - paper_base
             row.append(_f(gain, True) + ("" if math.isnan(paper) else f" ({_f(paper, True)})"))
         rows.append(row)
     return header, rows
@@ -519,22 +451,6 @@ def _sweep_models(exp: Experiment, profile: str, sweep: str) -> list[str]:
     return []
 
 
-def paper_tables_path(
-    data_root: str | os.PathLike | None = None, override: str | os.PathLike | None = None
-) -> Path:
-    """Where the paper's tables are read from (the one place): ``override``, else
-    ``$ODESR_PAPER_TABLES``, else ``reference/paper_tables.csv`` next to the datasets folder
-    (``--data-root``, else ``$ODESR_DATA``, else ``./data``; by default ``../shared/reference``)
-    when it exists, else the copy shipped with bench (:data:`PACKAGED_PAPER_TABLES`)."""
-    if override:
-        return Path(override)
-    if os.environ.get(PAPER_TABLES_ENV):
-        return Path(os.environ[PAPER_TABLES_ENV])
-    root = Path(data_root or os.environ.get("ODESR_DATA") or "data").resolve()
-    beside = root.parent / "reference" / PAPER_CSV
-    return beside if beside.is_file() else PACKAGED_PAPER_TABLES
-
-
 def _paper_reference(spec: dict, path: Path) -> pd.DataFrame:
     """The paper tables; a report whose tables promise a paper comparison fails without them."""
     promised = [t.get("file", t["kind"]) for t in spec.get("tables", []) if t.get("paper_table")]
@@ -609,8 +525,8 @@ def _scales_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], lis
             sd, ref, models, dataset, t.get("paper_table"), int(t.get("block", 10)), bicubic
         )
         for i, (header, rows) in enumerate(blocks):
-            md.append(_md_table(header, rows))
-            tex.append(_tex_table(header, rows, cap if i == 0 else None, f"{base}-{dataset}-{i}"))
+            md.append(md_table(header, rows))
+            tex.append(tex_table(header, rows, cap if i == 0 else None, f"{base}-{dataset}-{i}"))
     return md, tex
 
 
@@ -644,7 +560,7 @@ def _solvers_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], li
     shown = [*models_map.values(), *dict.fromkeys(m for rows in used for m in rows["model"])]
     cap = caption(exp, profile, what, with_bicubic, shown)
     header, rows = solvers_table(s, ref, models_map, t.get("paper_table"), ours, paper)
-    return [cap + "\n", _md_table(header, rows)], [_tex_table(header, rows, cap, base)]
+    return [cap + "\n", md_table(header, rows)], [tex_table(header, rows, cap, base)]
 
 
 def _gains_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list[str]]:
@@ -666,9 +582,9 @@ def _gains_section(exp, profile, t, s, ref, base, full) -> tuple[list[str], list
     ]
     header, rows = gains_table(sd, ref, models, dataset, reference, t.get("paper_table"), scales)
     tail = "".join(f"\n- {w}" for w in pairs)
-    md = [cap + "\n", _md_table(header, rows) + tail + ("\n" if tail else "")]
+    md = [cap + "\n", md_table(header, rows) + tail + ("\n" if tail else "")]
     tex_cap = cap + (" " + "; ".join(pairs) + "." if pairs else "")
-    return md, [_tex_table(header, rows, tex_cap, base)]
+    return md, [tex_table(header, rows, tex_cap, base)]
 
 
 _TABLE_KINDS = {"scales": _scales_section, "solvers": _solvers_section, "gains": _gains_section}
@@ -889,10 +805,12 @@ def _gains_figure(
     if gains is None or gains.empty:
         raise _Skip(f"no paired rows of {', '.join(models)} and {reference!r} in sweep {sweep!r}")
     table = f.get("paper_table")
-    paper_base = {s: _lookup(ref, table, dataset, base_label or "bicubic", s) for s in gains.scale}
+    paper_base = {
+        s: lookup_paper(ref, table, dataset, base_label or "bicubic", s) for s in gains.scale
+    }
     labels = dict(zip(s["model"], s["paper"].fillna(""), strict=True))
     gains["paper_gain"] = [
-        _lookup(ref, table, dataset, labels.get(m, ""), sc) - paper_base[sc]
+        lookup_paper(ref, table, dataset, labels.get(m, ""), sc) - paper_base[sc]
         for m, sc in zip(gains["model"], gains["scale"], strict=True)
     ]
     cap = caption(
