@@ -40,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plan"]:  # its own parser: --calibrate, --price -- COMMAND, --check
         from bench.plan import main as plan_main
+        from bench.plan_status import format_status
 
-        return plan_main(argv[1:])
+        return plan_main(argv[1:], status=format_status)
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=HelpFormatter
     )

@@ -1213,9 +1213,13 @@ def check(cal: dict, data_root: str | None = None, commands=CHECK_COMMANDS) -> l
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = None) -> int:
     """``python -m bench plan`` / ``python -m bench.plan``: a plan, a calibration, a price, a check,
-    or the FLOP model's data (bench/costs.yaml)."""
+    or the FLOP model's data (bench/costs.yaml).
+
+    ``status``: what ``--status`` prints, :func:`bench.plan_status.format_status` (which builds on
+    this module, so ``python -m bench`` passes it in); without it ``--status`` is refused with
+    the command that has it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     priced: list[str] = []
     if "--" in argv:
@@ -1308,10 +1312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_text_atomic(COSTS, yaml.safe_dump(raw, sort_keys=False))
             print(yaml.safe_dump({args.key: raw[args.key]}, sort_keys=False))
         if args.experiment and args.status:
-            from bench.plan_status import format_status
-
+            if status is None:
+                parser.error("--status: run it as python -m bench plan EXPERIMENT --status")
             exp = load_experiment(args.experiment)
-            print(format_status(exp, args.profile, args.results, args.checkpoints, args.data_root))
+            print(status(exp, args.profile, args.results, args.checkpoints, args.data_root))
         elif args.experiment:
             exp = load_experiment(args.experiment)
             share = args.share or (core_share() if load_calibration() else None)
