@@ -583,7 +583,7 @@ def load_checkpoint(
         raise ValueError(f"{path}: not an odesr checkpoint (missing format/spec/state_dict)")
     from odesr.validate import finite_weights
 
-    finite_weights(payload["state_dict"], str(path))
+    finite_weights(payload["state_dict"], str(path), ModelError)
     try:
         model = build(payload["spec"])
     except (ValueError, TypeError) as exc:

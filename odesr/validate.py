@@ -131,8 +131,9 @@ def lock_file(path: str | os.PathLike, flag: str = "--out") -> Path:
     return lock
 
 
-def finite_weights(state_dict: dict, source: str) -> None:
-    """Refuse weights holding NaN or inf (they can only produce NaN images): ModelError."""
+def finite_weights(state_dict: dict, source: str, error: type[Exception] = ValueError) -> None:
+    """Refuse weights holding NaN or inf (they can only produce NaN images): ``error`` (the
+    checkpoint loader passes :class:`odesr.models.ModelError`)."""
     for name, value in state_dict.items():
         if (
             isinstance(value, torch.Tensor)
@@ -140,6 +141,4 @@ def finite_weights(state_dict: dict, source: str) -> None:
             and value.device.type != "meta"  # shapes only (cost estimates): nothing to check
             and not bool(torch.isfinite(value).all())
         ):
-            from odesr.models import ModelError
-
-            raise ModelError(f"{source}: weights hold NaN/inf values (first in {name!r})")
+            raise error(f"{source}: weights hold NaN/inf values (first in {name!r})")
