@@ -21,12 +21,13 @@ from odesr.nets import build_backbone
 class VDSRFixed(SRModel):
     input_kind = "lr"
     nfe_per_call = 1
+    backbone_name = "vdsr"
     supported_scales = (2.0, 3.0, 4.0)  # trained like the original multi-scale VDSR
 
     def __init__(self, preset: str = "paper", net: dict | None = None) -> None:
         super().__init__()
-        net_kwargs = resolve_net("vdsr", preset, net, in_ch=3, out_ch=3)
-        self.net = build_backbone("vdsr", None, **net_kwargs)
+        net_kwargs = resolve_net(self.backbone_name, preset, net, in_ch=3, out_ch=3)
+        self.net = build_backbone(self.backbone_name, None, **net_kwargs)
         self.spec = {"name": "vdsr-fixed", "preset": preset, "net": net_kwargs}
 
     def forward(
@@ -41,14 +42,15 @@ class VDSRFixed(SRModel):
 class RDNFixed(SRModel):
     input_kind = "lr"
     nfe_per_call = 1
+    backbone_name = "rdn"
 
     def __init__(self, scale: int = 2, preset: str = "paper", net: dict | None = None) -> None:
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"rdn-fixed supports scale 2, 3 or 4, got {scale!r}")
-        net_kwargs = resolve_net("rdn", preset, net, in_ch=3, out_ch=3, upscale=scale)
+        net_kwargs = resolve_net(self.backbone_name, preset, net, in_ch=3, out_ch=3, upscale=scale)
         self.scale = int(scale)
-        self.net = build_backbone("rdn", None, **net_kwargs)
+        self.net = build_backbone(self.backbone_name, None, **net_kwargs)
         self.spec = {"name": "rdn-fixed", "scale": self.scale, "preset": preset, "net": net_kwargs}
 
     @property

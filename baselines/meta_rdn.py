@@ -86,6 +86,7 @@ class MetaRDN(SRModel):
 
     input_kind = "lr"
     nfe_per_call = 1
+    backbone_name = "rdn"
 
     SKIPS = ("none", "bicubic")
 
@@ -95,10 +96,10 @@ class MetaRDN(SRModel):
         super().__init__()
         if skip not in self.SKIPS:
             raise ValueError(f"meta-rdn: skip must be one of {list(self.SKIPS)}, got {skip!r}")
-        net_kwargs = resolve_net("rdn", preset, net, in_ch=3, upsampler=False)
+        net_kwargs = resolve_net(self.backbone_name, preset, net, in_ch=3, upsampler=False)
         net_kwargs.pop("upscale", None)
         net_kwargs.pop("out_ch", None)
-        self.net = build_backbone("rdn", None, **net_kwargs)
+        self.net = build_backbone(self.backbone_name, None, **net_kwargs)
         self.upsample = MetaUpscale(net_kwargs["G0"], out_ch=3, hidden=hidden)
         self.spec = {"name": "meta-rdn", "preset": preset, "net": net_kwargs, "hidden": hidden}
         self.skip = skip

@@ -246,9 +246,10 @@ def dataset_images(dataset: str, data_root: str | None) -> tuple[tuple[str, int,
 
 
 def _holdout_names(cfg: dict, data_root: str | None) -> set[str]:
-    """File names of ``cfg``'s holdout images (:func:`odesr.train.holdout_files`; the last
+    """File names of ``cfg``'s holdout images (:func:`odesr.batches.holdout_files`; the last
     ``holdout.n_images`` of the shipped table when the dataset is not on this machine)."""
-    from odesr.train import TrainError, holdout_files
+    from odesr.batches import holdout_files
+    from odesr.train import TrainError
 
     try:
         return {Path(f).name for f in holdout_files(cfg, data_root)}
@@ -542,9 +543,11 @@ def load_calibration(kind: str | None = None) -> dict | None:
 
 
 def family_of(spec: dict | None) -> str:
-    """The backbone family of a model spec: ``vdsr``, ``rdn`` or ``none`` (bicubic)."""
-    name = str((spec or {}).get("name", ""))
-    return next((b for b in ("rdn", "vdsr") if b in name), "none")
+    """The backbone family of a model spec: its registered backbone (``vdsr``, ``rdn``, ...:
+    :func:`odesr.models.backbone_of`), or ``none`` (bicubic)."""
+    from odesr.models import backbone_of
+
+    return backbone_of(spec) or "none"
 
 
 def _fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
@@ -657,9 +660,10 @@ def calibrate(data_root: str | None = None, log: Callable[[str], None] = print) 
     import numpy as np
     import torch
 
+    from odesr.batches import load_training_images
     from odesr.data import list_images, load_images
     from odesr.models import build
-    from odesr.train import load_config, load_training_images
+    from odesr.train import load_config
 
     load0, meter = os.getloadavg()[0], _Meter()
     threads = torch.get_num_threads()
@@ -981,7 +985,8 @@ def price_command(argv: Sequence[str], cal: dict, data_root: str | None = None) 
         notes.append("--device cuda: priced as this CPU (calibrate on the GPU machine instead)")
     if args.command == "train":
         from odesr.multiseed import parse_seeds, seed_dirs
-        from odesr.train import read_checkpoint, run_config
+        from odesr.train import run_config
+        from odesr.train_state import read_checkpoint
 
         cfg, out = run_config(args)
         seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else []

@@ -75,7 +75,7 @@ def _to_train(
     plan: ModelPlan, checkpoints_dir: str | os.PathLike, profile: str, data_root, cal: dict
 ) -> TrainStatus:
     """The training left for ``plan`` (from the step of its ``last.pt`` when there is one)."""
-    from odesr.train import read_checkpoint
+    from odesr.train_state import read_checkpoint
 
     last = checkpoint_dir(checkpoints_dir, profile, plan) / "last.pt"
     start = int(read_checkpoint(last)[1].get("step", 0)) if last.exists() else 0

@@ -54,7 +54,7 @@ def publish(final: Path, out: Path) -> int:
 def training_log(weights_dir: Path) -> list[dict]:
     """Rows of :data:`LOG_COLUMNS`: the ``trained_on`` segments with a speed record of the
     weights files in ``weights_dir``, sorted by file name."""
-    from odesr.train import read_checkpoint
+    from odesr.train_state import read_checkpoint
 
     rows = []
     for path in sorted(weights_dir.glob("*.pt")):

@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from odesr.batches import holdout_files
 from odesr.config import weights_hash
 from odesr.data import list_images, load_image
 from odesr.evaluate import EvalSettings, evaluate_images, summarize
 from odesr.io import write_text_atomic
-from odesr.train import holdout_files, load_config, train
+from odesr.train import load_config, train
 
 __all__ = ["dotted", "recipe", "run_config", "score", "render", "main"]
 

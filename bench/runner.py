@@ -85,12 +85,10 @@ def git_rev() -> str:
 
 
 def _backbone(plan: ModelPlan) -> str:
-    spec = (plan.train_cfg or {}).get("model") or plan.model_spec or {}
-    name = str(spec.get("name", ""))
-    for b in ("vdsr", "rdn"):
-        if b in name:
-            return b
-    return "none"
+    """The registered backbone of a plan's model (:func:`odesr.models.backbone_of`), or none."""
+    from odesr.models import backbone_of
+
+    return backbone_of((plan.train_cfg or {}).get("model") or plan.model_spec) or "none"
 
 
 def _objective(plan: ModelPlan) -> str:

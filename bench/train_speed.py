@@ -19,7 +19,9 @@ import time
 
 import torch
 
-from odesr import train
+from odesr import models, train
+from odesr.batches import PatchSampler, load_training_images
+from odesr.objectives import TrainStep, compute_loss
 
 
 def step_flops(model: torch.nn.Module, cfg: dict) -> float:
@@ -40,11 +42,11 @@ def steps_per_second(
     cfg = train.load_config(config)
     cfg["data"] = ["T91"]
     torch.manual_seed(int(cfg["seed"]))
-    model = train._models().build(copy.deepcopy(cfg["model"])).train()
+    model = models.build(copy.deepcopy(cfg["model"])).train()
     kind = getattr(model, "input_kind", "upscaled")
-    images = train.load_training_images(cfg["data"], data_root)
-    sampler = train.PatchSampler(images, cfg, kind, cfg["objective"], int(cfg["seed"]), 0, None)
-    step_module = train.TrainStep(model, cfg)
+    images = load_training_images(cfg["data"], data_root)
+    sampler = PatchSampler(images, cfg, kind, cfg["objective"], int(cfg["seed"]), 0, None)
+    step_module = TrainStep(model, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     losses: list[float] = []
     start = 0.0
@@ -53,7 +55,7 @@ def steps_per_second(
             start = time.perf_counter()
         batch = sampler.next()
         opt.zero_grad(set_to_none=True)
-        loss = train.compute_loss(step_module, batch)
+        loss = compute_loss(step_module, batch)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))

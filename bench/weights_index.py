@@ -39,7 +39,7 @@ from bench.report import load_results
 from odesr.cli import HelpFormatter
 from odesr.io import write_text_atomic
 from odesr.published import INDEX_COLUMNS, INDEX_NAME
-from odesr.train import read_checkpoint
+from odesr.train_state import read_checkpoint
 
 __all__ = ["GAIN_DATASET", "GAIN_SCALES", "index_path", "build_index", "index_text", "main"]
 

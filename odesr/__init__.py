@@ -36,7 +36,7 @@ def _version() -> str:
 __version__ = _version()
 
 
-def load_model(name_or_path: Any = None, device: str = "cpu", seed: int | None = None) -> Any:
+def load_model(name_or_path: Any = None, device: str = "auto", seed: int | None = None) -> Any:
     """A model in eval mode: None = the bundled small vdsr-ODE, ``"bicubic"``, the name of
     published weights (``"rdn-ode"``, with ``seed``, default 0), or a checkpoint path made by
     ``odesr train`` (``odesr.models.load_model``)."""

@@ -15,18 +15,21 @@ from typing import Any
 
 import numpy as np
 
+from odesr.arguments import EVAL_BATCH_SIZE
+
 __all__ = ["load_model", "upscale", "evaluate"]
 
 
 def load_model(
-    name_or_path: str | os.PathLike | None = None, device: str = "cpu", seed: int | None = None
+    name_or_path: str | os.PathLike | None = None, device: str = "auto", seed: int | None = None
 ):
     """A model in eval mode: None = the bundled small vdsr-ODE, ``"bicubic"``, the name of
     published weights (``"vdsr-ode"``, ``"rdn-ode"``, ... with their training ``seed``, default
     0; :mod:`odesr.published`), or a checkpoint path made by ``odesr train``."""
+    from odesr import validate
     from odesr.models import load_model as _load
 
-    return _load(name_or_path, device, seed)
+    return _load(name_or_path, validate.device(device, "device"), seed)
 
 
 def _model(model: Any, device: str):
@@ -161,7 +164,7 @@ class _Input:
     def output(self, rgb: np.ndarray, alpha: np.ndarray | None) -> Any:
         """The result (H, W, 3) float (+ alpha) in the input's type, as the CLI writes it: grey
         stays grey (mean of the model's channels), alpha is kept."""
-        from odesr.upscale import to_uint
+        from odesr.encoding import to_uint
 
         grey = self.arr.shape[2] in (1, 2)
         planes = rgb.mean(axis=2, keepdims=True) if grey else rgb
@@ -204,7 +207,7 @@ def upscale(
     scale: float,
     model: Any = None,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     tile: int | None = None,
     overlap: int | None = None,
     solver: str | None = None,
@@ -236,7 +239,7 @@ def upscale(
     given = _solver_options(solver, {**deprecated, **named})
     tile = _positive_int(tile, "tile", 8)
     overlap = _positive_int(overlap, "overlap", 0)
-    validate.device(device, "device")
+    device = validate.device(device, "device")  # auto -> cuda or cpu
     src = _Input(image)
     scale = parse_scale(scale, "scale")
     net = _model(model, device)
@@ -260,8 +263,8 @@ def evaluate(
     *,
     data_root: str | os.PathLike | None = None,
     y_rounding: str = "matlab",
-    batch_size: int = 16,
-    device: str = "cpu",
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: str = "auto",
     limit: int | None = None,
     tile: int | None = None,
     label: str | None = None,
@@ -293,7 +296,7 @@ def evaluate(
     batch_size = _positive_int(batch_size, "batch_size")
     limit = _positive_int(limit, "limit")
     tile = _positive_int(tile, "tile")
-    validate.device(device, "device")
+    device = validate.device(device, "device")  # auto -> cuda or cpu
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
     if y_rounding not in Y_ROUNDINGS:

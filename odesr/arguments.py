@@ -6,10 +6,25 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["train_arguments", "upscale_arguments", "AUTO_TILE", "DEFAULT_OVERLAP"]
+from odesr.solvers import solver_names
+
+__all__ = [
+    "train_arguments",
+    "upscale_arguments",
+    "AUTO_TILE",
+    "DEFAULT_OVERLAP",
+    "DEVICE_HELP",
+    "EVAL_BATCH_SIZE",
+]
 
 AUTO_TILE = 1024  # = odesr.upscale.AUTO_TILE
 DEFAULT_OVERLAP = 32  # = odesr.models.DEFAULT_OVERLAP
+EVAL_BATCH_SIZE = 16  # images per batch of odesr eval, odesr.evaluate and EvalSettings
+# --device of every odesr command: one default (auto) and one meaning
+DEVICE_HELP = (
+    "auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK); or cpu, cuda, "
+    "cuda:N (default: auto, the same for every odesr command and API function)"
+)
 
 
 def train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -19,12 +34,7 @@ def train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)"
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK)",
-    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--out", default=None, help="run directory (default runs/PROFILE/MODEL)")
     parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--seed", type=int, default=None, help="override seed")
@@ -74,9 +84,7 @@ def upscale_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         "odesr/weights/vdsr-ode-cpu.pt)",
     )
     which.add_argument("--model", help="registry name of a parameter-free model (e.g. bicubic)")
-    parser.add_argument(
-        "--solver", help="ODE method: euler, midpoint, rk4, rk4-classic, path-step, dopri5"
-    )
+    parser.add_argument("--solver", help=f"ODE method: {', '.join(solver_names())}")
     steps = parser.add_mutually_exclusive_group()
     steps.add_argument("--steps", help="fixed solver steps from t0 to 1")
     steps.add_argument("--step-size", help="fixed solver step size in t")
@@ -94,5 +102,5 @@ def upscale_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--trajectory", metavar="DIR", help="write I(t_i) PNGs and a GIF here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     return parser

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from odesr import __version__
+from odesr.arguments import DEVICE_HELP, EVAL_BATCH_SIZE
+from odesr.solvers import solver_names
 
-__all__ = ["main", "error_line", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "SOLVER_CHOICES"]
+__all__ = ["main", "error_line", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "DEVICE_HELP"]
 
-# the names odesr.degrade.PROTOCOLS and odesr.ode.METHODS define (repeated here so that --help
-# imports no torch; tests/test_cli_help.py checks they agree)
+# the names odesr.degrade.PROTOCOLS defines (repeated here so that --help imports no torch;
+# tests/test_cli_help.py checks they agree); solver names come from the torch-free registry
 PROTOCOL_CHOICES = ("metasr", "modcrop", "floor")
-SOLVER_CHOICES = ("euler", "midpoint", "rk4", "rk4-classic", "path-step", "dopri5")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -105,7 +106,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--solver",
-        help=f"ODE method, one of {', '.join(SOLVER_CHOICES)} (default: the model's own, rk4 "
+        help=f"ODE method, one of {', '.join(solver_names())} (default: the model's own, rk4 "
         "unless the checkpoint says otherwise)",
     )
     p.add_argument(
@@ -120,9 +121,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rtol", type=float, help="dopri5 relative tolerance (default: 1e-3)")
     p.add_argument("--atol", type=float, help="dopri5 absolute tolerance (default: 1e-4)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: whole images)")
-    p.add_argument("--batch-size", type=int, default=16, help="images of equal size per batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=EVAL_BATCH_SIZE,
+        help="images of equal size per batch",
+    )
     p.add_argument("--limit", type=int, help="only the first N images of each dataset")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--tf32",
         action="store_true",
@@ -150,7 +156,7 @@ def _check_eval_args(args: argparse.Namespace) -> Path:
     if args.save_images is not None and Path(args.save_images).exists():
         if not Path(args.save_images).is_dir():
             raise UserError(f"--save-images {args.save_images}: exists and is not a folder")
-    validate.device(args.device)
+    args.device = validate.device(args.device)  # auto -> cuda or cpu
     validate.tolerance(args.rtol, "--rtol")
     validate.tolerance(args.atol, "--atol")
     out = validate.output_file(args.out)

@@ -18,8 +18,8 @@ come from ``DEFAULTS``.
 Keys are strict: a key that ``DEFAULTS`` does not have is refused (:class:`ConfigError` naming it),
 and a value whose default is a number, a bool, a string or a list must be one. Mappings that are
 free-form by design (``OPEN_KEYS``: the model spec, solver options) are not checked inside. To add
-a key (e.g. a recipe setting), add it with its default to ``odesr.train.DEFAULTS`` and set it in a
-profile's ``base`` or a group.
+a key (e.g. a recipe setting), add it with its default to ``odesr.train_config.DEFAULTS`` and set
+it in a profile's ``base`` or a group.
 """
 
 from __future__ import annotations

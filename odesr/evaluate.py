@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from odesr.arguments import EVAL_BATCH_SIZE
 from odesr.data import LoadedImage, inspect_images, list_images, load_images
 from odesr.degrade import (
     DEFAULT_PROTOCOL,
@@ -144,7 +145,7 @@ class EvalSettings:
 
     protocol: str = DEFAULT_PROTOCOL
     y_rounding: str = "matlab"
-    batch_size: int = 16
+    batch_size: int = EVAL_BATCH_SIZE
     device: str = "cpu"
     dtype: torch.dtype = torch.float32  # of the resize and the model
     solver: SolverSettings | dict | None = None

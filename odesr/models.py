@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from odesr.degrade import upscale
 from odesr.io import write_bytes_atomic
-from odesr.nets import build_backbone, preset, t_plane_value
+from odesr.nets import backbone_names, build_backbone, preset, t_plane_value
 from odesr.ode import (
     DEFAULT_SOLVER,
     PATH_STEP,
@@ -63,6 +63,7 @@ __all__ = [
     "register",
     "load_plugins",
     "model_class",
+    "backbone_of",
     "is_ode",
     "build",
     "MAX_PARAMS",
@@ -80,6 +81,7 @@ __all__ = [
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 ENTRY_POINT_GROUP = "odesr.models"
 CHECKPOINT_FORMAT = "odesr-checkpoint-v1"
+ODE_SUFFIX = "-ode"  # <backbone>-ode: the ODE model on a registered backbone
 PREDICTS = ("derivative", "hr")  # what an ODE model's net predicts (ODESR)
 BUNDLED_MODEL = Path(__file__).with_name("weights") / "vdsr-ode-cpu.pt"
 BUNDLED_NAME = "bundled"  # load_model's name of BUNDLED_MODEL
@@ -132,13 +134,29 @@ def _importing(module: str) -> bool:
 
 
 def model_class(name: str) -> Callable[..., nn.Module]:
-    """The registered constructor of ``name`` (entry points are re-scanned once if unknown)."""
+    """The registered constructor of ``name`` (entry points are re-scanned once if unknown).
+    ``<backbone>-ode`` of any registered backbone (:func:`odesr.nets.register_backbone`) is the
+    ODE model on it, registered on first lookup."""
     if name not in MODELS:
         load_plugins()
+    if name not in MODELS and name.endswith(ODE_SUFFIX):
+        backbone = name[: -len(ODE_SUFFIX)]
+        if backbone in backbone_names():
+            attrs = {"backbone_name": backbone, "__doc__": f"ODESR on the {backbone} backbone."}
+            register(name)(type(f"ODESR_{backbone}", (ODESR,), attrs))
     try:
         return MODELS[name]
     except KeyError:
         raise ModelError(f"unknown model {name!r}; choose from {sorted(MODELS)}") from None
+
+
+def backbone_of(spec: dict | None) -> str | None:
+    """The registered backbone a model spec's network is built on (``backbone_name`` of its
+    class, or the spec's own ``backbone``); None for models without one (bicubic)."""
+    name = (spec or {}).get("name")
+    if not name:
+        return None
+    return (spec or {}).get("backbone") or getattr(model_class(str(name)), "backbone_name", None)
 
 
 def is_ode(model: nn.Module | str) -> bool:
@@ -191,11 +209,14 @@ class SRModel(nn.Module):
     * ``is_ode``: solved as an ODE (solver settings, trajectories apply);
     * ``supported_scales``: the scales it is trained for and runs at (None: any scale > 1);
     * ``receptive_radius``: pixels of context one evaluation reads (None: unknown);
-    * ``nfe_per_call``: backbone evaluations of one pass (non-ODE models).
+    * ``nfe_per_call``: backbone evaluations of one pass (non-ODE models);
+    * ``backbone_name``: the registered backbone (:mod:`odesr.nets`) its network is built on
+      (None: none, e.g. bicubic); what costs are looked up by.
     """
 
     input_kind: ClassVar[str] = "upscaled"
     is_ode: ClassVar[bool] = False
+    backbone_name: ClassVar[str | None] = None
     nfe_per_call: ClassVar[int] = 1
     supported_scales: tuple[float, ...] | None = None
 

@@ -7,7 +7,7 @@
 as they read a single run's), but with one forward and one backward pass for all K:
 
 * every seed has its own initialisation (``seed_everything(s)`` then ``build_model``, as a
-  single run), its own :class:`odesr.train.PatchSampler` stream, Adam moments, gradient-norm
+  single run), its own :class:`odesr.batches.PatchSampler` stream, Adam moments, gradient-norm
   clip (each seed's own global norm) and EMA; the learning-rate schedule (a function of the step
   only) is shared;
 * every ``Conv2d`` of the model becomes a :class:`StackedConv2d` holding the K seeds' weights
@@ -52,31 +52,23 @@ import torch.nn.functional as F
 import yaml
 
 from odesr import tensorboard_log
-from odesr.ode import ADAPTIVE_METHODS, DEFAULT_SOLVER, grid_options
+from odesr.batches import PatchSampler, holdout_files, load_training_images
+from odesr.monitor import MetricsLog, load_val_images, progress_bar, validate
+from odesr.objectives import TrainStep, build_model, compute_loss, loss_weights
+from odesr.ode import DEFAULT_SOLVER, grid_options
 from odesr.prefetch import batch_source
 from odesr.scale_weight import weight_of
-from odesr.train import (
-    MetricsLog,
-    NonFiniteLoss,
-    PatchSampler,
-    TrainError,
+from odesr.solvers import is_fixed
+from odesr.train import pick_device
+from odesr.train_config import NonFiniteLoss, TrainError
+from odesr.train_state import (
     TrainingRun,
-    TrainStep,
-    build_model,
-    compute_loss,
-    holdout_files,
-    load_training_images,
-    load_val_images,
-    loss_weights,
     machine_segment,
     make_optimizer,
-    pick_device,
-    progress_bar,
     restore_run,
     save_run,
     seed_everything,
     update_ema,
-    validate,
 )
 
 __all__ = [
@@ -268,7 +260,7 @@ def _check_model(model: nn.Module, cfg: dict) -> None:
             "nets train one seed per process)"
         )
     method = grid_options(cfg["train_solver"] or {}).get("method", DEFAULT_SOLVER.method)
-    if model.is_ode and cfg["objective"] == "endpoint" and method in ADAPTIVE_METHODS:
+    if model.is_ode and cfg["objective"] == "endpoint" and not is_fixed(method):
         raise TrainError(
             f"--seeds: train_solver {method!r} is adaptive (its steps follow the whole batch's "
             "error, which would mix the seeds); use a fixed-step method"

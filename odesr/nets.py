@@ -21,9 +21,17 @@ Conventions:
   on the longest path); used to choose a safe overlap for tiled inference.
 * Presets per backbone: ``paper`` (as published), ``cpu`` (small, trains quickly on a laptop CPU),
   ``smoke`` (tiny, for tests). :func:`preset` returns the constructor keyword arguments.
+* Registry: backbones register themselves with :func:`register_backbone` (name, presets) as
+  models do in :mod:`odesr.models`; other packages declare theirs in the ``odesr.backbones``
+  entry-point group. A registered backbone ``b`` is all the ODE model ``b-ode`` needs.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -34,6 +42,11 @@ __all__ = [
     "RDB",
     "PRESETS",
     "BACKBONES",
+    "ENTRY_POINT_GROUP",
+    "register_backbone",
+    "load_backbone_plugins",
+    "backbone_names",
+    "backbone_class",
     "preset",
     "build_backbone",
     "with_t_plane",
@@ -45,26 +58,73 @@ __all__ = [
     "count_params",
 ]
 
-PRESETS: dict[str, dict[str, dict[str, int]]] = {
-    "vdsr": {
-        "paper": {"depth": 20, "width": 64},
-        "cpu": {"depth": 8, "width": 32},
-        "smoke": {"depth": 3, "width": 8},
-    },
-    "rdn": {
-        "paper": {"D": 16, "C": 8, "G0": 64, "G": 64},
-        "cpu": {"D": 4, "C": 3, "G0": 32, "G": 16},
-        "smoke": {"D": 1, "C": 2, "G0": 8, "G": 8},
-    },
-}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {}  # backbone -> preset name -> kwargs
+BACKBONES: dict[str, type[nn.Module]] = {}  # backbone name -> class (register_backbone)
+ENTRY_POINT_GROUP = "odesr.backbones"
+
+
+def register_backbone(
+    name: str, presets: dict[str, dict[str, Any]] | None = None
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: register a backbone as ``name`` with its ``presets`` (preset name ->
+    constructor kwargs; ``paper``, ``cpu``, ``smoke`` by convention).
+
+    A backbone is an ``nn.Module`` class taking its preset kwargs plus ``in_ch`` and ``out_ch``
+    (keyword) and mapping (B, in_ch, H, W) to (B, out_ch, H, W); ``receptive_radius`` (pixels)
+    makes tiled inference exact. Registering one also makes the ODE model ``<name>-ode``
+    (:func:`odesr.models.model_class`). Other packages declare theirs as entry points of the group
+    :data:`ENTRY_POINT_GROUP` (``name = "package.module:Class"``), found on first lookup."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in BACKBONES and BACKBONES[name] is not cls:
+            raise ValueError(f"backbone name {name!r} is already registered")
+        BACKBONES[name] = cls
+        PRESETS[name] = {k: dict(v) for k, v in (presets or {}).items()}
+        return cls
+
+    return deco
+
+
+def load_backbone_plugins() -> None:
+    """Register the backbones declared in the ``odesr.backbones`` entry-point group (importing a
+    plugin registers it; a class not registered by its module is registered under the entry
+    point's name with its ``presets`` attribute). A plugin that fails to load is skipped with a
+    warning naming it."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BACKBONES:
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
+            warnings.warn(
+                f"odesr: backbone plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
+                stacklevel=2,
+            )
+            continue
+        if ep.name not in BACKBONES and isinstance(obj, type):
+            register_backbone(ep.name, getattr(obj, "presets", None))(obj)
+
+
+def backbone_names() -> list[str]:
+    """The registered backbones, plugins included, sorted."""
+    load_backbone_plugins()
+    return sorted(BACKBONES)
+
+
+def backbone_class(name: str) -> type[nn.Module]:
+    """The registered class of backbone ``name`` (entry points are scanned once if unknown)."""
+    if name not in BACKBONES:
+        load_backbone_plugins()
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}") from None
 
 
 def preset(backbone: str, name: str) -> dict:
     """Constructor kwargs (a fresh dict) of the preset ``name`` ('paper', 'cpu', 'smoke')."""
-    try:
-        table = PRESETS[backbone]
-    except KeyError:
-        raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(PRESETS)}") from None
+    backbone_class(backbone)
+    table = PRESETS[backbone]
     try:
         return dict(table[name])
     except KeyError:
@@ -149,6 +209,14 @@ def init_convs(module: nn.Module, init: str, last: nn.Conv2d | None = None) -> N
             nn.init.zeros_(last.bias)
 
 
+@register_backbone(
+    "vdsr",
+    presets={
+        "paper": {"depth": 20, "width": 64},
+        "cpu": {"depth": 8, "width": 32},
+        "smoke": {"depth": 3, "width": 8},
+    },
+)
 class VDSR(nn.Module):
     """VDSR: ``depth`` 3x3 convs (``width`` channels, ReLU between); returns the residual."""
 
@@ -195,6 +263,14 @@ class RDB(nn.Module):
         return x + self.lff(torch.cat(feats, dim=1))
 
 
+@register_backbone(
+    "rdn",
+    presets={
+        "paper": {"D": 16, "C": 8, "G0": 64, "G": 64},
+        "cpu": {"D": 4, "C": 3, "G0": 32, "G": 16},
+        "smoke": {"D": 1, "C": 2, "G0": 8, "G": 8},
+    },
+)
 class RDN(nn.Module):
     """Residual dense network (D blocks of C layers, G0 / G channels).
 
@@ -268,13 +344,10 @@ class RDN(nn.Module):
         return self.tail(h)
 
 
-BACKBONES: dict[str, type[nn.Module]] = {"vdsr": VDSR, "rdn": RDN}
-
-
 def build_backbone(backbone: str, preset_name: str | None = "paper", **overrides) -> nn.Module:
-    """Build ``backbone`` ('vdsr' or 'rdn') from a preset, with keyword overrides on top."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+    """Build the registered ``backbone`` ('vdsr', 'rdn', ...) from a preset, with keyword
+    overrides on top."""
+    cls = backbone_class(backbone)
     kwargs = preset(backbone, preset_name) if preset_name is not None else {}
     kwargs.update(overrides)
-    return BACKBONES[backbone](**kwargs)
+    return cls(**kwargs)

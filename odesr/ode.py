@@ -23,6 +23,8 @@ Conventions (paper section 3):
   from t0 to 1 gives ``g + (I(t0) - P_t0(g))``: the prediction plus its back-projection residual.
 * ``dopri5`` is adaptive (torchdiffeq, ``rtol``/``atol``); its step sizes are shared across the
   batch, so results may depend on the batch composition.
+* Methods are looked up in the registry of :mod:`odesr.solvers` (a new fixed-step method is one
+  step function registered there, see its docstring).
 * All times are tensors of the state's dtype (float32 normally): the grid's first point is
   ``t0`` in that dtype and its last is exactly ``1.0``.
 """
@@ -40,6 +42,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from odesr.degrade import path_point
 from odesr.nets import grid_offset_planes, with_t_plane
+from odesr.solvers import SOLVERS, is_fixed, solver, stages
 
 __all__ = [
     "ODEFunc",
@@ -57,22 +60,21 @@ __all__ = [
     "solve",
     "safe_overlap",
     "MAX_STEPS",
+    "rk4_classic_step",
+    "path_step",
 ]
 
 # bound on fixed solver steps from t0 to 1 (1000 rk4 steps = 4000 network evaluations per image;
 # the paper's step 0.1 takes 30 at x4): a step size of 1e-9 is refused instead of running forever
 MAX_STEPS = 1000
 
-# stages (function evaluations) per step of each fixed-step method
-FIXED_METHODS: dict[str, int] = {
-    "euler": 1,
-    "midpoint": 2,
-    "rk4": 4,
-    "rk4-classic": 4,
-    "path-step": 1,  # func predicts HR, not dI/dt (module docstring)
-}
-PATH_STEP = "path-step"
-ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5",)
+# The methods are registered in odesr.solvers (built-in ones there, others with
+# register_solver or the odesr.solvers entry-point group). The names below are the built-in ones,
+# kept for callers that import them; lookups go through the registry.
+# stages (function evaluations) per step of each built-in fixed-step method
+FIXED_METHODS: dict[str, int] = {n: s.stages for n, s in SOLVERS.items() if s.stages is not None}
+PATH_STEP = "path-step"  # func predicts HR, not dI/dt (module docstring)
+ADAPTIVE_METHODS: tuple[str, ...] = tuple(n for n, s in SOLVERS.items() if s.stages is None)
 METHODS: tuple[str, ...] = (*FIXED_METHODS, *ADAPTIVE_METHODS)
 # Named solver grids (how fixed steps cover [1, t0]); pass ``grid=NAME`` wherever solver options
 # go. ``one-step``: what a bare ``odeint(f, I, [t0, 1], method=...)`` does (one step, e.g. 4 NFE
@@ -220,9 +222,10 @@ def _grid_steps(t0: float, steps: int | None, step_size: float | None, t1: float
 class SolverSettings:
     """How an ODE model is solved: the one place for solver options, from the CLI to the reports.
 
-    ``method`` (see :data:`METHODS`); fixed-step methods take ``steps`` or ``step_size`` (``steps``
-    wins; with neither, one step); ``dopri5`` uses ``rtol``/``atol`` (``steps``/``step_size`` then
-    only place the reported trajectory points). ``grid`` (in :meth:`replace` / :meth:`from_dict`)
+    ``method`` (a registered one, :mod:`odesr.solvers`); fixed-step methods take ``steps`` or
+    ``step_size`` (``steps`` wins; with neither, one step); ``dopri5`` uses ``rtol``/``atol``
+    (``steps``/``step_size`` then only place the reported trajectory points). ``grid`` (in
+    :meth:`replace` / :meth:`from_dict`)
     names one of :data:`SOLVER_GRIDS`. The default reads the paper's bare ``odeint(f, I, [t0, 1],
     method='rk4')``: torchdiffeq ``rk4`` (3/8 rule), one step from t0 to 1 (4 NFE at any scale).
     """
@@ -234,8 +237,7 @@ class SolverSettings:
     atol: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown ODE method {self.method!r}; choose from {list(METHODS)}")
+        solver(self.method)  # a registered method, else ValueError naming them
         if self.steps is not None and (isinstance(self.steps, bool) or int(self.steps) < 1):
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.step_size is not None and not (
@@ -274,7 +276,7 @@ class SolverSettings:
     @property
     def fixed(self) -> bool:
         """Whether the method is fixed-step (NFE known in advance, exact tiling possible)."""
-        return self.method in FIXED_METHODS
+        return is_fixed(self.method)
 
     def num_steps(self, t0: float) -> int | None:
         """Fixed steps taken from ``t0`` down to 1 (None for adaptive methods)."""
@@ -283,7 +285,7 @@ class SolverSettings:
     def nfe(self, t0: float) -> int | None:
         """Function evaluations of a solve from ``t0`` (None for adaptive methods)."""
         steps = self.num_steps(t0)
-        return None if steps is None else steps * FIXED_METHODS[self.method]
+        return None if steps is None else steps * int(stages(self.method))
 
     def label(self) -> str:
         """Compact text: ``rk4 h=0.1``, ``euler n=4``, ``dopri5 rtol=0.001 atol=0.0001``."""
@@ -349,9 +351,10 @@ def time_grid(
     return grid.to(device) if device is not None else grid
 
 
-def _rk4_classic_step(
+def rk4_classic_step(
     func: Callable, t0: torch.Tensor, t1: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
+    """One ``rk4-classic`` step (the classic Runge-Kutta method) from ``t0`` to ``t1``."""
     dt = t1 - t0
     half = dt * 0.5
     k1 = func(t0, y)
@@ -361,7 +364,7 @@ def _rk4_classic_step(
     return y + (k1 + 2 * (k2 + k3) + k4) * (dt / 6)
 
 
-def _path_step(func: Callable, ta: torch.Tensor, tb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def path_step(func: Callable, ta: torch.Tensor, tb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One ``path-step`` step: g = func(ta, y) ~ HR, then ``y - P_ta(g) + P_tb(g)``."""
     g = func(ta, y)
     return y - path_point(g, float(ta), pad=0) + path_point(g, float(tb), pad=0)
@@ -370,11 +373,11 @@ def _path_step(func: Callable, ta: torch.Tensor, tb: torch.Tensor, y: torch.Tens
 def _segment(
     func: Callable, method: str, y: torch.Tensor, ta: torch.Tensor, tb: torch.Tensor
 ) -> torch.Tensor:
-    """One fixed step from ``ta`` to ``tb`` (same arithmetic as the full-grid odeint call)."""
-    if method == "rk4-classic":
-        return _rk4_classic_step(func, ta, tb, y)
-    if method == PATH_STEP:
-        return _path_step(func, ta, tb, y)
+    """One fixed step from ``ta`` to ``tb`` (same arithmetic as the full-grid odeint call): the
+    method's registered step function, or torchdiffeq's method of that name."""
+    step = solver(method).step_function()
+    if step is not None:
+        return step(func, ta, tb, y)
     return odeint(func, y, torch.stack([ta, tb]), method=method)[-1]
 
 
@@ -403,8 +406,7 @@ def solve(
     evaluation (peak ~ one evaluation plus one image per evaluation; any method), the choice for
     big backbones such as the paper RDN. A 4-D state runs in ``CONV_MEMORY_FORMAT``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown ODE method {method!r}; choose from {list(METHODS)}")
+    entry = solver(method)  # a registered method, else ValueError naming them
     if checkpoint not in (False, True, "step", "eval", None):
         raise ValueError(f"checkpoint must be False, True, 'step' or 'eval', got {checkpoint!r}")
     counted = _Counted(func)
@@ -415,11 +417,11 @@ def solve(
     grid = time_grid(t0, steps=steps, step_size=step_size, dtype=y0.dtype, device=y0.device)
     if len(grid) == 1:
         states = y0.unsqueeze(0)
-    elif method in ADAPTIVE_METHODS:
+    elif entry.adaptive:
         if per_step:
             raise ValueError("checkpoint=True needs a fixed-step method, not " + method)
         states = odeint(rhs, y0, grid, method=method, rtol=rtol, atol=atol)
-    elif per_step or method in ("rk4-classic", PATH_STEP):
+    elif per_step or entry.step is not None:
         states = _stepwise(counted, rhs, method, y0, grid, per_step, return_trajectory)
     else:
         states = odeint(rhs, y0, grid, method=method)

@@ -27,7 +27,7 @@ __all__ = ["BatchSource", "Prefetcher", "batch_source"]
 
 
 class BatchSource(Protocol):
-    """What :class:`Prefetcher` needs of a sampler (``odesr.train.PatchSampler`` has it)."""
+    """What :class:`Prefetcher` needs of a sampler (``odesr.batches.PatchSampler`` has it)."""
 
     def plan(self) -> dict: ...
 

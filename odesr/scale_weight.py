@@ -9,7 +9,7 @@ residuals. ``scale_weight`` (a training-config key) multiplies each sample's L1 
 * ``inv_span``: proportional to 1 / (t0 - 1): undoes the endpoint objective's span factor.
 * ``inv_sqrt_span``: proportional to 1 / sqrt(t0 - 1): half of that correction (log scale).
 * ``inv_residual``: proportional to 1 / mean |I(t0) - HR| (the bicubic residual of training
-  patches at t0, :func:`odesr.train.bicubic_residuals`): every scale's error counts relative to
+  patches at t0, :func:`odesr.objectives.bicubic_residuals`): every scale's error counts relative to
   the error bicubic leaves there.
 
 Weights are normalised so their mean over the configured scales is 1 (scales are drawn uniformly

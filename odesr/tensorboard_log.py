@@ -106,7 +106,7 @@ def tee(
     val = None
     if model is not None and val_images and cfg is not None:
         vcfg = cfg.get("val") or {}
-        # the validation solver, as odesr.train.validate picks it
+        # the validation solver, as odesr.monitor.validate picks it
         opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if model.is_ode else None
         val = dict(
             model=model,

@@ -32,7 +32,6 @@ Rules:
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import os
 import sys
@@ -44,14 +43,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from odesr import validate
 from odesr.arguments import upscale_arguments
 from odesr.data import IMAGE_SUFFIXES, inspect_images, read_image
+from odesr.encoding import FOLDER_SUFFIX, FORMATS, encode, encode_gif, to_uint
 from odesr.io import write_bytes_atomic
 from odesr.models import BUNDLED_MODEL, DEFAULT_OVERLAP, load_model
-from odesr.ode import METHODS, SolverSettings, time_grid
+from odesr.ode import SolverSettings, time_grid
+from odesr.solvers import solver_names
 from odesr.tiling import bicubic_window, tile_grid
 from odesr.validate import writable_folder
 
@@ -79,22 +79,6 @@ __all__ = [
     "encode",
 ]
 
-FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-}
-FOLDER_SUFFIX = {
-    "png": ".png",
-    "jpeg": ".jpg",
-    "jpg": ".jpg",
-    "tiff": ".tif",
-    "tif": ".tif",
-    "webp": ".webp",
-}
 MAX_PIXELS = 64_000_000  # output pixels allowed without an explicit --tile
 MAX_PIXELS_TILED = 256_000_000  # hard limit with --tile (the quantised output is held in memory)
 MAX_PIXELS_WHOLE = 8_000_000  # models that cannot be tiled (they take the LR image)
@@ -102,9 +86,6 @@ TRAJECTORY_MAX_PIXELS = 4_000_000  # --trajectory keeps every step's frame in me
 AUTO_TILE = 1024  # tile side used when --tile is not given
 MIN_SIDE = 2
 MAX_SCALE = 8000.0  # MIN_SIDE * MAX_SCALE squared is MAX_PIXELS_TILED
-GIF_MAX_SIDE = 1024
-JPEG_QUALITY = 95
-WEBP_QUALITY = 95
 
 
 class UpscaleError(ValueError):
@@ -357,50 +338,6 @@ def upscale_array(
     return Restored(out, alpha, int(res.nfe), frames, times)
 
 
-# --------------------------------------------------------------------------- encoding
-
-
-def to_uint(x: np.ndarray, bits: int) -> np.ndarray:
-    """Float values in [0, 1] (clipped) to ``bits``-bit integers, rounded half up."""
-    peak = 65535.0 if bits == 16 else 255.0
-    q = np.floor(np.clip(x, 0.0, 1.0) * peak + 0.5)
-    return q.astype(np.uint16 if bits == 16 else np.uint8)
-
-
-def encode(arr: np.ndarray, fmt: str) -> bytes:
-    """Encode a uint8 (H, W[, C]) or uint16 (H, W) array in ``fmt`` (PNG, JPEG, TIFF, WEBP)."""
-    img = Image.fromarray(arr)  # (H, W, 2) uint8 is grey and alpha (LA)
-    if img.mode == "LA" and fmt == "WEBP":  # WebP has no grey: RGBA holding grey values
-        img = img.convert("RGBA")
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        img.save(buf, format="JPEG", quality=JPEG_QUALITY)
-    elif fmt == "WEBP":
-        img.save(buf, format="WEBP", quality=WEBP_QUALITY)
-    elif fmt == "TIFF":
-        img.save(buf, format="TIFF", compression="tiff_deflate")
-    else:
-        img.save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def _gif(frames: list[np.ndarray]) -> bytes:
-    """Animated GIF (loops; first and last frames held longer), long side <= GIF_MAX_SIDE."""
-    images = [Image.fromarray(f) for f in frames]
-    h, w = frames[0].shape[:2]
-    if max(h, w) > GIF_MAX_SIDE:
-        k = GIF_MAX_SIDE / max(h, w)
-        new = (max(1, round(w * k)), max(1, round(h * k)))
-        images = [im.resize(new, Image.Resampling.LANCZOS) for im in images]
-    durations = [120] * len(images)
-    durations[0] = durations[-1] = 800
-    buf = io.BytesIO()
-    images[0].save(
-        buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
-    )
-    return buf.getvalue()
-
-
 # --------------------------------------------------------------------------- command
 
 
@@ -422,9 +359,9 @@ def _parse_options(args: argparse.Namespace) -> Options:
     steps = _positive_int(args.steps, "--steps")
     step_size = _positive_float(args.step_size, "--step-size")
     solver = {"method": args.solver, "steps": steps, "step_size": step_size}
-    if args.solver is not None and args.solver not in METHODS:
-        raise UpscaleError(f"unknown --solver {args.solver!r}; choose from {list(METHODS)}")
-    validate.device(args.device)
+    if args.solver is not None and args.solver not in solver_names():
+        raise UpscaleError(f"unknown --solver {args.solver!r}; choose from {solver_names()}")
+    args.device = validate.device(args.device)  # auto -> cuda or cpu
     traj_dir = Path(args.trajectory) if args.trajectory else None
     return Options(
         scale, tile, overlap, {k: v for k, v in solver.items() if v is not None}, traj_dir
@@ -636,7 +573,7 @@ def _write_trajectory(
     *pngs, gif = _trajectory_paths(folder, stem, res.times)
     for p, q in zip(pngs, frames8, strict=True):
         _write(p, encode(q, "PNG"), overwrite)
-    _write(gif, _gif(frames8), overwrite)
+    _write(gif, encode_gif(frames8), overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

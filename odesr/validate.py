@@ -42,7 +42,11 @@ MAX_TILE_COST = 9.0  # what tile == overlap costs inside a large image
 
 
 def device(name: str, flag: str = "--device") -> str:
-    """``name`` if it is a usable device here: ``cpu``, ``cuda`` or an existing ``cuda:N``."""
+    """``name`` if it is a usable device here: ``cpu``, ``cuda`` or an existing ``cuda:N``;
+    ``auto`` (every command's and API function's default) is ``cuda`` when CUDA is available,
+    else ``cpu``."""
+    if str(name) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(str(name))
     except (RuntimeError, ValueError, TypeError):

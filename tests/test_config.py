@@ -26,7 +26,9 @@ from odesr.config import (
     parse_set,
     weights_hash,
 )
-from odesr.train import DEFAULTS, TrainError, load_config, resume_mismatch
+from odesr.train import TrainError, load_config
+from odesr.train_config import DEFAULTS
+from odesr.train_state import resume_mismatch
 
 REPO = Path(__file__).resolve().parents[1]
 

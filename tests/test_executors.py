@@ -83,7 +83,7 @@ def test_train_all_submitit_local_requeues_and_resumes(tmp_path: Path, data_root
     steps = [r["step"] for r in records if "loss" in r and not r.get("done")]
     assert steps == list(range(5, 41, 5))  # log_every 5 (smoke config), none lost or repeated
     assert records[-1]["done"] and records[-1]["step"] == 40
-    from odesr.train import read_checkpoint
+    from odesr.train_state import read_checkpoint
 
     assert read_checkpoint(run / "final.pt")[1]["step"] == 40
 

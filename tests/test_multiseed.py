@@ -14,6 +14,7 @@ import torch
 import odesr.train as tr
 from odesr import multiseed
 from odesr.models import load
+from odesr.train_state import read_checkpoint
 from tests.test_train import _cfg, _data_root, _run
 
 SEEDS = [0, 1, 2]
@@ -39,7 +40,7 @@ def _close(a: dict, b: dict, rtol: float = 1e-5) -> None:
 
 def _same_checkpoints(multi: Path, single: Path) -> None:
     for name in ("last.pt", "final.pt"):
-        (sa, ea), (sb, eb) = tr.read_checkpoint(multi / name), tr.read_checkpoint(single / name)
+        (sa, ea), (sb, eb) = read_checkpoint(multi / name), read_checkpoint(single / name)
         _close(sa, sb)
         assert ea.keys() == eb.keys() and ea["step"] == eb["step"]
         assert ea["config"] == eb["config"] and ea["weights"] == eb["weights"]
@@ -109,10 +110,10 @@ def test_resume_all_seeds_and_singly(tmp_path: Path) -> None:
     _train_seeds(cfg, split, resume=True)
     _run({**cfg, "seed": SEEDS[0]}, alone, resume=True)
     for a, b in [*zip(straight, split, strict=True), (straight[0], alone)]:
-        (sa, ea), (sb, eb) = tr.read_checkpoint(a / "final.pt"), tr.read_checkpoint(b / "final.pt")
+        (sa, ea), (sb, eb) = read_checkpoint(a / "final.pt"), read_checkpoint(b / "final.pt")
         assert ea["step"] == eb["step"] == 6
         _close(sa, sb)
-    _, extra = tr.read_checkpoint(alone / "final.pt")
+    _, extra = read_checkpoint(alone / "final.pt")
     assert [s.get("seeds_together") for s in extra["trained_on"]] == [len(SEEDS), None]
     assert [s["from_step"] for s in extra["trained_on"]] == [0, 3]
 
@@ -177,7 +178,7 @@ def test_cli_seeds_writes_one_run_per_seed(tmp_path: Path, capsys) -> None:
     assert tr.main(argv) == 0
     assert "seed 5 done at step 2" in capsys.readouterr().out
     for seed in (3, 5):
-        _, extra = tr.read_checkpoint(tmp_path / f"seed{seed}" / "final.pt")
+        _, extra = read_checkpoint(tmp_path / f"seed{seed}" / "final.pt")
         assert extra["config"]["seed"] == seed
     assert tr.main([*argv, "--seed", "1"]) == tr.EXIT_USAGE
     assert tr.main(["smoke/vdsr+t", "--seeds", "1,1", "--out", str(tmp_path)]) == tr.EXIT_USAGE

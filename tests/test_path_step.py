@@ -15,9 +15,10 @@ from odesr.data import list_images, load_image
 from odesr.degrade import make_case
 from odesr.evaluate import EvalSettings, evaluate_images, path_following
 from odesr.models import ModelError, build
+from odesr.objectives import solve_per_sample
 from odesr.ode import solve
 from odesr.resize import imresize
-from odesr.train import TrainError, load_config, solve_per_sample, train
+from odesr.train import TrainError, load_config, train
 
 
 def _down_up(hr: torch.Tensor, t: float) -> torch.Tensor:

@@ -205,11 +205,12 @@ def test_checkpoints_record_training_speed(tmp_path: Path, data_root: Path) -> N
     import torch
 
     import odesr.train as tr
+    from odesr.train_state import read_checkpoint
 
     cfg = tr.load_config("smoke/vdsr-ode", {"data": ["Set5"], "val": {"every": 0}})
     kw = dict(device="cpu", data_root=str(data_root), progress=False)
     tr.train({**cfg, "max_steps": 3}, tmp_path, **kw)
-    seg = tr.read_checkpoint(tmp_path / "final.pt")[1]["trained_on"][-1]
+    seg = read_checkpoint(tmp_path / "final.pt")[1]["trained_on"][-1]
     assert seg["threads"] == torch.get_num_threads() and seg["steps"] == 3
     # seconds is stored to the millisecond: steps_per_s (from the unrounded seconds) agrees
     # with 3 / seconds to within that rounding
@@ -217,7 +218,7 @@ def test_checkpoints_record_training_speed(tmp_path: Path, data_root: Path) -> N
     assert seg["steps_per_s"] == pytest.approx(3 / seg["seconds"], rel=6e-4 / seg["seconds"])
     assert seg["loadavg"] is None or len(seg["loadavg"]) == 3
     tr.train({**cfg, "max_steps": 5}, tmp_path, resume=True, **kw)
-    segs = tr.read_checkpoint(tmp_path / "final.pt")[1]["trained_on"]
+    segs = read_checkpoint(tmp_path / "final.pt")[1]["trained_on"]
     assert len(segs) == 1 and segs[0]["steps"] == 5 and segs[0]["seconds"] > seg["seconds"]
     from bench.publish import publish, training_log
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from odesr.batches import patch_origin, path_patch
 from odesr.degrade import path_pad, path_point, quantize, upscale
 from odesr.models import ModelError, build, set_grid_origin
 from odesr.nets import grid_offset_planes
 from odesr.resize import imresize
-from odesr.train import patch_origin, path_patch
 
 
 def test_planes_by_hand() -> None:

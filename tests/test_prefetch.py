@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from odesr.batches import PatchSampler
 from odesr.prefetch import Prefetcher, batch_source
-from odesr.train import DEFAULT_SCALES, PatchSampler
+from odesr.train_config import DEFAULT_SCALES
 
 
 def _images() -> list[torch.Tensor]:

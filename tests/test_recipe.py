@@ -11,9 +11,13 @@ import pytest
 import torch
 
 import odesr.train as tr
+from odesr.batches import holdout_files, load_training_images
 from odesr.degrade import upscale
 from odesr.models import build, load
+from odesr.monitor import load_val_images
 from odesr.nets import RDN, VDSR, t_plane_value, with_t_plane
+from odesr.objectives import build_model, mixed_scales_ok, solve_per_sample
+from odesr.train_state import lr_factor
 from tests.test_train import _cfg, _data_root, _final, _log, _run, _same_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,12 +84,12 @@ def test_spec_without_t_plane_rebuilds_raw():
 
 def test_lr_factor_warmup_then_cosine_or_step():
     cfg = {"warmup_steps": 4, "lr_schedule": "cosine", "max_steps": 14, "lr_halve_every": 3}
-    assert [tr.lr_factor(s, cfg) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert tr.lr_factor(4, cfg) == 1.0
-    assert tr.lr_factor(9, cfg) == pytest.approx(0.5)  # halfway through the 10 cosine steps
-    assert tr.lr_factor(14, cfg) == pytest.approx(0.0)
+    assert [lr_factor(s, cfg) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, cfg) == 1.0
+    assert lr_factor(9, cfg) == pytest.approx(0.5)  # halfway through the 10 cosine steps
+    assert lr_factor(14, cfg) == pytest.approx(0.0)
     step = {**cfg, "lr_schedule": "step", "warmup_steps": 0}
-    assert [tr.lr_factor(s, step) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+    assert [lr_factor(s, step) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
 
 
 def test_per_sample_solve_equals_separate_solves():
@@ -94,7 +98,7 @@ def test_per_sample_solve_equals_separate_solves():
     x = torch.rand(3, 3, 10, 10)
     scales = torch.tensor([1.3, 2.5, 4.0], dtype=torch.float64)
     for method, steps in (("rk4", 1), ("rk4", 3), ("euler", 2)):
-        mixed = tr.solve_per_sample(model.func, x, scales, method=method, steps=steps)
+        mixed = solve_per_sample(model.func, x, scales, method=method, steps=steps)
         for i, s in enumerate(scales.tolist()):
             alone = model(x[i : i + 1], s, method=method, steps=steps)
             torch.testing.assert_close(mixed[i : i + 1], alone, atol=5e-5, rtol=0)
@@ -103,24 +107,24 @@ def test_per_sample_solve_equals_separate_solves():
 def test_mixed_scales_need_a_fixed_step_count():
     ode = build({"name": "vdsr-ode", "preset": "smoke"})
     cfg = _cfg("smoke/vdsr-ode")
-    assert not tr.mixed_scales_ok(ode, {**cfg, "train_solver": {"method": "rk4", "step_size": 1}})
-    assert tr.mixed_scales_ok(ode, {**cfg, "train_solver": {"method": "rk4", "steps": 1}})
-    assert tr.mixed_scales_ok(build({"name": "vdsr+t", "preset": "smoke"}), cfg)
-    assert not tr.mixed_scales_ok(build({"name": "meta-rdn", "preset": "smoke"}), cfg)
+    assert not mixed_scales_ok(ode, {**cfg, "train_solver": {"method": "rk4", "step_size": 1}})
+    assert mixed_scales_ok(ode, {**cfg, "train_solver": {"method": "rk4", "steps": 1}})
+    assert mixed_scales_ok(build({"name": "vdsr+t", "preset": "smoke"}), cfg)
+    assert not mixed_scales_ok(build({"name": "meta-rdn", "preset": "smoke"}), cfg)
 
 
 def test_holdout_images_are_not_trained_on(tmp_path):
     root = str(_data_root())
     cfg = _cfg("smoke/vdsr+t", data=["Set5"], holdout={"dataset": "Set5", "n_images": 3})
-    held = tr.holdout_files(cfg, root)
+    held = holdout_files(cfg, root)
     assert len(held) == 3
-    everything = tr.load_training_images(["Set5"], root)
-    kept = tr.load_training_images(["Set5"], root, exclude=held)
+    everything = load_training_images(["Set5"], root)
+    kept = load_training_images(["Set5"], root, exclude=held)
     assert len(kept) == len(everything) - 3
     cfg["val"] = {**cfg["val"], "dataset": "holdout", "every": 1, "n_images": 2}
-    assert [img.path for img in tr.load_val_images(cfg, root)] == held[:2]
+    assert [img.path for img in load_val_images(cfg, root)] == held[:2]
     with pytest.raises(tr.TrainError, match="leaves no Set5 image"):
-        tr.holdout_files({**cfg, "holdout": {"dataset": "Set5", "n_images": 10_000}}, root)
+        holdout_files({**cfg, "holdout": {"dataset": "Set5", "n_images": 10_000}}, root)
 
 
 def _recipe(**over) -> dict:
@@ -173,7 +177,7 @@ def test_recipe_config_errors():
         _cfg("smoke/vdsr+t", ema=1.5)
     cfg = _cfg("smoke/vdsr-ode", mixed_scales=True)  # step_size grid: not mixable
     with pytest.raises(tr.TrainError, match="mixed_scales"):
-        tr.build_model(cfg, torch.device("cpu"))
+        build_model(cfg, torch.device("cpu"))
 
 
 def test_named_solver_grids():

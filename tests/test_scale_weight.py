@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from odesr.objectives import bicubic_residuals, loss_weights
 from odesr.scale_weight import scale_weights, weight_of, weighted_l1
-from odesr.train import TrainError, bicubic_residuals, loss_weights
+from odesr.train import TrainError
 
 SCALES = [round(1.1 + 0.1 * k, 1) for k in range(30)]
 

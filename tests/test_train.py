@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import odesr.train as tr
-from odesr.degrade import path_point
+from odesr.batches import path_derivative, path_patch
+from odesr.degrade import path_pad, path_point
+from odesr.train_state import _rank_rng_state, read_checkpoint, resume_mismatch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +55,7 @@ def _log(out: Path) -> list[dict]:
 
 
 def _final(out: Path, name: str = "final.pt") -> tuple[dict, dict]:
-    return tr.read_checkpoint(out / name)
+    return read_checkpoint(out / name)
 
 
 def _same_state(a: dict, b: dict) -> bool:
@@ -76,25 +78,25 @@ def test_patch_path_point_equals_full_image(t: float) -> None:
     img = torch.rand(3, 90, 110, generator=torch.Generator().manual_seed(1))
     full = path_point(img, t)
     for top, left in [(0, 0), (33, 57), (90 - 24, 110 - 24), (5, 71)]:
-        it, hr = tr.path_patch(img, top, left, 24, t, quantize_lr=False)
+        it, hr = path_patch(img, top, left, 24, t, quantize_lr=False)
         torch.testing.assert_close(it, full[:, top : top + 24, left : left + 24], atol=2e-6, rtol=0)
         assert torch.equal(hr, img[:, top : top + 24, left : left + 24])
     # quantised LR (the training input): same up to the rare 8-bit rounding tie
     fq = path_point(img, t, quantize_lr=True)
-    it, _ = tr.path_patch(img, 33, 57, 24, t, quantize_lr=True)
+    it, _ = path_patch(img, 33, 57, 24, t, quantize_lr=True)
     assert (it - fq[:, 33:57, 57:81]).abs().max() < 0.01
 
 
 def test_path_derivative_is_a_central_difference() -> None:
     img = torch.rand(3, 70, 70, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    it, d = tr.path_derivative(img, 20, 20, 16, 2.3, h=1e-3)
-    pad = tr.path_pad(2.301)
+    it, d = path_derivative(img, 20, 20, 16, 2.3, h=1e-3)
+    pad = path_pad(2.301)
     crop = img[:, 20 - pad : 36 + pad, 20 - pad : 36 + pad]
     core = (slice(None), slice(pad, pad + 16), slice(pad, pad + 16))
     ref = (path_point(crop, 2.301, pad=0) - path_point(crop, 2.299, pad=0))[core] / 2e-3
     torch.testing.assert_close(d.double(), ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(it.double(), path_point(crop, 2.3, pad=0)[core], atol=1e-6, rtol=0)
-    _, d1 = tr.path_derivative(img, 20, 20, 16, 1.0005, h=1e-3)  # one-sided near t = 1
+    _, d1 = path_derivative(img, 20, 20, 16, 1.0005, h=1e-3)  # one-sided near t = 1
     assert torch.isfinite(d1).all()
 
 
@@ -280,10 +282,10 @@ def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
 
 def test_rank_rng_state_picks_own_rank() -> None:
     rng = {"samplers": [{}, {}], "ranks": [{"id": 0}, {"id": 1}]}
-    assert tr._rank_rng_state(rng, 1, 2) == {"id": 1}
-    assert tr._rank_rng_state(rng, 2, 3) == {"id": 0}  # world size changed: rank 0's
+    assert _rank_rng_state(rng, 1, 2) == {"id": 1}
+    assert _rank_rng_state(rng, 2, 3) == {"id": 0}  # world size changed: rank 0's
     old = {"python": "p", "numpy": "n", "torch": "t", "samplers": [{}]}  # older checkpoints
-    assert tr._rank_rng_state(old, 0, 1) is old
+    assert _rank_rng_state(old, 0, 1) is old
 
 
 def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
@@ -292,7 +294,7 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     with pytest.raises(tr.TrainError, match=r"cannot resume.*different batch_size, lr"):
         changed = {**cfg, "lr": 2 * cfg["lr"], "batch_size": 3, "max_steps": 5}
         _run(changed, tmp_path / "r", resume=True)
-    assert tr.resume_mismatch(cfg, {**cfg, "max_steps": 9, "log_every": 5}) == []
+    assert resume_mismatch(cfg, {**cfg, "max_steps": 9, "log_every": 5}) == []
     res = _run({**cfg, "max_steps": 5}, tmp_path / "r", resume=True)  # extending is fine
     assert res["step"] == 5
 
