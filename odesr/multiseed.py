@@ -59,12 +59,12 @@ from odesr.ode import DEFAULT_SOLVER, grid_options
 from odesr.prefetch import batch_source
 from odesr.scale_weight import weight_of
 from odesr.solvers import is_fixed
-from odesr.train import pick_device
 from odesr.train_config import NonFiniteLoss, TrainError
 from odesr.train_state import (
     TrainingRun,
     machine_segment,
     make_optimizer,
+    pick_device,
     restore_run,
     save_run,
     seed_everything,

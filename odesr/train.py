@@ -81,13 +81,13 @@ from odesr.train_state import (
     TrainingRun,
     machine_segment,
     make_optimizer,
+    pick_device,
     read_checkpoint,
     restore_run,
     save_run,
     seed_everything,
     update_ema,
 )
-from odesr.validate import device as usable_device
 
 __all__ = [
     "TrainError",
@@ -168,20 +168,6 @@ def _param_digest(model: nn.Module) -> str:
 
 
 # ----------------------------------------------------------------------------- training
-
-
-def pick_device(name: str | None, local_rank: int) -> torch.device:
-    """The device ``name`` means (``auto``/None: cuda when available; cuda: ``cuda:local_rank``)."""
-    if name in (None, "", "auto"):
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    try:
-        return torch.device(usable_device(name))
-    except ValueError as exc:
-        raise TrainError(str(exc)) from None
 
 
 def train(

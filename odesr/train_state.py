@@ -22,9 +22,11 @@ from odesr import models
 from odesr.config import LEGACY_VALUES
 from odesr.prefetch import BatchSource
 from odesr.train_config import TrainError
+from odesr.validate import device as usable_device
 
 __all__ = [
     "RESUMABLE_CHANGES",
+    "pick_device",
     "TrainingRun",
     "resume_mismatch",
     "read_checkpoint",
@@ -288,3 +290,17 @@ def save_run(run: TrainingRun, path: Path, world: int, rank: int, final: bool = 
         extra["ema"] = run.ema.state_dict()
     model = run.ema if (final and run.ema is not None) else run.model
     save_training_checkpoint(path, model, extra)
+
+
+def pick_device(name: str | None, local_rank: int) -> torch.device:
+    """The device ``name`` means (``auto``/None: cuda when available; cuda: ``cuda:local_rank``)."""
+    if name in (None, "", "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    try:
+        return torch.device(usable_device(name))
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None

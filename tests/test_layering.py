@@ -172,11 +172,7 @@ def layer_rank(module: str, layers: dict[str, tuple[str, ...]] = LAYERS) -> int 
 
 # cycles known and owned elsewhere, each with why it is left: the test fails when one is gone,
 # so that its entry goes too
-PENDING_CYCLES = {
-    ("odesr.multiseed", "odesr.train"): "`odesr train --seeds`: odesr.train's command line "
-    "imports odesr.multiseed, which trains with odesr.train; odesr/train.py is being split "
-    "(issue 27, another change), which is where its command line moves out",
-}
+PENDING_CYCLES: dict[tuple[str, ...], str] = {}
 
 
 def problems(
