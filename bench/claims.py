@@ -428,7 +428,7 @@ def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
     """Where the weights behind the rows were trained, read from the published weights
     (``bench.publish``; their ``trained_on``): each machine with the models and seeds it trained.
     Weights published before checkpoints recorded it, or not published, are named as such."""
-    from odesr.train import read_checkpoint
+    from odesr.train_state import read_checkpoint
 
     if "weights" not in rows or rows.empty:
         return ""

@@ -803,7 +803,11 @@ def _val_units(cfg: dict, data_root: str | None) -> list[tuple[float, float]]:
     model = _model_for_spec(cfg["model"])
     solver = model.solver_settings(vcfg.get("solver") or {}) if model.is_ode else None
     out = []
-    for scale in [float(s) for s in vcfg.get("scales") or []]:
+    scales = [float(s) for s in vcfg.get("scales") or []]
+    allowed = getattr(model, "supported_scales", None)  # as odesr.monitor.validate
+    if allowed is not None:
+        scales = [s for s in scales if s in allowed] or [float(s) for s in allowed]
+    for scale in scales:
         for h, w in sizes:
             sh, sw = _protocol_size((h, w), scale)
             nfe = _nfe(model, solver, scale)
@@ -837,11 +841,27 @@ def price_training(
     steps = max(int(cfg["max_steps"]) - int(from_step), 0)
     gflop = step_flops(cfg) / 1e9
     per_step = float(co["step_s"]) + float(co["s_per_gflop"]) * gflop
-    held = _holdout_names(cfg, data_root)
+    from odesr.data import DataError
+
+    missing: list[str] = []  # training sets neither here nor in bench/image_sizes.tsv
+    try:
+        held = _holdout_names(cfg, data_root)
+    except DataError:
+        held = set()
     mpx = 0.0
     for name in cfg["data"]:
-        for path, h, w in dataset_images(name, data_root):
+        try:
+            images = dataset_images(name, data_root)
+        except DataError:
+            missing.append(str(name))
+            continue
+        for path, h, w in images:
             mpx += 0 if Path(path).name in held else h * w / 1e6
+    if missing:
+        notes.append(
+            f"{', '.join(missing)} not on this machine (sizes unknown): decoding those training "
+            "images and validating on them are not priced"
+        )
     parts = []
     if startup:
         parts.append(("start-up (python, imports)", float(cal["startup_s"])))
@@ -860,9 +880,13 @@ def price_training(
     n_val = (int(cfg["max_steps"]) // every - int(from_step) // every) if every else 0
     if n_val:
         ev = _coeffs(cal, "eval", fam, notes)
-        one = sum(
-            m * ev["s_per_mpx"] + g * ev["s_per_gflop"] for m, g in _val_units(cfg, data_root)
-        )
+        try:
+            units = _val_units(cfg, data_root)
+        except DataError:
+            units = []
+            if not missing:
+                notes.append("the validation images are not on this machine: not priced")
+        one = sum(m * ev["s_per_mpx"] + g * ev["s_per_gflop"] for m, g in units)
         parts.append((f"{n_val} validation passes", n_val * one))
     return Estimate(parts, notes)
 

@@ -241,3 +241,20 @@ def test_price_of_seeds_trained_together(data_root: Path) -> None:
     one = price_command(argv, _calibration(), str(data_root))
     three = price_command([*argv, "--seeds", "0,1,2"], _calibration(), str(data_root))
     assert three.seconds - one.seconds == pytest.approx(2 * one.parts[-1][1])
+
+
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_calibrated_plan_of_table1_prices_every_model(data_root: Path, profile: str) -> None:
+    """The calibrated plan prices one-scale networks' validation at their own scale (rdn-fixed-x2
+    is never asked for x3) and a training set that is not here (DIV2K for the paper profile)
+    without failing."""
+    from bench.plan import price_training
+
+    exp = load_experiment("table1")
+    cal = _calibration()
+    for plan in exp.all_plans(profile):
+        if plan.train_cfg is not None:
+            est = price_training(plan.train_cfg, cal, str(data_root))
+            assert est.seconds > 0, plan.id
+            if "DIV2K" in plan.train_cfg["data"] and not (data_root / "DIV2K").is_dir():
+                assert any("DIV2K" in note for note in est.notes), plan.id
