@@ -490,13 +490,27 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_train_seconds(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, dtype={"weights": str})
+    return {str(k): float(v) for k, v in zip(table["weights"], table["train_seconds"], strict=True)}
+
+
 def _rung_costs(
-    exp: Experiment, profile: str, rows: pd.DataFrame, checkpoints_dir: str | Path | None
+    exp: Experiment,
+    profile: str,
+    rows: pd.DataFrame,
+    checkpoints_dir: str | Path | None,
+    record: Path | None = None,
 ) -> str:
-    """Per ladder model and rung: training seconds per seed (checkpoints' ``metrics.jsonl``)
-    and evaluation seconds per seed (sum of the rows' ``seconds``)."""
+    """Per ladder model and rung: training seconds per seed (checkpoints' ``metrics.jsonl``;
+    kept in ``record``, a CSV of weights key and seconds beside the report, so a clone without
+    the checkpoints reports the same) and evaluation seconds per seed (sum of the rows'
+    ``seconds``)."""
     from bench.checkpoints import checkpoint_dir
 
+    known = _read_train_seconds(record) if record is not None else {}
     body = []
     for plan in exp.all_plans(profile):
         if ladder_base(plan.id) == plan.id or plan.train_cfg is None:
@@ -504,9 +518,16 @@ def _rung_costs(
         secs = None
         if checkpoints_dir is not None:
             secs = training_seconds(checkpoint_dir(checkpoints_dir, profile, plan))
+        if secs is None:
+            secs = known.get(plan.key)
+        else:  # the report shows what the record holds, so a clone without checkpoints agrees
+            secs = known[plan.key] = float(f"{secs:.6g}")
         mine = rows[(rows["model"] == plan.id) & (rows["seed"].astype(str) == str(plan.seed))]
         evals = float(mine["seconds"].sum()) if len(mine) else math.nan
         body.append((plan.id, plan.seed, int(plan.train_cfg["max_steps"]), secs, evals, mine))
+    if record is not None and known:
+        lines = ["weights,train_seconds"] + [f"{k},{v:.6g}" for k, v in sorted(known.items())]
+        write_text_atomic(record, "\n".join(lines) + "\n")
     if not body:
         return ""
     table = []
@@ -527,10 +548,11 @@ def _rung_costs(
     devices = sorted({str(v) for v in rows.get("device", []) if str(v)})
     return (
         "## Cost of each rung\n\nTraining seconds per seed from the checkpoints' "
-        "`metrics.jsonl` (steps / steps_per_s summed over its log records; 'not recorded': "
-        "weights without their training log, e.g. published ones), evaluation seconds per seed "
-        "from the rows' `seconds` (inference per image, summed; rows copied from another "
-        f"experiment keep theirs). Evaluated on {', '.join(devices) or 'unknown'}.\n\n"
+        "`metrics.jsonl` (steps / steps_per_s summed over its log records, kept in "
+        "`<file>-train-seconds.csv`; 'not recorded': weights without their training log), "
+        "evaluation seconds per seed from the rows' `seconds` (inference per image, summed; "
+        "rows copied from another experiment keep theirs). "
+        f"Evaluated on {', '.join(devices) or 'unknown'}.\n\n"
         + _md_table(["model", "steps", "seeds", "train s / seed", "eval s / seed"], table)
     )
 
@@ -689,7 +711,8 @@ def write_scaling(
     ]
     for res in results:
         md.append(_words(res, target_steps))
-    md.append(_rung_costs(exp, profile, rows, checkpoints_dir))
+    record = out_dir / f"{base}-train-seconds.csv"
+    md.append(_rung_costs(exp, profile, rows, checkpoints_dir, record))
     write_text_atomic(paths[1], "\n".join(md))
     section = (
         f"## Budget ladder `{base}`\n\n{len(table)} fits: [{paths[1].name}]({paths[1].name}), "

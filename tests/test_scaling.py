@@ -247,3 +247,17 @@ def test_scaling_smoke_end_to_end(tmp_path: Path, data_root, reference) -> None:
     md = (out / "scaling.md").read_text()
     assert "## Cost of each rung" in md and "extrapolation" in md
     assert (out / "scaling.png").stat().st_size > 10_000
+    # a clone without the checkpoints reports the same: training seconds kept beside the report
+    assert "| not recorded |" not in md and (out / "scaling-train-seconds.csv").is_file()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".csv")}
+    write_report(
+        "scaling",
+        "smoke",
+        log=lambda m: None,
+        paper_tables=reference / "paper_tables.csv",
+        data_root=str(data_root),
+        results_dir=tmp_path / "res",
+        checkpoints_dir=tmp_path / "no-checkpoints",
+    )
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".csv")}
+    assert [n for n in before if before[n] != after.get(n)] == []
