@@ -677,8 +677,12 @@ def write_scaling(
                for c in FIT_COLUMNS]  # fmt: skip
     table = [_round(r.row) for r in results]
     write_csv_atomic(paths[0], table, columns)
+    fitted = [r.fit for r in results if r.fit is not None]
+    seeds = max((len(f.seeds) for f in fitted), default=0)
+    images = max((len(f.images) for f in fitted), default=0)
     caption = (
-        f"Profile {profile}: gap (dB, {t['dataset']}, sweep {t.get('sweep', 'main')}) against "
+        f"Profile {profile}: gap (dB, {t['dataset']}, {images} images x {seeds} training seeds "
+        f"paired by seed, sweep {t.get('sweep', 'main')}) against "
         "log2 of the training steps of a; points: per-seed means over images, dots: rung means; "
         "line: least-squares fit, dashed past the last rung (grey: extrapolation); band and "
         "error bar: 95% interval (wider of the two-way t and the crossed bootstrap); star: the "
