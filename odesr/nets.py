@@ -28,13 +28,13 @@ Conventions:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from odesr.plugins import load_entry_points
 
 __all__ = [
     "VDSR",
@@ -90,17 +90,7 @@ def load_backbone_plugins() -> None:
     plugin registers it; a class not registered by its module is registered under the entry
     point's name with its ``presets`` attribute). A plugin that fails to load is skipped with a
     warning naming it."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BACKBONES:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
-            warnings.warn(
-                f"odesr: backbone plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
-                stacklevel=2,
-            )
-            continue
+    for ep, obj in load_entry_points(ENTRY_POINT_GROUP, BACKBONES, "backbone"):
         if ep.name not in BACKBONES and isinstance(obj, type):
             register_backbone(ep.name, getattr(obj, "presets", None))(obj)
 

@@ -18,11 +18,11 @@ Solvers register themselves the way models do (:mod:`odesr.models`):
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+
+from odesr.plugins import load_entry_points
 
 __all__ = [
     "Solver",
@@ -96,17 +96,7 @@ def load_solver_plugins() -> None:
     """Register the solvers declared in the ``odesr.solvers`` entry-point group (a step function
     not registered by its module is registered under the entry point's name with its ``stages``
     attribute). A plugin that fails to load is skipped with a warning naming it."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in SOLVERS:
-            continue
-        try:
-            obj: Any = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
-            warnings.warn(
-                f"odesr: solver plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
-                stacklevel=2,
-            )
-            continue
+    for ep, obj in load_entry_points(ENTRY_POINT_GROUP, SOLVERS, "solver"):
         if ep.name not in SOLVERS and callable(obj) and getattr(obj, "stages", None):
             register_solver(ep.name, int(obj.stages))(obj)
 
