@@ -7,8 +7,9 @@ this from the sources and fails on a module of ``bench`` that is not listed here
 
 * ``core``: experiments resolved into units, the results store, checkpoints, the runner and the
   executors that run them, and the cost plan;
-* ``reports``: what ``python -m bench report`` writes from the results (tables, captions,
-  statistics, claims, scaling, figures);
+* ``reports``: what ``python -m bench report`` writes from the results (unit means in
+  ``summary``, ``captions``, statistics, claims, scaling, the tables in ``report`` and the
+  figures in ``report_figures``);
 * ``tools``: the commands that nothing imports: one-off measurements (speed, memory,
   reproducibility, device checks), maintenance (publishing weights, the bundled model, data),
   CI checks, and the command line itself (``bench.__main__``).
@@ -40,8 +41,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bench.paper",
         "bench.stats",
         "bench.figures",
+        "bench.summary",
+        "bench.captions",
         "bench.claims",
         "bench.scaling",
+        "bench.report_figures",
         "bench.report",
     ),
     "tools": (
