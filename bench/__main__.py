@@ -17,12 +17,45 @@ See bench/README.md for the experiments, profiles and results layout.
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 import sys
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
+from bench.layers import LAYERS
 from odesr.cli import HelpFormatter
+
+
+def tool_commands() -> list[tuple[str, str]]:
+    """``(python -m module, first sentence of its docstring)`` of every module of ``bench``
+    (:data:`bench.layers.LAYERS`) with a ``__main__`` block but this one, read from the sources
+    (nothing is imported)."""
+    root = Path(__file__).resolve().parent.parent
+    out = []
+    for module in (m for names in LAYERS.values() for m in names):
+        path = root / (module.replace(".", "/") + ".py")
+        if module == "bench.__main__" or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if 'if __name__ == "__main__"' not in text:
+            continue
+        doc = (ast.get_docstring(ast.parse(text)) or "").strip().split("\n\n")[0]
+        first = re.split(r"\.\s+(?=[A-Z`])", " ".join(doc.split()))[0].rstrip(".").replace("``", "")
+        out.append((f"python -m {module}", first))
+    return out
+
+
+def _tools_epilog() -> str:
+    lines = ["more commands (each has --help):"]
+    for command, what in tool_commands():
+        lines.append(f"  {command}")
+        if what:
+            lines += textwrap.wrap(what, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -44,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return plan_main(argv[1:], status=format_status)
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__, formatter_class=HelpFormatter
+        prog="python -m bench",
+        description=__doc__,
+        epilog=_tools_epilog(),
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser(

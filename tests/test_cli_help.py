@@ -93,3 +93,23 @@ def test_argument_constants_match_the_commands() -> None:
     upscale = importlib.import_module("odesr.upscale")  # odesr.upscale is also the API function
     assert arguments.AUTO_TILE == upscale.AUTO_TILE
     assert arguments.DEFAULT_OVERLAP == models.DEFAULT_OVERLAP
+
+
+def test_bench_help_lists_every_command_module(capsys) -> None:
+    """Every module of bench with a ``__main__`` block (found here by reading the files, not
+    from bench.layers) is named in ``python -m bench --help``, with its docstring's first words."""
+    from bench.__main__ import main as bench_main
+
+    with pytest.raises(SystemExit):
+        bench_main(["--help"])
+    text = capsys.readouterr().out
+    found = [
+        ".".join(p.relative_to(REPO).with_suffix("").parts)
+        for p in sorted((REPO / "bench").rglob("*.py"))
+        if 'if __name__ == "__main__"' in p.read_text(encoding="utf-8")
+    ]
+    assert "bench.train_all" in found and "bench.publish" in found
+    for module in found:
+        if module != "bench.__main__":
+            assert f"python -m {module}\n" in text, module
+    assert "Train every missing checkpoint" in text
