@@ -5,7 +5,7 @@
 
 Solves a trained ODE model from each LR image at each scale on every grid (``one-step``: one step
 from t0 to 1; ``hN``: steps of at most N in t), keeps the state at every grid time t_i and
-compares it with the true I(t_i) of the same HR image (:func:`odesr.evaluate.path_following`:
+compares it with the true I(t_i) of the same HR image (:func:`odesr.path_following.path_following`:
 evaluation conventions, Y-PSNR). Writes ``OUT.csv`` (one row per image, scale, grid and t_i),
 ``OUT.md`` (means over images, the command and the machine load) and ``OUT.png``. Run it with
 OMP_NUM_THREADS=1. ``--replot`` redraws ``OUT.png`` from ``OUT.csv`` without evaluating.
@@ -27,9 +27,10 @@ import torch
 from bench import figures
 from bench.tables import md_table
 from odesr.data import DataError, list_images, load_image
-from odesr.evaluate import PATH_COLUMNS, EvalSettings, parse_scales, path_following
+from odesr.evaluate import EvalSettings, parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
 from odesr.models import ModelError, load_model
+from odesr.path_following import PATH_COLUMNS, path_following
 
 __all__ = ["parse_grids", "summarize", "render", "main"]
 

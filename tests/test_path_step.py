@@ -13,10 +13,11 @@ import torch
 
 from odesr.data import list_images, load_image
 from odesr.degrade import make_case
-from odesr.evaluate import EvalSettings, evaluate_images, path_following
+from odesr.evaluate import EvalSettings, evaluate_images
 from odesr.models import ModelError, build
 from odesr.objectives import solve_per_sample
 from odesr.ode import solve
+from odesr.path_following import path_following
 from odesr.resize import imresize
 from odesr.train import TrainError, load_config, train
 
