@@ -4,7 +4,8 @@
         --config cpu/vdsr-ode --out odesr/weights/vdsr-ode-cpu.pt
 
 The file keeps ``step``, the config name, the weights key (``odesr.config.weights_hash``) and a
-note naming the training recipe and solver, so ``odesr.models.load`` rebuilds it with no config.
+note naming the training recipe and solver, so ``odesr.checkpoints.load`` rebuilds it with no
+config.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from odesr.checkpoints import load, load_checkpoint, save_checkpoint
 from odesr.config import weights_hash
-from odesr.models import load, load_checkpoint, save_checkpoint
 from odesr.train import load_config
 
 

@@ -48,10 +48,10 @@ def _sync(device: str) -> None:
 
 def cross_device(data_root: str, device: str, n_images: int = 10) -> list[dict]:
     """Per model and math mode: mean, max |GPU - CPU| per-image PSNR over the shared rows."""
+    from odesr.checkpoints import load_model
     from odesr.data import list_images, load_images
     from odesr.evaluate import EvalSettings, evaluate_images
     from odesr.io import read_csv_rows
-    from odesr.models import load_model
 
     images = load_images(list_images("B100", data_root)[:n_images])
     seed0 = [

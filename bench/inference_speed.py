@@ -19,9 +19,9 @@ import os
 import torch
 
 from bench.speed_eval import best_of
+from odesr.checkpoints import load_model
 from odesr.data import list_images, load_image
 from odesr.degrade import make_case
-from odesr.models import load_model
 from odesr.nets import build_backbone, count_params
 from odesr.ode import SolverSettings
 

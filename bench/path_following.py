@@ -26,10 +26,11 @@ import torch
 
 from bench import figures
 from bench.tables import md_table
+from odesr.checkpoints import load_model
 from odesr.data import DataError, list_images, load_image
 from odesr.evaluate import EvalSettings, parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
-from odesr.models import ModelError, load_model
+from odesr.models import ModelError
 from odesr.path_following import PATH_COLUMNS, path_following
 
 __all__ = ["parse_grids", "summarize", "render", "main"]

@@ -78,7 +78,7 @@ def _build(plan: ModelPlan):
 
     spec = (plan.train_cfg or {}).get("model") or plan.model_spec
     if fixed_checkpoint(plan.model_spec) is not None:  # bundled weights: the spec is inside
-        from odesr.models import load
+        from odesr.checkpoints import load
 
         return load(fixed_checkpoint(plan.model_spec), map_location="meta")
     return build(dict(spec))
@@ -1026,8 +1026,8 @@ def price_command(argv: Sequence[str], cal: dict, data_root: str | None = None) 
             ]
             notes.append(f"--seeds: {len(seeds)} seeds trained together, priced as {len(seeds)}x")
     else:
+        from odesr.checkpoints import load_model
         from odesr.evaluate import parse_scales
-        from odesr.models import load_model
 
         model = load_model(args.model if args.model is not None else Path(args.checkpoint), "cpu")
         given = {"method": args.solver, "steps": args.steps, "step_size": args.step_size}

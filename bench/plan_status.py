@@ -25,7 +25,8 @@ from bench.experiment import Experiment, ModelPlan, Unit, dataset_label, solver_
 from bench.plan import cost_model, dataset_images, price_evaluation, price_training
 from bench.results import ResultsFile, SharedRows
 from bench.runner import fixed_checkpoint, results_path, share_probe
-from odesr.models import build, load
+from odesr.checkpoints import load
+from odesr.models import build
 
 __all__ = ["GroupStatus", "status", "format_status"]
 

@@ -3,7 +3,7 @@
     python -m bench.publish table1 --profile cpu [--results results] [--checkpoints checkpoints]
 
 For every trained plan of the experiments whose ``final.pt`` exists, writes its weights and spec
-only (no optimizer, scheduler or RNG state; :func:`odesr.models.weights_only_extra`) under the
+only (no optimizer, scheduler or RNG state; :func:`odesr.checkpoints.weights_only_extra`) under the
 plan's weights key. ``bench run`` and ``bench.train_all`` use a published file when the checkpoint
 folder has no ``final.pt`` (:func:`bench.checkpoints.ensure_checkpoint`), so a fresh clone
 re-derives the committed numbers without training. A file already published for a key is left
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench.checkpoints import checkpoint_dir, published_path
 from bench.experiment import ExperimentError, load_experiment
+from odesr.checkpoints import load_checkpoint, save_checkpoint, weights_only_extra
 from odesr.cli import HelpFormatter
-from odesr.models import load_checkpoint, save_checkpoint, weights_only_extra
 
 __all__ = ["main", "publish", "training_log"]
 

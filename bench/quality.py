@@ -51,9 +51,10 @@ def measure(data_root: str | None = None) -> list[dict]:
 
 
 def _measure(data_root: str | None) -> list[dict]:
+    from odesr.checkpoints import load_model
     from odesr.data import list_images, load_image
     from odesr.evaluate import EvalSettings, evaluate_images
-    from odesr.models import build, load_model
+    from odesr.models import build
 
     images = [load_image(f) for f in list_images("Set5", data_root)]
     model = load_model(None)  # the bundled model

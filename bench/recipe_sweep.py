@@ -78,7 +78,8 @@ def _eval_solver(cfg: dict) -> dict:
 
 def score(cfg: dict, final: Path, spec: dict, data_root: str | None, cache: dict) -> dict:
     """PSNR gains over bicubic per image set and scale for the checkpoint ``final``."""
-    from odesr.models import build, load
+    from odesr.checkpoints import load
+    from odesr.models import build
 
     scales = [float(s) for s in spec["scales"]]
     sets = {"held-out": [load_image(f) for f in holdout_files(cfg, data_root)]}

@@ -245,8 +245,8 @@ def _trajectory_figure(
 ) -> str:
     from bench import figures
     from bench.checkpoints import checkpoint_dir, trained_checkpoint
+    from odesr.checkpoints import load_model
     from odesr.data import DataError, list_images, load_image
-    from odesr.models import load_model
 
     plan = exp.model_plans(f["model"], profile)[0]
     ckpt = trained_checkpoint(plan, checkpoints_dir, profile, results_dir)

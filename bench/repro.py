@@ -32,10 +32,10 @@ import torch
 
 from bench.checkpoints import ensure_checkpoint
 from bench.experiment import load_experiment
+from odesr.checkpoints import load
 from odesr.data import list_images, load_image
 from odesr.evaluate import EvalSettings, evaluate_images, parse_scales
 from odesr.io import write_text_atomic
-from odesr.models import load
 
 __all__ = ["main", "thread_and_seed_figures"]
 

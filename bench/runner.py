@@ -33,8 +33,9 @@ from bench.experiment import (
     solver_label,
 )
 from bench.results import ResultsFile, SharedRows
+from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.evaluate import device_label
-from odesr.models import BUNDLED_MODEL, build, is_ode, load_model
+from odesr.models import build, is_ode
 from odesr.ode import SolverSettings
 
 __all__ = [

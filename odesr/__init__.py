@@ -39,7 +39,7 @@ __version__ = _version()
 def load_model(name_or_path: Any = None, device: str = "auto", seed: int | None = None) -> Any:
     """A model in eval mode: None = the bundled small vdsr-ODE, ``"bicubic"``, the name of
     published weights (``"rdn-ode"``, with ``seed``, default 0), or a checkpoint path made by
-    ``odesr train`` (``odesr.models.load_model``)."""
+    ``odesr train`` (``odesr.checkpoints.load_model``)."""
     from odesr.api import load_model as _load_model
 
     return _load_model(name_or_path, device, seed=seed)

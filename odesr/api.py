@@ -1,7 +1,7 @@
 """The Python face of odesr (re-exported by ``odesr/__init__.py``; torch is imported here, on
 first use, not by ``import odesr``).
 
-* :func:`load_model` -- :func:`odesr.models.load_model` (bundled model, name, checkpoint path);
+* :func:`load_model` -- :func:`odesr.checkpoints.load_model` (bundled model, name, checkpoint path);
 * :func:`upscale` -- numpy uint8/uint16 (H, W[, C]) arrays or PIL images in, the same type out,
   at MATLAB's output size ``ceil(size * scale)`` (as ``odesr upscale``);
 * :func:`evaluate` -- the rows ``odesr eval`` writes, as a pandas DataFrame.
@@ -27,7 +27,7 @@ def load_model(
     published weights (``"vdsr-ode"``, ``"rdn-ode"``, ... with their training ``seed``, default
     0; :mod:`odesr.published`), or a checkpoint path made by ``odesr train``."""
     from odesr import validate
-    from odesr.models import load_model as _load
+    from odesr.checkpoints import load_model as _load
 
     return _load(name_or_path, validate.device(device, "device"), seed)
 

@@ -216,10 +216,10 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
     """``odesr eval`` once ``--out`` is locked by this process (one writer per CSV)."""
 
+    from odesr.checkpoints import load_model
     from odesr.degrade import DEFAULT_PROTOCOL
     from odesr.evaluate import EVAL_COLUMNS, EvalSettings, check_datasets, eval_table, summarize
     from odesr.io import write_csv_atomic
-    from odesr.models import load_model
     from odesr.ode import time_grid
 
     if args.model is not None:

@@ -3,8 +3,8 @@
 ``train_seeds(cfg, [s1, ..., sK], [dir1, ..., dirK])`` trains what K runs of
 :func:`odesr.train.train` with ``seed: s1 .. sK`` would, into K ordinary run directories
 (``last.pt``, ``final.pt``, ``config.yaml``, ``metrics.jsonl``: same checkpoint format and
-``extra`` fields, so :func:`odesr.models.load`, the bench and ``odesr train --resume`` read them
-as they read a single run's), but with one forward and one backward pass for all K:
+``extra`` fields, so :func:`odesr.checkpoints.load`, the bench and ``odesr train --resume`` read
+them as they read a single run's), but with one forward and one backward pass for all K:
 
 * every seed has its own initialisation (``seed_everything(s)`` then ``build_model``, as a
   single run), its own :class:`odesr.batches.PatchSampler` stream, Adam moments, gradient-norm

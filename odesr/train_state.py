@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from odesr import models
+from odesr import checkpoints
 from odesr.config import LEGACY_VALUES
 from odesr.prefetch import BatchSource
 from odesr.train_config import TrainError
@@ -105,12 +105,12 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_training_checkpoint(path: Path, model: nn.Module, extra: dict) -> None:
-    """Atomic ``{format, spec, state_dict, extra}`` via :func:`odesr.models.save_checkpoint`.
+    """Atomic ``{format, spec, state_dict, extra}`` via :func:`odesr.checkpoints.save_checkpoint`.
 
     ``extra`` holds optimizer, scheduler, step, RNG states and config, all loadable with
     ``torch.load(weights_only=True)``.
     """
-    models.save_checkpoint(path, model, **extra)
+    checkpoints.save_checkpoint(path, model, **extra)
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:

@@ -46,10 +46,11 @@ import torch
 
 from odesr import validate
 from odesr.arguments import upscale_arguments
+from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.data import IMAGE_SUFFIXES, inspect_images, read_image
 from odesr.encoding import FOLDER_SUFFIX, FORMATS, encode, encode_gif, to_uint
 from odesr.io import write_bytes_atomic
-from odesr.models import BUNDLED_MODEL, DEFAULT_OVERLAP, load_model
+from odesr.models import DEFAULT_OVERLAP
 from odesr.ode import SolverSettings, time_grid
 from odesr.solvers import solver_names
 from odesr.tiling import bicubic_window, tile_grid

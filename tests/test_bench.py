@@ -529,7 +529,7 @@ def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, dat
     weights (same rows as from final.pt) and trains nothing."""
     from bench.checkpoints import checkpoint_dir, published_path
     from bench.publish import main as publish_main
-    from odesr.models import TRAINING_STATE, load_checkpoint
+    from odesr.checkpoints import TRAINING_STATE, load_checkpoint
 
     train = {"max_steps": 3, "data": ["Set5"], "val.every": 0, "checkpoint_every": 3}
     exp = {

@@ -406,7 +406,8 @@ def test_claims_md_names_where_the_weights_were_trained(tmp_path: Path) -> None:
     """Read back from the published weights' ``trained_on``: a machine change mid-run names its
     step; weights without a record, or not published, say so."""
     from bench.claims import _trained_on
-    from odesr.models import build, save_checkpoint
+    from odesr.checkpoints import save_checkpoint
+    from odesr.models import build
 
     net = build({"name": "vdsr+t", "preset": "smoke"})
     gpu = {"device": "cuda:H100", "torch": "2.11", "world": 1, "tf32": False}

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
+from odesr.checkpoints import load, load_checkpoint, save_checkpoint
 from odesr.degrade import upscale
-from odesr.models import MODELS, SRResult, build, load, load_checkpoint, save_checkpoint
+from odesr.models import MODELS, SRResult, build
 from odesr.nets import count_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ import torch
 
 import odesr.train as tr
 from odesr import multiseed
-from odesr.models import load
+from odesr.checkpoints import load
 from odesr.train_state import read_checkpoint
 from tests.test_train import _cfg, _data_root, _run
 

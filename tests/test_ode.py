@@ -206,10 +206,10 @@ def test_channels_last_solve_keeps_psnr(monkeypatch, data_root):
     """The bundled model solved in channels_last (the default) and in contiguous NCHW: the
     PSNR is unchanged to 1e-3 dB (only float rounding differs)."""
     from odesr import ode
+    from odesr.checkpoints import load_model
     from odesr.data import list_images, load_image
     from odesr.degrade import make_case
     from odesr.metrics import psnr
-    from odesr.models import load_model
 
     model = load_model(None).eval()  # the bundled model
     hr = load_image(list_images("Set5", data_root)[0]).rgb[None, :, 100:196, 100:228]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from odesr import models, nets, solvers
+from odesr import checkpoints, models, nets, solvers
 from odesr.ode import solve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_toy_backbone_trains_evaluates_and_is_planned(toy, tmp_path: Path) -> No
     entry = {"model": {"name": "toy-ode", "preset": "smoke"}, "data": ["Set5"], "max_steps": 2}
     cfg = load_config("smoke/vdsr-ode", {**entry, "val": {"every": 0}, "checkpoint_every": 0})
     result = train(cfg, tmp_path / "run", device="cpu", data_root=root, progress=False)
-    model = models.load(result["final"])
+    model = checkpoints.load(result["final"])
     assert model.spec["name"] == "toy-ode"
     table = odesr.evaluate(model, "Set5", [2.0], data_root=root, limit=1, device="cpu")
     assert len(table) == 1 and table["psnr"].iloc[0] > 10  # two steps: numbers mean nothing
@@ -118,5 +118,5 @@ def test_help_texts_list_the_solver_registry(monkeypatch) -> None:
 
 @pytest.mark.parametrize("path", PUBLISHED, ids=[p.name for p in PUBLISHED])
 def test_every_published_checkpoint_loads(path: Path) -> None:
-    model = models.load(path)
+    model = checkpoints.load(path)
     assert isinstance(model, nn.Module) and model.spec.get("name")

@@ -123,7 +123,7 @@ def test_smoke_hr_training_and_evaluation(tmp_path: Path, data_root: Path, one_t
     assert cfg["objective"] == "hr" and cfg["mixed_scales"] is False
     res = train(cfg, tmp_path / "run", data_root=str(data_root), progress=False)
     assert res["step"] == 6 and math.isfinite(res["loss"])
-    from odesr.models import load
+    from odesr.checkpoints import load
 
     model = load(tmp_path / "run" / "final.pt")
     assert model.spec["predicts"] == "hr" and model.spec["train_solver"] is None

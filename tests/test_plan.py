@@ -137,8 +137,8 @@ def test_price_of_training_is_the_sum_of_its_parts(data_root: Path) -> None:
 
 def test_price_of_evaluation_is_the_sum_of_its_parts(data_root: Path) -> None:
     from bench.plan import _sizes, price_command, spec_flops_per_pixel
+    from odesr.checkpoints import load
     from odesr.degrade import protocol_case
-    from odesr.models import load
 
     cal = _calibration()
     ckpt = "odesr/weights/vdsr-ode-cpu.pt"

@@ -92,7 +92,7 @@ def test_pos_models_take_two_more_channels_and_refuse_tiles(name: str) -> None:
 @pytest.mark.parametrize("name", ["smoke/vdsr+t-pos", "smoke/vdsr-ode-pos"])
 def test_pos_models_train_and_load(tmp_path, data_root, name: str) -> None:
     """Mixed-scale training feeds each sample's origin; the saved model evaluates whole images."""
-    from odesr.models import load
+    from odesr.checkpoints import load
     from odesr.train import load_config, read_checkpoint, train
 
     over = {"data": ["Set5"], "val": {"every": 0}, "max_steps": 3, "mixed_scales": True}

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.cli import main
-from odesr.models import BUNDLED_MODEL, ModelError, load_model
+from odesr.models import ModelError
 from odesr.published import INDEX_COLUMNS, WEIGHTS_ENV, find_published, read_index
 
 REPO = Path(__file__).resolve().parents[1]

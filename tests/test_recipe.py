@@ -12,8 +12,9 @@ import torch
 
 import odesr.train as tr
 from odesr.batches import holdout_files, load_training_images
+from odesr.checkpoints import load
 from odesr.degrade import upscale
-from odesr.models import build, load
+from odesr.models import build
 from odesr.monitor import load_val_images
 from odesr.nets import RDN, VDSR, t_plane_value, with_t_plane
 from odesr.objectives import build_model, mixed_scales_ok, solve_per_sample

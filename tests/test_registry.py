@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from odesr import models
+from odesr import checkpoints, models
 from odesr.ode import DEFAULT_SOLVER, SolverSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def test_a_user_package_adds_a_model_through_an_entry_point(tmp_path, monkeypatc
     monkeypatch.delitem(sys.modules, "user_sr_models_mod", raising=False)
     assert "user-doubler" not in models.MODELS
     try:
-        model = models.load_model("user-doubler")
+        model = checkpoints.load_model("user-doubler")
         assert type(model).__name__ == "Doubler" and model.supported_scales == (2.0,)
         lr = torch.arange(4.0).reshape(1, 1, 2, 2)
         out = model.super_resolve(lr, 2.0).image
@@ -121,29 +121,29 @@ def test_a_broken_plugin_is_skipped_with_a_warning(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="broken-model"):
         models.load_plugins()
     with pytest.warns(UserWarning), pytest.raises(models.ModelError, match="unknown model"):
-        models.load_model("broken-model")
+        checkpoints.load_model("broken-model")
 
 
 def test_load_model_names_paths_and_bundled(tmp_path):
-    assert models.load_model("bicubic").spec == {"name": "bicubic"}
-    bundled = models.load_model(None)
+    assert checkpoints.load_model("bicubic").spec == {"name": "bicubic"}
+    bundled = checkpoints.load_model(None)
     assert bundled.is_ode and bundled.spec["name"] == "vdsr-ode"
     # trained and evaluated with one RK4 step (the note stored with it says so)
-    assert "rk4 steps 1" in models.load_checkpoint(models.BUNDLED_MODEL)[1]["note"]
+    assert "rk4 steps 1" in checkpoints.load_checkpoint(checkpoints.BUNDLED_MODEL)[1]["note"]
     assert bundled.solver == SolverSettings("rk4", 1, None)
     assert SolverSettings.from_dict(bundled.spec["train_solver"]) == bundled.solver
     with pytest.raises(models.ModelError, match="unknown model 'nosuch'"):
-        models.load_model("nosuch")
+        checkpoints.load_model("nosuch")
     with pytest.raises(models.ModelError, match="needs trained weights"):
-        models.load_model("rdn-fixed")  # published per scale only (rdn-fixed-x2, ...)
+        checkpoints.load_model("rdn-fixed")  # published per scale only (rdn-fixed-x2, ...)
     with pytest.raises(models.ModelError, match="no such file"):
-        models.load_model(tmp_path / "missing.pt")
+        checkpoints.load_model(tmp_path / "missing.pt")
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(models.ModelError, match="empty file"):
-        models.load_model(str(tmp_path / "empty.pt"))
+        checkpoints.load_model(str(tmp_path / "empty.pt"))
     path = tmp_path / "m.pt"
-    models.save_checkpoint(path, models.build({"name": "vdsr+t", "preset": "smoke"}))
-    assert models.load_model(str(path)).spec["name"] == "vdsr+t"
+    checkpoints.save_checkpoint(path, models.build({"name": "vdsr+t", "preset": "smoke"}))
+    assert checkpoints.load_model(str(path)).spec["name"] == "vdsr+t"
 
 
 @pytest.mark.parametrize(
@@ -214,8 +214,8 @@ def test_checkpoint_spec_carries_its_solvers(tmp_path):
         {"name": "vdsr-ode", "preset": "smoke", "step_size": 0.5, "train_solver": {"steps": 2}}
     )
     path = tmp_path / "ode.pt"
-    models.save_checkpoint(path, model)
-    loaded = models.load_model(path)
+    checkpoints.save_checkpoint(path, model)
+    loaded = checkpoints.load_model(path)
     assert loaded.solver == SolverSettings("rk4", None, 0.5)
     assert loaded.spec["train_solver"]["steps"] == 2
     assert loaded.solver_settings({"method": "euler"}).step_size == 0.5

@@ -130,7 +130,7 @@ def test_checkpoints_record_the_machine_of_each_segment(tmp_path: Path) -> None:
     the torch thread count at; published weights keep it (weights_only_extra)."""
     import platform
 
-    from odesr.models import load_checkpoint, weights_only_extra
+    from odesr.checkpoints import load_checkpoint, weights_only_extra
 
     cfg = _cfg("smoke/vdsr-ode", max_steps=5, checkpoint_every=2)
     threads = torch.get_num_threads()

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from odesr import models
+from odesr import checkpoints, models
 from odesr.cli import main
 from odesr.degrade import quantize
 from odesr.resize import imresize
@@ -59,7 +59,7 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
         spec = {"name": name, "preset": "smoke"}
         if name == "meta-rdn":
             spec["hidden"] = 16
-        models.save_checkpoint(path, models.build(spec))
+        checkpoints.save_checkpoint(path, models.build(spec))
         out[name] = path
     return out
 
@@ -508,7 +508,7 @@ def test_bicubic_window_is_a_window_of_imresize() -> None:
 
 
 def test_tiles_with_safe_overlap_equal_one_tile(ckpts) -> None:
-    model = models.load(ckpts["vdsr-ode"])
+    model = checkpoints.load(ckpts["vdsr-ode"])
     arr = _rgb(14, 18).astype(np.float64) / 255.0
     solver = {"method": "rk4", "steps": 1}
     overlap = model.safe_overlap(2.0, **solver)
@@ -534,7 +534,7 @@ def test_bundled_model_is_the_default(img: Path, tmp_path: Path, capsys) -> None
 
 
 def test_missing_bundled_model_message(img: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(models, "BUNDLED_MODEL", tmp_path / "nowhere" / "vdsr-ode-cpu.pt")
+    monkeypatch.setattr(checkpoints, "BUNDLED_MODEL", tmp_path / "nowhere" / "vdsr-ode-cpu.pt")
     rc, _, err = _run([str(img), "--scale", "2", "--out", str(tmp_path / "o.png")], capsys)
     _assert_user_error(rc, err, "bundled model")
     assert "--model bicubic" in err
