@@ -788,6 +788,8 @@ def _coeffs(cal: dict, stage: str, fam: str, notes: list[str]) -> dict:
 
 def _val_units(cfg: dict, data_root: str | None) -> list[tuple[float, float]]:
     """(output Mpx, forward GFLOP) of one validation pass during training of ``cfg``."""
+    from odesr.monitor import validation_scales  # the scales odesr.monitor.validate scores
+
     vcfg = cfg.get("val") or {}
     if not vcfg.get("every") or not vcfg.get("dataset"):
         return []
@@ -803,10 +805,7 @@ def _val_units(cfg: dict, data_root: str | None) -> list[tuple[float, float]]:
     model = _model_for_spec(cfg["model"])
     solver = model.solver_settings(vcfg.get("solver") or {}) if model.is_ode else None
     out = []
-    scales = [float(s) for s in vcfg.get("scales") or []]
-    allowed = getattr(model, "supported_scales", None)  # as odesr.monitor.validate
-    if allowed is not None:
-        scales = [s for s in scales if s in allowed] or [float(s) for s in allowed]
+    scales = validation_scales(vcfg.get("scales"), getattr(model, "supported_scales", None))
     for scale in scales:
         for h, w in sizes:
             sh, sw = _protocol_size((h, w), scale)

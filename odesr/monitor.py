@@ -17,6 +17,7 @@ from odesr.train_config import TrainError
 __all__ = [
     "MetricsLog",
     "validate",
+    "validation_scales",
     "load_val_images",
     "log_metrics",
     "scale_text",
@@ -48,15 +49,22 @@ class MetricsLog:
                 fh.write(json.dumps(record) + "\n")
 
 
+def validation_scales(scales: list, supported: list | tuple | None) -> list[float]:
+    """The scales a validation pass scores: ``scales`` (the config's ``val.scales``) that the
+    model supports, all of its ``supported`` scales when none is, every one when ``supported``
+    is None (an any-scale model)."""
+    wanted = [float(s) for s in scales or []]
+    if supported is None:
+        return wanted
+    return [s for s in wanted if s in supported] or [float(s) for s in supported]
+
+
 def validate(model: nn.Module, images: list, cfg: dict, device: torch.device) -> dict:
     """``{"scale": PSNR}`` of ``model`` on the validation images (``val`` settings of ``cfg``)."""
     from odesr.evaluate import EvalSettings, evaluate_images, summarize
 
     vcfg = cfg["val"]
-    scales = [float(s) for s in vcfg["scales"]]
-    allowed = model.supported_scales
-    if allowed is not None:
-        scales = [s for s in scales if s in allowed] or list(allowed)
+    scales = validation_scales(vcfg["scales"], model.supported_scales)
     opts = dict(vcfg.get("solver") or cfg.get("train_solver") or {}) if model.is_ode else None
     settings = EvalSettings(device=str(device), solver=opts)
     was_training = model.training

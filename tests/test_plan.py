@@ -258,3 +258,14 @@ def test_calibrated_plan_of_table1_prices_every_model(data_root: Path, profile: 
             assert est.seconds > 0, plan.id
             if "DIV2K" in plan.train_cfg["data"] and not (data_root / "DIV2K").is_dir():
                 assert any("DIV2K" in note for note in est.notes), plan.id
+
+
+def test_validation_scales_one_rule_for_training_and_the_plan() -> None:
+    """odesr.monitor.validate and bench.plan price the same scales: the configured ones the
+    model supports, else all it supports, every configured one for an any-scale model."""
+    from odesr.monitor import validation_scales
+
+    assert validation_scales([2, 3, 5], (2.0, 3.0, 4.0)) == [2.0, 3.0]
+    assert validation_scales([5], (2.0, 4.0)) == [2.0, 4.0]  # a fixed-scale net: its own
+    assert validation_scales(["1.5", 2], None) == [1.5, 2.0]
+    assert validation_scales(None, None) == []
