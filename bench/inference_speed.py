@@ -4,7 +4,8 @@ Prints, on this machine:
 1. NFE per scale for each fixed-step solver setting (exact: steps x stages);
 2. wall time per B100 image (481x321) per solver for a checkpoint (default: the bundled model);
 3. the float32 matmul throughput of this machine next to the throughput the conv nets reach in
-   inference (the bundled model's backbone and the paper-size VDSR, RDN with ``--rdn``; one
+   inference (the bundled model's backbone and the paper-size backbones of ``--backbones``,
+   any registered one, default vdsr; ``--rdn`` adds rdn; one
    forward pass in NCHW and in channels_last), and the ODE solves of the bundled model per
    solver (NFE x backbone multiply-adds / wall time), as fractions of it.
 
@@ -22,7 +23,7 @@ from bench.speed_eval import best_of
 from odesr.checkpoints import load_model
 from odesr.data import list_images, load_image
 from odesr.degrade import make_case
-from odesr.nets import build_backbone, count_params
+from odesr.nets import backbone_names, build_backbone, count_params
 from odesr.ode import SolverSettings
 
 SOLVERS = [
@@ -78,7 +79,7 @@ def conv_macs(net: torch.nn.Module, h: int, w: int) -> int:
     return sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Conv2d)) * h * w
 
 
-def throughput(checkpoint: str | None, with_rdn: bool = False) -> None:
+def throughput(checkpoint: str | None, backbones: list[str] | tuple[str, ...] = ("vdsr",)) -> None:
     """One backbone pass on 481x321 in NCHW and channels_last, and ODE solves of the bundled
     model per solver, as fractions of the matmul peak measured in the same run."""
     peak = matmul_peak()
@@ -86,8 +87,8 @@ def throughput(checkpoint: str | None, with_rdn: bool = False) -> None:
     x = torch.rand(1, 4, 321, 481)
     model = load_model(checkpoint).eval()
     nets = [("bundled vdsr-ode backbone", model.func.net)]
-    nets += [(f"{n} (paper)", build_backbone(n, "paper").eval()) for n in ("vdsr", "rdn")]
-    for name, net in nets[: 3 if with_rdn else 2]:
+    nets += [(f"{n} (paper)", build_backbone(n, "paper").eval()) for n in backbones]
+    for name, net in nets:
         macs = conv_macs(net, *x.shape[-2:])
         for layout in (torch.contiguous_format, torch.channels_last):
             xin = x.contiguous(memory_format=layout)
@@ -122,13 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None, help="default: the bundled cpu model")
     parser.add_argument("--data-root", default=os.environ.get("ODESR_DATA"))
     parser.add_argument("--skip-wall", action="store_true")
+    parser.add_argument(
+        "--backbones",
+        default="vdsr",
+        help="comma list of registered backbones timed at the paper's size (default: vdsr)",
+    )
     parser.add_argument("--rdn", action="store_true", help="also time the paper RDN (slow)")
     args = parser.parse_args(argv)
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    backbones += ["rdn"] if args.rdn and "rdn" not in backbones else []
+    unknown = sorted(set(backbones) - set(backbone_names()))
+    if unknown:
+        parser.error(
+            f"--backbones: unknown {', '.join(unknown)} (known: {', '.join(backbone_names())})"
+        )
     print(f"load {os.getloadavg()[0]:.1f}")
     nfe_table([1.1, 1.5, 2.0, 2.4, 3.0, 4.0, 4.5])
     if not args.skip_wall:
         wall_per_image(args.checkpoint, args.data_root, [2.0, 4.0])
-    throughput(args.checkpoint, args.rdn)
+    throughput(args.checkpoint, backbones)
     return 0
 
 

@@ -63,7 +63,9 @@ def _child(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--backbone", default="vdsr", choices=["vdsr", "rdn"])
+    from odesr.nets import backbone_names
+
+    p.add_argument("--backbone", default="vdsr", choices=backbone_names())
     p.add_argument("--preset", default="paper")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
