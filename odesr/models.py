@@ -23,10 +23,9 @@ the spec so a checkpoint never depends on the preset table.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +42,7 @@ from odesr.ode import (
     safe_overlap,
     solve,
 )
+from odesr.plugins import load_entry_points
 from odesr.resize import output_size
 from odesr.tiling import Sink, bicubic_window, run_tiled
 
@@ -97,23 +97,14 @@ def load_plugins() -> None:
     """Register every model declared in the ``odesr.models`` entry-point group of the installed
     packages (names already registered are kept). A plugin that fails to import is skipped with
     a warning naming it, so one broken package does not disable the others."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in MODELS:
-            continue
-        if _importing(ep.module):  # it is importing odesr.models: found on the next lookup
-            continue
-        try:
-            ctor = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
-            message = f"odesr: model plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
-            warnings.warn(message, stacklevel=2)
-            continue
+    for ep, ctor in load_entry_points(ENTRY_POINT_GROUP, MODELS, "model", skip=_importing):
         MODELS.setdefault(ep.name, ctor)
 
 
-def _importing(module: str) -> bool:
-    """Whether ``module`` is being imported right now (it imported this module first)."""
-    spec = getattr(sys.modules.get(module), "__spec__", None)
+def _importing(ep: EntryPoint) -> bool:
+    """Whether the plugin's module is being imported right now (it imported this module first:
+    its models are found on the next lookup)."""
+    spec = getattr(sys.modules.get(ep.module), "__spec__", None)
     return bool(getattr(spec, "_initializing", False))
 
 
