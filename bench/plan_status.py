@@ -7,8 +7,8 @@ and what is left costs.
   :class:`bench.results.SharedRows`); else **to evaluate**.
 * A checkpoint is **to train** when neither its ``final.pt`` nor published weights exist
   (:func:`bench.checkpoints.trained_checkpoint`; a ``last.pt`` is resumed from its step).
-* Hours: one thread, the estimates of :mod:`bench.plan` (:func:`bench.plan.cost_model`,
-  :func:`bench.plan.price_training`, :func:`bench.plan.price_evaluation`) of what is left only;
+* Hours: one thread, the estimates of :mod:`bench.plan` (:func:`bench.calibrate.cost_model`,
+  :func:`bench.price.price_training`, :func:`bench.price.price_evaluation`) of what is left only;
   copying costs nothing. Image sizes come from the data, else from ``bench/image_sizes.tsv``.
 """
 
@@ -20,9 +20,11 @@ from pathlib import Path
 
 import torch
 
+from bench.calibrate import cost_model
 from bench.checkpoints import checkpoint_dir, trained_checkpoint
+from bench.cost_model import dataset_images
 from bench.experiment import Experiment, ModelPlan, Unit, dataset_label, solver_label
-from bench.plan import cost_model, dataset_images, price_evaluation, price_training
+from bench.price import price_evaluation, price_training
 from bench.results import ResultsFile, SharedRows
 from bench.runner import fixed_checkpoint, results_path, share_probe
 from odesr.checkpoints import load

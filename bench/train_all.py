@@ -30,11 +30,11 @@ def _plans(
     experiments: list[str], profile: str, models: str | None = None, seeds: str | None = None
 ) -> list:
     """The distinct checkpoints the experiments need (every seed of their sweeps), longest
-    training first (estimated FLOPs, :func:`bench.plan.train_flops`), so a pool of workers
+    training first (estimated FLOPs, :func:`bench.cost_model.train_flops`), so a pool of workers
     ends together. ``models`` ("a,b,c"): only these model ids, in this order (seeds in order
     within one); ``seeds`` ("0,1"): only these training seeds. ValueError names an id or a seed
     the experiments do not train."""
-    from bench.plan import train_flops
+    from bench.cost_model import train_flops
 
     seen: dict[str, object] = {}
     for name in experiments:

@@ -26,9 +26,9 @@ from odesr.objectives import TrainStep, compute_loss
 
 def step_flops(model: torch.nn.Module, cfg: dict) -> float:
     """Training FLOPs of one step: 3 x 2 x conv multiply-adds of a forward pass on the batch's
-    patches x the mean NFE per sample (:func:`bench.plan.train_nfe_per_step`)."""
+    patches x the mean NFE per sample (:func:`bench.cost_model.train_nfe_per_step`)."""
+    from bench.cost_model import train_nfe_per_step
     from bench.inference_speed import conv_macs
-    from bench.plan import train_nfe_per_step
 
     size = int(cfg["patch_size"])
     macs = conv_macs(model, size, size) * int(cfg["batch_size"])

@@ -62,8 +62,9 @@ def test_backbone_of_the_built_in_models() -> None:
 
 def test_toy_backbone_trains_evaluates_and_is_planned(toy, tmp_path: Path) -> None:
     import odesr
+    from bench.cost_model import Costs
     from bench.experiment import load_experiment
-    from bench.plan import Costs, format_plan, plan_experiment
+    from bench.plan import format_plan, plan_experiment
     from odesr.train import load_config, train
     from tests.test_train import _data_root
 

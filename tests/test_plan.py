@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cost_model import Costs, flops_per_pixel, nfe_per_image
 from bench.experiment import load_experiment
-from bench.plan import Costs, flops_per_pixel, format_plan, nfe_per_image, plan_experiment
+from bench.plan import format_plan, plan_experiment
 
 
 def _plan(exp_id: str, model: str, profile: str):
@@ -26,11 +27,11 @@ def test_flops_per_pixel_match_a_hand_count() -> None:
 
 
 def test_lr_size_models_fit_between_probes() -> None:
-    from bench import plan as P
+    from bench import cost_model
 
     meta = _plan("table1", "meta-rdn", "paper")
     fitted = flops_per_pixel(meta, 3.0)
-    direct = P._probe(meta.key, 3.0)  # an exact probe at x3 vs the x2/x4 fit
+    direct = cost_model._probe(meta.key, 3.0)  # an exact probe at x3 vs the x2/x4 fit
     assert fitted == pytest.approx(direct[0] / direct[1], rel=1e-6)
     assert flops_per_pixel(meta, 2.0) > flops_per_pixel(meta, 4.0)  # LR convs spread thinner
 
@@ -101,7 +102,7 @@ def _calibration() -> dict:
 
 
 def test_parse_command_uses_odesr_parser() -> None:
-    from bench.plan import parse_command
+    from bench.price import parse_command
 
     args = parse_command(["odesr", "train", "smoke/vdsr-ode", "--max-steps", "7", "--no-progress"])
     assert (args.command, args.config, args.max_steps, args.no_progress) == (
@@ -122,21 +123,23 @@ def test_parse_command_uses_odesr_parser() -> None:
 
 
 def test_price_of_training_is_the_sum_of_its_parts(data_root: Path) -> None:
-    from bench.plan import _sizes, price_command, step_flops
+    from bench.cost_model import dataset_sizes, step_flops
+    from bench.price import price_command
     from odesr.train import load_config
 
     cal = _calibration()
     argv = ["odesr", "train", "smoke/vdsr-ode", "--max-steps", "30", "--set", "val.every=0"]
     est = price_command(argv, cal, str(data_root))
     cfg = load_config("smoke/vdsr-ode", ["val.every=0", "max_steps=30"])
-    mpx = sum(h * w for h, w in _sizes("T91", str(data_root))) / 1e6
+    mpx = sum(h * w for h, w in dataset_sizes("T91", str(data_root))) / 1e6
     per_step = 0.05 + 0.04 * step_flops(cfg) / 1e9
     assert est.seconds == pytest.approx(3.0 + 0.1 * mpx + 2.0 + 30 * per_step)
     assert [label.split(" ")[0] for label, _ in est.parts] == ["start-up", "decode", "model,", "30"]
 
 
 def test_price_of_evaluation_is_the_sum_of_its_parts(data_root: Path) -> None:
-    from bench.plan import _sizes, price_command, spec_flops_per_pixel
+    from bench.cost_model import dataset_sizes, spec_flops_per_pixel
+    from bench.price import price_command
     from odesr.checkpoints import load
     from odesr.degrade import protocol_case
 
@@ -145,7 +148,7 @@ def test_price_of_evaluation_is_the_sum_of_its_parts(data_root: Path) -> None:
     argv = ["odesr", "eval", "--checkpoint", ckpt, "--dataset", "Set5", "--limit", "2"]
     argv += ["--scales", "2,4", "--solver", "euler", "--steps", "3"]
     est = price_command(argv, cal, str(data_root))
-    sizes = _sizes("Set5", str(data_root))[:2]
+    sizes = dataset_sizes("Set5", str(data_root))[:2]
     spec = load(ckpt).spec
     want = 3.0 + 0.2 * sum(h * w for h, w in sizes) / 1e6
     for scale in (2.0, 4.0):
@@ -174,29 +177,30 @@ def test_calibration_file_per_device_kind(tmp_path: Path, monkeypatch, data_root
     when there is one and says so, else the FLOP model and how to calibrate."""
     import torch
 
+    from bench import calibrate as C
     from bench import plan as P
 
-    monkeypatch.setattr(P, "CALIBRATION_DIR", tmp_path / "bench" / "calibration")
-    kind = P.device_kind()
-    assert kind.endswith(f"-torch{P._slug(str(torch.__version__))}")
+    monkeypatch.setattr(C, "CALIBRATION_DIR", tmp_path / "bench" / "calibration")
+    kind = C.device_kind()
+    assert kind.endswith(f"-torch{C._slug(str(torch.__version__))}")
     assert kind == kind.lower() and " " not in kind and "/" not in kind
     exp = load_experiment("ci-smoke")
-    assert P.load_calibration() is None
+    assert C.load_calibration() is None
     text = P.format_plan(exp, "smoke", Costs.load(), str(data_root))
     assert "--calibrate" in text and "FLOP model" in text.splitlines()[-1]
-    path = P.save_calibration({**_calibration(), "kind": kind, "measured": "now", "loadavg": [2]})
-    assert path == P.CALIBRATION_DIR / f"{kind}.json"
-    assert P.load_calibration()["train"]["run_s"] == 2.0
+    path = C.save_calibration({**_calibration(), "kind": kind, "measured": "now", "loadavg": [2]})
+    assert path == C.CALIBRATION_DIR / f"{kind}.json"
+    assert C.load_calibration()["train"]["run_s"] == 2.0
     text = P.format_plan(exp, "smoke", Costs.load(), str(data_root))
     assert "calibrated" in text.splitlines()[-1] and f"{kind}.json" in text
 
 
 def test_fit_line_keeps_costs_non_negative() -> None:
-    from bench.plan import _fit_line
+    from bench.calibrate import fit_line
 
-    assert _fit_line([(2.0, 0.3), (8.0, 0.9)]) == pytest.approx((0.1, 0.1))
-    assert _fit_line([(2.0, 0.1), (8.0, 0.9)]) == pytest.approx((0.0, 7.4 / 68))  # through 0
-    assert _fit_line([(2.0, 0.5), (8.0, 0.4)]) == pytest.approx((0.45, 0.0))  # flat
+    assert fit_line([(2.0, 0.3), (8.0, 0.9)]) == pytest.approx((0.1, 0.1))
+    assert fit_line([(2.0, 0.1), (8.0, 0.9)]) == pytest.approx((0.0, 7.4 / 68))  # through 0
+    assert fit_line([(2.0, 0.5), (8.0, 0.4)]) == pytest.approx((0.45, 0.0))  # flat
 
 
 def test_checkpoints_record_training_speed(tmp_path: Path, data_root: Path) -> None:
@@ -229,13 +233,13 @@ def test_checkpoints_record_training_speed(tmp_path: Path, data_root: Path) -> N
 
 
 def test_core_share_is_a_fraction_of_a_core() -> None:
-    from bench.plan import core_share
+    from bench.calibrate import core_share
 
     assert 0.0 < core_share(0.2) <= 1.0
 
 
 def test_price_of_seeds_trained_together(data_root: Path) -> None:
-    from bench.plan import price_command
+    from bench.price import price_command
 
     argv = ["odesr", "train", "smoke/vdsr-ode", "--max-steps", "30", "--set", "val.every=0"]
     one = price_command(argv, _calibration(), str(data_root))
@@ -248,7 +252,7 @@ def test_calibrated_plan_of_table1_prices_every_model(data_root: Path, profile: 
     """The calibrated plan prices one-scale networks' validation at their own scale (rdn-fixed-x2
     is never asked for x3) and a training set that is not here (DIV2K for the paper profile)
     without failing."""
-    from bench.plan import price_training
+    from bench.price import price_training
 
     exp = load_experiment("table1")
     cal = _calibration()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.cost_model import Costs
 from bench.experiment import load_experiment
-from bench.plan import Costs, format_plan
+from bench.plan import format_plan
 
 
 def test_shipped_image_sizes_are_the_data(data_root: Path) -> None:
