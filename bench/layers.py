@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bench.summary",
         "bench.captions",
         "bench.claims",
+        "bench.ladder_fit",
         "bench.scaling",
         "bench.report_figures",
         "bench.report",

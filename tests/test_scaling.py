@@ -13,13 +13,12 @@ import pandas as pd
 import pytest
 
 from bench.experiment import ExperimentError, ladder_base, load_experiment
+from bench.ladder_fit import crossed, fit_ladder
 from bench.scaling import (
     CONSISTENT,
     FIT_COLUMNS,
     UNDECIDED,
     UNREACHABLE,
-    crossed,
-    fit_ladder,
     ladder_table,
 )
 
