@@ -44,6 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "bench.paper",
         "bench.stats",
         "bench.figures",
+        "bench.trajectory_figures",
         "bench.summary",
         "bench.captions",
         "bench.claims",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import figures
+from bench import trajectory_figures
 from bench.tables import md_table
 from odesr.checkpoints import load_model
 from odesr.data import DataError, list_images, load_image
@@ -109,8 +109,9 @@ def render(summary: pd.DataFrame, header: str) -> str:
 
 
 def plot(summary: pd.DataFrame, out: Path, label: str, dataset: str, n_images: int) -> None:
-    """``OUT.png``: every grid's states against I(t_i) and HR (:func:`figures.path_following`)."""
-    figures.path_following(
+    """``OUT.png``: every grid's states against I(t_i) and HR
+    (:func:`bench.trajectory_figures.path_following`)."""
+    trajectory_figures.path_following(
         summary,
         out.with_suffix(".png"),
         f"{label}: solver states on each grid vs I(t) [{dataset}, {n_images} images]",

@@ -243,7 +243,7 @@ def _trajectory_figure(
     device,
     results_dir: str | os.PathLike | None = None,
 ) -> str:
-    from bench import figures
+    from bench import trajectory_figures
     from bench.checkpoints import checkpoint_dir, trained_checkpoint
     from odesr.checkpoints import load_model
     from odesr.data import DataError, list_images, load_image
@@ -267,7 +267,7 @@ def _trajectory_figure(
         raise FigureSkipped(f"{f['model']} is not an ODE model")
     scale = float(f.get("scale", 4.0))
     solver = plan.solver or {}  # the checkpoint's own settings unless the experiment says
-    data = figures.trajectory_data(model, load_image(file).rgb.to(dev), scale, solver)
+    data = trajectory_figures.trajectory_data(model, load_image(file).rgb.to(dev), scale, solver)
     budget = training_budget(plan.train_cfg)
     where = f"{f.get('dataset', 'Set5')}/{file.stem} at ×{scale:g}"
     if f["kind"] == "dynamics":
@@ -276,7 +276,9 @@ def _trajectory_figure(
             f"sharpest and the flattest {data.sharp[2]}px patch of {where} "
             f"(solver {data.solver}). Profile {profile}. Training: {budget}."
         )
-        figures.dynamics(data, path, f"{f['model']}: |f| along the trajectory [{profile}]", cap)
+        trajectory_figures.dynamics(
+            data, path, f"{f['model']}: |f| along the trajectory [{profile}]", cap
+        )
     else:
         cap = (
             f"Figure 1 analogue: the solver's states of {f['model']} at its grid times t_i on "
@@ -286,7 +288,7 @@ def _trajectory_figure(
             "to t_i), which the solve need not follow "
             f"(path-following.md). Profile {profile}. Training: {budget}."
         )
-        figures.strip(
+        trajectory_figures.strip(
             data,
             path,
             f"{f['model']}: solver states from t={scale:g} to 1 [{profile}]",

@@ -8,13 +8,17 @@ import math
 import pandas as pd
 import pytest
 
-from bench import figures
+from bench import figures, trajectory_figures
 
 
 @pytest.fixture
 def saved(monkeypatch):
     figs = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path, caption=None: figs.append(fig))
+    def keep(fig, path, caption=None):
+        figs.append(fig)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    monkeypatch.setattr(trajectory_figures, "save_figure", keep)
     return figs
 
 
@@ -98,7 +102,7 @@ def test_path_following_draws_states_as_markers_only(saved) -> None:
         for g, ts in (("one-step", (2.0, 1.0)), ("h0.5", (2.0, 1.5, 1.0)))
         for t in ts
     ]
-    figures.path_following(pd.DataFrame(rows), "unused.png", "t")
+    trajectory_figures.path_following(pd.DataFrame(rows), "unused.png", "t")
     (fig,) = saved
     for ax in fig.axes:
         for line in ax.get_lines():
@@ -109,7 +113,7 @@ def test_path_following_draws_states_as_markers_only(saved) -> None:
 def test_strip_labels_solver_states_not_the_path(saved) -> None:
     import numpy as np
 
-    data = figures.TrajectoryData(
+    data = trajectory_figures.TrajectoryData(
         times=np.array([2.0, 1.5, 1.0]),
         frames=np.zeros((3, 16, 16, 3)),
         hr=np.zeros((16, 16, 3)),
@@ -119,7 +123,7 @@ def test_strip_labels_solver_states_not_the_path(saved) -> None:
         flat=(8, 8, 8),
         solver="rk4 n=2",
     )
-    figures.strip(data, "unused.png", "t", frames=3, crop=16)
+    trajectory_figures.strip(data, "unused.png", "t", frames=3, crop=16)
     (fig,) = saved
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == [f"solver state at t={t}" for t in ("2.00", "1.50", "1.00")]
