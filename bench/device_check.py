@@ -3,7 +3,8 @@
     python -m bench.device_check --data-root DATA --out DIR [--workers 12]
 
 1. Cross-device evaluation: the published cpu-profile weights of seed 0 (vdsr+t, vdsr-ODE,
-   RDN+t, RDN-ODE, Meta-RDN; ``results/cpu/weights``) on B100's first 10 images at x2, x3, x4,
+   RDN+t, RDN-ODE with the paper's unweighted loss, Meta-SR's Meta-RDN;
+   ``results/cpu/weights``) on B100's first 10 images at x2, x3, x4,
    x6 on the GPU, in float32 (the evaluation default) and in TF32, each paired per image with
    the CPU rows committed in ``results/cpu/claims-psnr.csv``.
 2. Paper-profile training: a few steps of ``paper/<model>`` on CUDA, batches made in the main
@@ -27,7 +28,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS_ROWS = REPO / "results/cpu/claims-psnr.csv"
-MODELS = ("vdsr+t", "vdsr-ode", "rdn+t", "rdn-ode", "meta-rdn")  # seed 0 of each, as committed
+# seed 0 of each, as committed at x2/x3/x4/x6 on B100's first 10 (claims.yaml's main sweep)
+MODELS = (
+    "vdsr+t-unweighted",
+    "vdsr-ode-unweighted",
+    "rdn+t",
+    "rdn-ode-unweighted",
+    "meta-rdn-noskip",
+)
 SCALES = (2.0, 3.0, 4.0, 6.0)
 # (model, steps with workers 0, steps with workers N)
 TRAIN_RUNS = (

@@ -130,13 +130,9 @@ def test_claims_are_checked_when_loaded() -> None:
 # ----------------------------------------------------------------------------- seeds
 
 
-TABLE1_TWIN = {  # claims id -> the table1 id trained with the same config
-    "vdsr+t": "vdsr+t-unweighted",
-    "vdsr-ode": "vdsr-ode-unweighted",
-    "rdn-ode": "rdn-ode-unweighted",
-    "rdn-ode+": "rdn-ode-unweighted",
-    "meta-rdn": "meta-rdn-noskip",
-}
+TABLE1_TWIN = {"rdn-ode+": "rdn-ode-unweighted"}  # claims id -> table1 id, where they differ
+CHOSEN = ("vdsr+t", "vdsr-ode", "rdn+t", "rdn-ode")  # the headline sweeps: the chosen recipe
+UNWEIGHTED = ("vdsr+t-unweighted", "vdsr-ode-unweighted", "rdn-ode-unweighted", "meta-rdn-noskip")
 
 
 def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
@@ -145,41 +141,46 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
         t1 = {p.id: p.key for p in table1.all_plans(profile)}
         plans = claims.all_plans(profile)
         seed0 = {p.id: p.key for p in plans if p.seed in (0, None)}
-        for model in (
-            "vdsr+t",
-            "vdsr-ode",
-            "rdn+t",
-            "meta-rdn",
-            "rdn-ode",
-            "rdn-ode+",
-            "vdsr-fixed",
-        ):
-            # the claims keep the paper's loss and Meta-SR's Meta-RDN: table1's -unweighted and
-            # -noskip ids, which differ where the profile changes the recipe (cpu) and are the
-            # same keys elsewhere
+        for model in (*CHOSEN, *UNWEIGHTED, "rdn-ode+", "vdsr-fixed"):
+            # a claims id is table1's id with table1's config: the chosen recipe keeps the
+            # plain ids, the paper's loss and Meta-SR's Meta-RDN the -unweighted / -noskip ids
+            # (the same keys where the profile does not change the recipe: smoke, paper)
             twin = t1[TABLE1_TWIN.get(model, model)]
             assert seed0[model] == twin, (profile, model)
-        seeds = {p.seed for p in plans if p.id == "vdsr-ode"}
+        for model in CHOSEN:  # the headline sweeps: 5 seeds
+            seeds = {p.seed for p in plans if p.id == model}
+            assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2, 3, 4}), model
+        seeds = {p.seed for p in plans if p.id == "vdsr-ode-unweighted"}
         assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2, 3, 4})  # seeds5: 0-4
-        seeds = {p.seed for p in plans if p.id == "rdn-ode"}
+        seeds = {p.seed for p in plans if p.id == "rdn-ode-unweighted"}
         assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2})
         keys = [p.key for p in plans if p.id == "vdsr-ode"]
         assert len(set(keys)) == len(keys)
+    cpu_keys = {p.id: p.key for p in claims.all_plans("cpu") if p.seed == 0}
+    paper_loss = ("vdsr+t-unweighted", "vdsr-ode-unweighted", "rdn+t", "rdn-ode-unweighted")
+    for chosen, unweighted in zip(CHOSEN, paper_loss, strict=True):
+        # at cpu the chosen recipe weights the scales: other weights than the paper's loss
+        assert (cpu_keys[chosen] == cpu_keys[unweighted]) == (chosen == "rdn+t"), chosen
     units = claims.units("cpu")
     # ... and the same evaluation solvers, so table1's rows are shared, not evaluated again
     t1_units = {(u.model.key, u.key[3]) for u in table1.units("cpu")}
-    for model in ("vdsr-ode", "rdn-ode", "rdn-ode+", "vdsr+t", "meta-rdn"):
+    for model in (*CHOSEN, *UNWEIGHTED, "rdn-ode+"):
         unit = next(u for u in units if u.model.id == model and u.model.seed == 0)
         assert (unit.model.key, unit.key[3]) in t1_units, model
+    headline = [u for u in units if u.sweep == "headline" and u.model.id == "vdsr-ode"]
+    assert {u.dataset for u in headline} == {"B100"} and {u.scale for u in headline} == {2, 3, 4}
+    assert {u.subset for u in headline} == {"all"}, "the headline rows use every B100 image"
     assert {u.model.seed for u in units if u.model.id == "bicubic"} == {None}
     bic = [u for u in units if u.model.id == "bicubic"]
     # once per sweep and scale, not once per seed: main's 9 claim scales, seeds5's 6 B100 and
-    # 3 Set5 scales (Table 2's bicubic row), small's x1.1/x1.2/x1.5
-    assert len(bic) == len({u.key for u in bic}) == 9 + 9 + 3
+    # 3 Set5 scales (Table 2's bicubic row), small's x1.1/x1.2/x1.5, headline's x2/x3/x4 on all
+    # 100 images, headline-small's x1.1/x1.2/x1.5 on 20
+    assert len(bic) == len({u.key for u in bic}) == 9 + 9 + 3 + 3 + 3
     cpu = {p.id: p.train_cfg for p in claims.all_plans("cpu") if p.seed == 0}
-    assert cpu["vdsr+t-compute"]["max_steps"] == 4 * cpu["vdsr-ode"]["max_steps"] == 16000
-    assert cpu["rdn+t-compute"]["max_steps"] == 4 * cpu["rdn-ode"]["max_steps"] == 8000
-    assert cpu["vdsr+t-repeat4"]["max_steps"] == cpu["vdsr-ode"]["max_steps"]
+    ode_steps = cpu["vdsr-ode-unweighted"]["max_steps"]
+    assert cpu["vdsr+t-compute"]["max_steps"] == 4 * ode_steps == 16000
+    assert cpu["rdn+t-compute"]["max_steps"] == 4 * cpu["rdn-ode-unweighted"]["max_steps"] == 8000
+    assert cpu["vdsr+t-repeat4"]["max_steps"] == cpu["vdsr-ode-unweighted"]["max_steps"]
     assert cpu["vdsr-ode-euler4"]["train_solver"]["steps"] == 4
     # solver-ablation's solver models are claims.yaml's (same checkpoints); its RK4 model is
     # table1's vdsr-ode at cpu and paper
@@ -189,7 +190,7 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
         assert ablation["vdsr-ode-euler1"] == mine["vdsr-ode-euler1"]
         assert ablation["vdsr-ode-euler4"] == mine["vdsr-ode-euler4"]
         if profile != "smoke":
-            assert ablation["vdsr-ode-rk4"] == mine["vdsr-ode"]
+            assert ablation["vdsr-ode-rk4"] == mine["vdsr-ode-unweighted"]
     # no `seeds`: an experiment plans exactly what it planned before (the configs' own seed)
     assert {u.model.seed for u in table1.units("cpu") if u.model.trained} == {0}
 

@@ -14,6 +14,7 @@ from bench import figures, trajectory_figures
 @pytest.fixture
 def saved(monkeypatch):
     figs = []
+
     def keep(fig, path, caption=None):
         figs.append(fig)
 

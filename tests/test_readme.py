@@ -235,6 +235,8 @@ def test_readme_claims_table_is_results_cpu_claims_csv():
         paper = float(want["paper_delta"]) if want["paper_delta"] else None
         assert _num(row["paper"]) == (pytest.approx(paper) if paper is not None else None), where
         assert int(row["seeds"]) == int(want["n_seeds"]), where
+        if "images" in row:
+            assert int(row["images"]) == int(want["n_images"]), where
         assert row["verdict"] == want["verdict"], where
         assert row["after Holm"] == want["verdict_holm"], where
         if "p" in row:
