@@ -16,14 +16,14 @@ def _subset_text(summary: pd.DataFrame, models: list[str]) -> str:
     parts = []
     for dataset, df in summary.groupby("dataset", sort=True):
         groups: dict[str, list[str]] = {}
-        for model in models:
+        for model in dict.fromkeys(models):  # each model once, in order
             sub = df[df["model"] == model]
-            if sub.empty:
-                continue
-            n = int(sub["n"].max())
-            subset = sub["subset"].iloc[0] or "?"
-            what = f"all {n} images" if subset == "all" else f"{subset} images ({n})"
-            groups.setdefault(what, []).append(model)
+            for subset, rows in sub.groupby(sub["subset"].fillna(""), sort=False):
+                # a model evaluated on several subsets (sweeps) is named under each
+                n = int(rows["n"].max())
+                subset = subset or "?"
+                what = f"all {n} images" if subset == "all" else f"{subset} images ({n})"
+                groups.setdefault(what, []).append(model)
         if groups:
             if len(groups) == 1:
                 parts.append(f"{dataset}, {next(iter(groups))}")

@@ -431,3 +431,22 @@ def test_claims_md_names_where_the_weights_were_trained(tmp_path: Path) -> None:
         "not recorded (trained before it was): c seed 0. "
         "not published (no record here): d seed 0.\n"
     )
+
+
+def test_caption_names_each_subset_of_a_model_evaluated_on_several() -> None:
+    """A model in two sweeps with different image subsets is named under each, with that
+    subset's image count (not the first subset's name with the largest count)."""
+    from bench.report import caption
+
+    exp = load_experiment("claims")
+    row = dict(dataset="B100", device="cpu:x86_64x1", seeds=5)
+    summary = pd.DataFrame(
+        [
+            dict(row, model="rdn+t", n=100, subset="all"),
+            dict(row, model="rdn+t", n=10, subset="first 10"),
+            dict(row, model="rdn-ode", n=100, subset="all"),
+        ]
+    )
+    text = caption(exp, "cpu", "What", summary, ["rdn+t", "rdn-ode"])
+    assert "rdn+t, rdn-ode: all 100 images; rdn+t: first 10 images (10)" in text
+    assert "first 10 images (100)" not in text
