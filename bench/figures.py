@@ -259,8 +259,9 @@ def differences_vs_scale(
         ax.scatter(paper["scale"], paper["paper"], marker="*", s=90, color="tab:red", zorder=4)
         ax.set_title(comparison, fontsize=8.5)
         ax.set_xlabel("scale", fontsize=8)
-        ax.set_xticks(sorted(sub["scale"].unique()))
-        ax.set_xticklabels([f"{s:g}" for s in sorted(sub["scale"].unique())], fontsize=6.5)
+        scales = sorted(sub["scale"].unique())
+        ax.set_xticks(scales)
+        ax.set_xticklabels(_spaced_labels(scales), fontsize=6.5)
         ax.tick_params(axis="y", labelsize=7)
     axes[0][0].set_ylabel("PSNR difference (dB, Y)", fontsize=8)
     handles = [
@@ -277,6 +278,20 @@ def differences_vs_scale(
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
     save_figure(fig, path, caption)
+
+
+def _spaced_labels(values: list[float], min_gap: float = 0.06) -> list[str]:
+    """Tick labels for sorted ``values``, blank where a value is closer than ``min_gap`` of the
+    span to the last labelled one (x1.1 next to x1.2, x1.5 next to x1.55), so none overlap."""
+    span = (values[-1] - values[0]) or 1.0
+    labels, last = [], None
+    for v in values:
+        if last is None or (v - last) / span >= min_gap:
+            labels.append(f"{v:g}")
+            last = v
+        else:
+            labels.append("")
+    return labels
 
 
 def _log_ticks(ax: plt.Axes, values) -> None:

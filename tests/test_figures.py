@@ -129,3 +129,10 @@ def test_strip_labels_solver_states_not_the_path(saved) -> None:
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == [f"solver state at t={t}" for t in ("2.00", "1.50", "1.00")]
     assert not any(t.startswith("I(") for t in titles)
+
+
+def test_close_scales_do_not_get_overlapping_tick_labels() -> None:
+    from bench.figures import _spaced_labels
+
+    labels = _spaced_labels([1.1, 1.2, 1.5, 1.55, 2, 3, 4, 6])
+    assert labels == ["1.1", "", "1.5", "", "2", "3", "4", "6"]
