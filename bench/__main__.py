@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
-        epilog=_tools_epilog(),
+        # read only for the top-level help: every other command skips parsing the tools' sources
+        epilog=_tools_epilog() if argv[:1] in (["-h"], ["--help"]) else None,
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
