@@ -27,6 +27,7 @@ from pathlib import Path
 from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
 from bench.layers import LAYERS
+from bench.profile import ProfileError, add_profile_arguments, profile_from_args
 from odesr.cli import HelpFormatter
 
 
@@ -60,12 +61,8 @@ def _tools_epilog() -> str:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="name under bench/experiments (table1, ...) or a YAML path")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    add_profile_arguments(p)
     p.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")
-    p.add_argument("--results", default="results", help="results folder (default results/)")
-    p.add_argument(
-        "--checkpoints", default="checkpoints", help="checkpoint folder (default checkpoints/)"
-    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
 
 
@@ -145,10 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for p in sorted(EXPERIMENT_DIR.glob("*.yaml")):
                 print(p.stem)
             return 0
+        profile = profile_from_args(args)
         if args.cmd == "prune":
             from bench.runner import prune_results
 
-            return prune_results(args.experiment, args.profile, args.results, args.dry_run)
+            return prune_results(args.experiment, profile, args.dry_run)
         if args.cmd == "run":
             from bench.runner import run_experiment
 
@@ -156,25 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.executor != "here":
                 if args.no_train:
                     parser.error("--no-train works with --executor here only")
-                opts = executors.options_from_args(args)
+                opts = executors.options_from_args(args, profile)
                 kwargs = dict(
-                    data_root=args.data_root,
-                    device=args.device,
-                    results_dir=args.results,
-                    checkpoints_dir=args.checkpoints,
-                    batch_size=args.batch_size,
+                    data_root=args.data_root, device=args.device, batch_size=args.batch_size
                 )
                 failed = executors.submit_experiment(
-                    args.experiment, args.profile, models, opts, **kwargs
+                    args.experiment, profile, models, opts, **kwargs
                 )
                 return 1 if failed else 0
             summary = run_experiment(
                 args.experiment,
-                args.profile,
+                profile,
                 data_root=args.data_root,
                 device=args.device,
-                results_dir=args.results,
-                checkpoints_dir=args.checkpoints,
                 models=models,
                 progress=not args.no_progress,
                 batch_size=args.batch_size,
@@ -190,9 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         written = write_report(
             args.experiment,
-            args.profile,
-            results_dir=args.results,
-            checkpoints_dir=args.checkpoints,
+            profile,
             data_root=args.data_root,
             device=args.device,
             paper_tables=args.paper_tables,
@@ -200,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in written:
             print(path)
         return 0
-    except ExperimentError as exc:
+    except (ExperimentError, ProfileError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

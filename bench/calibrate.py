@@ -24,6 +24,7 @@ from bench.cost_model import (
     step_flops,
 )
 from bench.experiment import load_experiment
+from bench.profile import Profile
 
 __all__ = [
     "CALIBRATION_DIR",
@@ -396,7 +397,7 @@ def measure_cpu(threads: int | None = None) -> dict:
     )
 
 
-def throughput_from_results(csv: str | Path, experiment: str, profile: str, data_root) -> dict:
+def throughput_from_results(csv: str | Path, experiment: str, profile: Profile, data_root) -> dict:
     """Effective GFLOP/s per backbone of recorded evaluation rows (sum FLOPs / sum seconds)."""
     import pandas as pd
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.experiment import Experiment, training_budget
+from bench.experiment import Experiment, solver_label
+from bench.profile import Profile
 from bench.summary import bicubic_rows, distinct
+from odesr.models import is_ode
 
-__all__ = ["caption", "images_text", "like_with_like_text"]
+__all__ = ["caption", "images_text", "like_with_like_text", "training_budget"]
 
 
 def _subset_text(summary: pd.DataFrame, models: list[str]) -> str:
@@ -33,7 +35,7 @@ def _subset_text(summary: pd.DataFrame, models: list[str]) -> str:
     return "; ".join(parts)
 
 
-def _budget_text(exp: Experiment, profile: str, models: list[str]) -> str:
+def _budget_text(exp: Experiment, profile: Profile, models: list[str]) -> str:
     seen: dict[str, list[str]] = {}
     for model in models:
         try:
@@ -47,7 +49,7 @@ def _budget_text(exp: Experiment, profile: str, models: list[str]) -> str:
 
 def caption(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     what: str,
     summary: pd.DataFrame,
     models: list[str],
@@ -65,7 +67,7 @@ def caption(
             else:  # say which model has how many: a partial run is not a 3-seed mean
                 over += " (" + ", ".join(f"{m}: {n}" for m, n in trained.items()) + ")"
     text = (
-        f"{what}. Profile {profile}. Data: {_subset_text(summary, models)}. "
+        f"{what}. Profile {profile.name}. Data: {_subset_text(summary, models)}. "
         f"PSNR on Y, mean over {over}. Training: {_budget_text(exp, profile, models)}."
     )
     used = summary[summary["model"].isin(models)]
@@ -76,7 +78,7 @@ def caption(
     if absent:
         text += (
             f" NOT EVALUATED YET: {', '.join(absent)} (no rows; python -m bench run "
-            f"{exp.name} --profile {profile} makes them)."
+            f"{exp.name} --profile {profile.name} makes them)."
         )
     missing = int(used["incomplete"].sum()) if "incomplete" in used else 0
     if missing:
@@ -128,3 +130,26 @@ def like_with_like_text(
             + ", so a model's ours - paper in PSNR is not shown"
         )
     return text
+
+
+def training_budget(cfg: dict | None) -> str:
+    """One line naming a training config's budget (for captions)."""
+    if cfg is None:
+        return "no training"
+    solver = ""
+    if is_ode(str(cfg["model"]["name"])):
+        ts = cfg.get("train_solver") or {}
+        solver = f", {cfg.get('objective', 'endpoint')} objective"
+        if cfg.get("objective", "endpoint") == "endpoint":
+            solver += f" ({solver_label(ts)})"
+    scales = cfg.get("scales") or []
+    srange = f"{min(scales):g}-{max(scales):g}" if scales else "?"
+    if scales and min(scales) == max(scales):
+        srange = f"{scales[0]:g}"
+    weight = cfg.get("scale_weight") or "none"
+    weighting = f", loss weighted by scale ({weight})" if weight != "none" else ""
+    return (
+        f"{int(cfg['max_steps'])} steps x batch {int(cfg['batch_size'])} of "
+        f"{int(cfg['patch_size'])}px patches on {'+'.join(map(str, cfg['data']))}, "
+        f"scales {srange}, preset {cfg['model'].get('preset', '?')}{solver}{weighting}"
+    )

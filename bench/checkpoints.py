@@ -1,12 +1,14 @@
-"""Checkpoints keyed by their training config: ``<root>/<profile>/<model>-<hash>/final.pt``.
+"""Checkpoints keyed by their training config: ``<checkpoints>/<profile>/<model>-<hash>/final.pt``
+(:meth:`bench.profile.Profile.checkpoint_dir`).
 
 A missing checkpoint is trained with :func:`odesr.train.train` (resuming from ``last.pt`` when an
 earlier run was killed). Training holds a lock (:mod:`filelock`) on ``<dir>.lock`` so two sweeps
 needing the same model train it once: the second waits and then finds ``final.pt``.
 
-Weights published with the results (``<results>/<profile>/weights/<key>.pt``, :mod:`bench.publish`)
-stand in for a missing ``final.pt``, so a fresh clone evaluates the committed weights instead of
-training them again.
+Weights published with the results (``<results>/<profile>/weights/<key>.pt``,
+:meth:`~bench.profile.Profile.published_weights`, :mod:`bench.publish`) stand in for a missing
+``final.pt`` where the caller asks (``published=True``), so a fresh clone evaluates the committed
+weights instead of training them again.
 """
 
 from __future__ import annotations
@@ -22,24 +24,15 @@ import torch
 from filelock import FileLock
 
 from bench.experiment import ModelPlan
+from bench.profile import Profile
 
 __all__ = [
-    "checkpoint_dir",
-    "published_path",
+    "trained_checkpoint",
     "ensure_checkpoint",
     "deterministic",
     "torchrun_command",
     "env_for_torchrun",
 ]
-
-
-def checkpoint_dir(root: str | os.PathLike, profile: str, plan: ModelPlan) -> Path:
-    return Path(root) / profile / plan.key
-
-
-def published_path(results: str | os.PathLike, profile: str, plan: ModelPlan) -> Path:
-    """Where :mod:`bench.publish` puts the weights-only copy of ``plan``'s ``final.pt``."""
-    return Path(results) / profile / "weights" / f"{plan.key}.pt"
 
 
 @contextlib.contextmanager
@@ -65,46 +58,41 @@ def _dir_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def trained_checkpoint(
-    plan: ModelPlan,
-    root: str | os.PathLike,
-    profile: str,
-    results: str | os.PathLike | None = None,
-) -> Path | None:
-    """The weights of ``plan`` that exist now, without training: ``final.pt``, else the copy
-    published under ``results``; None when neither exists (or the model needs no training)."""
+def trained_checkpoint(plan: ModelPlan, profile: Profile, published: bool = False) -> Path | None:
+    """The weights of ``plan`` that exist now, without training: ``final.pt``, else (with
+    ``published``) the copy published with the profile's results; None when neither exists (or
+    the model needs no training)."""
     if plan.train_cfg is None:
         return None
-    final = checkpoint_dir(root, profile, plan) / "final.pt"
+    final = profile.checkpoint_dir(plan.key) / "final.pt"
     if final.exists():
         return final
-    published = published_path(results, profile, plan) if results is not None else None
-    return published if published is not None and published.exists() else None
+    copy = profile.published_weights(plan.key) if published else None
+    return copy if copy is not None and copy.exists() else None
 
 
 def ensure_checkpoint(
     plan: ModelPlan,
-    root: str | os.PathLike,
-    profile: str,
+    profile: Profile,
     data_root: str | None = None,
     device: str = "cpu",
     progress: bool = True,
     log=print,
     nproc: int = 1,
-    results: str | os.PathLike | None = None,
+    published: bool = False,
     tf32: bool = False,
 ) -> Path | None:
     """``final.pt`` of ``plan`` (trained now if missing); None for models without training.
 
-    With ``results`` given, weights published there (:func:`published_path`) are returned when
+    With ``published``, the weights published with the profile's results are returned when
     there is no ``final.pt``. ``nproc > 1`` trains with ``torchrun`` (DDP, one process per GPU)
     in a subprocess. ``tf32``: GPU math in TF32 instead of float32 (:func:`odesr.train.train`)."""
     if plan.train_cfg is None:
         return None
-    existing = trained_checkpoint(plan, root, profile, results)
+    existing = trained_checkpoint(plan, profile, published)
     if existing is not None:
         return existing
-    out = checkpoint_dir(root, profile, plan)
+    out = profile.checkpoint_dir(plan.key)
     final = out / "final.pt"
     with _dir_lock(out):
         if final.exists():

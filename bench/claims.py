@@ -50,6 +50,7 @@ import pandas as pd
 from bench import stats
 from bench.experiment import CLAIM_KEYS, Experiment, ExperimentError, check_claims
 from bench.paper import lookup_paper
+from bench.profile import Profile
 from bench.tables import md_table
 from odesr.evaluate import parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
@@ -92,7 +93,7 @@ def _scales(text: object) -> list[float]:
     return [round(float(s), 6) for s in parse_scales(str(text))]
 
 
-def _claim_scales(exp: Experiment, profile: str, claim: dict) -> list[float]:
+def _claim_scales(exp: Experiment, profile: Profile, claim: dict) -> list[float]:
     """The claim's scales (default: all) that its sweep evaluates on its dataset."""
     name, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
     sweep = next((s for s in exp.sweeps(profile) if s["name"] == name), None)
@@ -148,7 +149,7 @@ def _claim_values(diffs: dict[tuple, float], claim: dict, scales: list[float]) -
 
 
 def _paper_deltas(
-    exp: Experiment, profile: str, claim: dict, scales: list[float], ref: pd.DataFrame
+    exp: Experiment, profile: Profile, claim: dict, scales: list[float], ref: pd.DataFrame
 ) -> list[tuple[float, float]]:
     """``(scale, paper's a - b)`` at the claim scales the paper reports for both methods."""
     table = claim.get("paper_table")
@@ -167,7 +168,7 @@ def _paper_deltas(
 
 
 def _paper_delta(
-    exp: Experiment, profile: str, claim: dict, scales: list[float], ref: pd.DataFrame
+    exp: Experiment, profile: Profile, claim: dict, scales: list[float], ref: pd.DataFrame
 ) -> tuple[float, list[float]]:
     """The paper's delta over the claim scales it reports for both methods, and those scales."""
     found = _paper_deltas(exp, profile, claim, scales, ref)
@@ -242,7 +243,7 @@ def _holm_verdicts(rows: list[dict], p_values: list[float]) -> None:
 
 def judge(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     rows: pd.DataFrame,
     ref: pd.DataFrame,
     n_boot: int = stats.DEFAULT_B,
@@ -251,7 +252,7 @@ def judge(
     (:class:`bench.stats.CrossedInterval`), ``dropped`` cells and notes."""
     out = []
     p_values = []
-    for claim in exp.for_profile(profile).get("claims") or []:
+    for claim in exp.for_profile(profile.name).get("claims") or []:
         diffs = _paired(rows, claim)
         # the scales with paired rows (a model evaluated at fewer, e.g. the x8 ensemble: those)
         scales = [s for s in _claim_scales(exp, profile, claim) if _claim_values(diffs, claim, [s])]
@@ -323,7 +324,7 @@ def gain_bands(
 
 def scale_differences(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     rows: pd.DataFrame,
     ref: pd.DataFrame,
     pairs: list[list[str]],
@@ -336,7 +337,7 @@ def scale_differences(
     dataset'), dataset, scale, estimate, low, high, n_seeds, n_images, sweep, paper."""
     out = []
     for a, b in pairs:
-        for claim in exp.for_profile(profile).get("claims") or []:
+        for claim in exp.for_profile(profile.name).get("claims") or []:
             if (claim["a"], claim["b"]) != (a, b) or claim.get(
                 "kind", "difference"
             ) != "difference":
@@ -461,7 +462,7 @@ def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
 
 def write_claims(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     t: dict,
     rows: pd.DataFrame,
     ref: pd.DataFrame,
@@ -482,7 +483,7 @@ def write_claims(
     table = [r["row"] for r in results]
     write_csv_atomic(csv_path, table, CLAIM_COLUMNS)
     md = [
-        f"# Claims of the paper — profile `{profile}`\n",
+        f"# Claims of the paper — profile `{profile.name}`\n",
         "Each row: the paired PSNR difference (dB, Y channel) of the comparison, pooled over the "
         "claim's scales (mean per seed and image), then the grand mean of the seed x image table "
         "(every seed is scored on the same images: seeds and images are crossed). Interval: 95%, "

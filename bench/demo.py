@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.profile import Profile, add_profile_arguments
 from odesr.cli import HelpFormatter
 
 TRAIN = ("coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "gravel")
@@ -107,13 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--scales", default="2,2.5,3,4", help="evaluation scales")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--results", default="results")
-    p.add_argument("--checkpoints", default="checkpoints")
+    add_profile_arguments(p, profile=False)
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "odesr-demo"))
     args = p.parse_args(argv)
 
     from bench.report import load_results, summarize, write_report
-    from bench.runner import results_path, run_experiment
+    from bench.runner import run_experiment
     from odesr.data import DataError
     from odesr.models import ModelError
     from odesr.train import TrainError
@@ -121,22 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     train_dir, test_dir = write_images(Path(args.workdir))
     exp = experiment(train_dir, test_dir, args.steps, args.scales)
+    # profile "demo": its own folders; no recipe (every model names its config in full)
     try:
-        run_experiment(
-            exp,
-            "demo",
-            device=args.device,
-            results_dir=args.results,
-            checkpoints_dir=args.checkpoints,
-            progress=True,
-        )
+        profile = Profile("demo", Path(args.results), Path(args.checkpoints), recipe=None)
+        run_experiment(exp, profile, device=args.device, progress=True)
     except (DataError, TrainError, ModelError, ValueError, FileNotFoundError) as exc:
         print(f"bench.demo: {exc}", file=sys.stderr)
         return 2
-    written = write_report(
-        exp, "demo", results_dir=args.results, checkpoints_dir=args.checkpoints, device=args.device
-    )
-    s = summarize(load_results(results_path(args.results, "demo", "demo")))
+    written = write_report(exp, profile, device=args.device)
+    s = summarize(load_results(profile.results_csv(exp["name"])))
     table = s.pivot_table(index="scale", columns="model", values="psnr")
     table = table[["bicubic", "vdsr-ode", "bundled"]]
     table["gain (demo)"] = table["vdsr-ode"] - table["bicubic"]

@@ -8,24 +8,24 @@
 same arguments, and the job resumes from ``last.pt`` (:func:`bench.checkpoints.ensure_checkpoint`
 resumes whenever ``last.pt`` exists), so only the steps since the last checkpoint are redone.
 Job logs: ``<jobs-folder>/<job id>_0_log.out`` / ``.err``; by default the jobs folder is the run's
-own ``<checkpoints>/<profile>/jobs`` (:func:`jobs_folder`), never the current directory.
+own ``<checkpoints>/<profile>/jobs`` (:attr:`bench.profile.Profile.jobs`), never the current
+directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from bench.profile import Profile
 
 __all__ = [
     "EXECUTORS",
     "SchedulerOptions",
     "add_arguments",
     "options_from_args",
-    "jobs_folder",
     "make_executor",
     "TrainJob",
     "EvalJob",
@@ -118,15 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser, here: str = "pool") -> None:
     )
 
 
-def jobs_folder(checkpoints: str | os.PathLike, profile: str) -> Path:
-    """The default folder of a run's submitit jobs: beside its checkpoints (ignored by git)."""
-    return Path(checkpoints) / profile / "jobs"
-
-
-def options_from_args(args: argparse.Namespace) -> SchedulerOptions:
-    """The scheduler options of ``bench run`` / ``bench.train_all`` (both have ``--checkpoints``
-    and ``--profile``)."""
-    folder = args.jobs_folder or str(jobs_folder(args.checkpoints, args.profile))
+def options_from_args(args: argparse.Namespace, profile: Profile) -> SchedulerOptions:
+    """The scheduler options of ``bench run`` / ``bench.train_all``; the jobs folder defaults to
+    the profile's (:attr:`~bench.profile.Profile.jobs`, beside its checkpoints, ignored by git)."""
+    folder = args.jobs_folder or str(profile.jobs)
     return SchedulerOptions(
         executor=args.executor,
         folder=folder,
@@ -182,15 +177,14 @@ class TrainJob(_Job):
     def __init__(
         self,
         plan: Any,
-        root: str,
-        profile: str,
+        profile: Profile,
         data_root: str | None,
         device: str,
         nproc: int = 1,
         threads: int | None = None,
         tf32: bool = False,
     ) -> None:
-        self.plan, self.root, self.profile = plan, root, profile
+        self.plan, self.profile = plan, profile
         self.data_root, self.device, self.nproc, self.threads = data_root, device, nproc, threads
         self.tf32 = tf32
 
@@ -203,7 +197,6 @@ class TrainJob(_Job):
             torch.set_num_threads(self.threads)
         final = ensure_checkpoint(
             self.plan,
-            self.root,
             self.profile,
             self.data_root,
             self.device,
@@ -219,7 +212,7 @@ class TrainJob(_Job):
 class EvalJob(_Job):
     """``bench run`` for some models of an experiment (trains what is missing, then evaluates)."""
 
-    def __init__(self, experiment: str, profile: str, models: list[str], kwargs: dict) -> None:
+    def __init__(self, experiment: str, profile: Profile, models: list[str], kwargs: dict) -> None:
         self.experiment, self.profile, self.models, self.kwargs = (
             experiment,
             profile,
@@ -262,7 +255,11 @@ def wait(jobs: list[tuple[str, Any]], opts: SchedulerOptions) -> int:
 
 
 def submit_experiment(
-    experiment: str, profile: str, models: list[str] | None, opts: SchedulerOptions, **kwargs: Any
+    experiment: str,
+    profile: Profile,
+    models: list[str] | None,
+    opts: SchedulerOptions,
+    **kwargs: Any,
 ) -> int:
     """``bench run`` as one submitit job per model of the experiment; the jobs append to the same
     results CSV (whole units, under its lock). Returns the number of failed jobs."""
@@ -273,7 +270,10 @@ def submit_experiment(
     if opts.gpus_per_node:
         kwargs["device"] = "cuda"
     executor = make_executor(opts, name=f"odesr-{exp.name}")
-    print(f"bench: {exp.name}/{profile}: {len(ids)} model jobs as {opts.executor} -> {opts.folder}")
+    print(
+        f"bench: {exp.name}/{profile.name}: {len(ids)} model jobs as {opts.executor} -> "
+        f"{opts.folder}"
+    )
     jobs = []
     with executor.batch():
         for model_id in ids:

@@ -41,14 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.profile import Profile, ProfileError
 from odesr.config import ConfigError, apply_overrides, read_yaml, weights_hash
+from odesr.config import profiles as recipes
 from odesr.evaluate import parse_scales
 from odesr.models import is_ode
 from odesr.ode import DEFAULT_SOLVER
 
 __all__ = [
     "EXPERIMENT_DIR",
-    "PROFILES",
     "CLAIM_KEYS",
     "CLAIM_KINDS",
     "ExperimentError",
@@ -63,7 +64,6 @@ __all__ = [
 ]
 
 EXPERIMENT_DIR = Path(__file__).with_name("experiments")
-PROFILES = ("smoke", "cpu", "paper")
 TOP_KEYS = (
     "name",
     "title",
@@ -215,16 +215,17 @@ class Experiment:
     def title(self) -> str:
         return str(self.raw.get("title", self.name))
 
-    def model_ids(self, profile: str | None = None) -> list[str]:
+    def model_ids(self, profile: Profile | None = None) -> list[str]:
         """The model ids (ladders expanded to ``MODEL@N``) of ``profile``, else as written."""
         if profile is not None:
-            return list(self.for_profile(profile)["models"])
+            return list(self.for_profile(profile.name)["models"])
         base = {k: v for k, v in self.raw.items() if k != "profiles"}
         return list(_expand_ladders(base)["models"])
 
     def for_profile(self, profile: str) -> dict:
-        """The experiment with ``profiles[profile]``'s overrides applied (checked), budget
-        ladders (``train_steps``) expanded into one model entry per budget."""
+        """The experiment with ``profiles[profile]``'s overrides applied (checked; ``profile``
+        is a :attr:`Profile.name`), budget ladders (``train_steps``) expanded into one model
+        entry per budget."""
         base = {k: v for k, v in self.raw.items() if k != "profiles"}
         over = (self.raw.get("profiles") or {}).get(profile) or {}
         try:
@@ -235,11 +236,13 @@ class Experiment:
         return _expand_ladders(doc)
 
     # ------------------------------------------------------------------ models
-    def model_plans(self, model_id: str, profile: str, seed: int | None = None) -> list[ModelPlan]:
+    def model_plans(
+        self, model_id: str, profile: Profile, seed: int | None = None
+    ) -> list[ModelPlan]:
         """The plans of one model entry (several for ``config_per_scale``); ``seed`` replaces
         the training config's seed (None: the config's own)."""
         try:
-            entry = self.for_profile(profile)["models"][model_id] or {}
+            entry = self.for_profile(profile.name)["models"][model_id] or {}
         except KeyError:
             raise ExperimentError(f"{self.name}: unknown model {model_id!r}") from None
         ensemble = entry.get("ensemble")
@@ -270,9 +273,9 @@ class Experiment:
         return [plan(cfg, None, only_scales)]
 
     def _train_config(
-        self, model_id: str, ref: Any, entry: dict, profile: str, seed: int | None = None
+        self, model_id: str, ref: Any, entry: dict, profile: Profile, seed: int | None = None
     ) -> dict:
-        """``ref`` (MODEL for the run's profile, PROFILE/MODEL, or a YAML path) + ``train``
+        """``ref`` (MODEL of the profile's recipe, PROFILE/MODEL, or a YAML path) + ``train``
         (+ ``seed`` when given)."""
         from odesr.train import TrainError, load_config
 
@@ -283,7 +286,10 @@ class Experiment:
         elif local is not None and local.is_file():
             source = str(local)
         elif "/" not in source:
-            source = f"{profile}/{source}"
+            try:
+                source = profile.config_name(source)
+            except ProfileError as exc:
+                raise ExperimentError(f"{self.name}: model {model_id!r}: {exc}") from None
         overrides = dict(entry.get("train") or {})
         if seed is not None:
             overrides["seed"] = int(seed)
@@ -293,9 +299,9 @@ class Experiment:
             raise ExperimentError(f"{self.name}: model {model_id!r}: {exc}") from None
 
     # ------------------------------------------------------------------ sweeps
-    def sweeps(self, profile: str) -> list[dict]:
+    def sweeps(self, profile: Profile) -> list[dict]:
         """The sweeps for ``profile``, each with its ``name``."""
-        sweeps = self.for_profile(profile).get("sweeps") or {}
+        sweeps = self.for_profile(profile.name).get("sweeps") or {}
         return [{**copy.deepcopy(sweep), "name": name} for name, sweep in sweeps.items()]
 
     def seeds(self, sweep: dict) -> list[int | None]:
@@ -304,7 +310,7 @@ class Experiment:
         return [None] if seeds is None else list(dict.fromkeys(seeds))
 
     def seeded_plans(
-        self, model_id: str, profile: str, seeds: list[int | None], cache: dict | None = None
+        self, model_id: str, profile: Profile, seeds: list[int | None], cache: dict | None = None
     ) -> list[ModelPlan]:
         """The plans of ``model_id`` for each seed; an untrained model's plans once (they do
         not depend on the seed)."""
@@ -319,7 +325,7 @@ class Experiment:
             out.extend(plans)
         return out
 
-    def all_plans(self, profile: str) -> list[ModelPlan]:
+    def all_plans(self, profile: Profile) -> list[ModelPlan]:
         """Every distinct plan (weights) of every model entry, for every seed of the sweeps
         that use it (a model in no sweep: its config's own seed)."""
         seeds_of: dict[str, list[int | None]] = {}
@@ -334,7 +340,7 @@ class Experiment:
                 out.setdefault((plan.id, plan.key), plan)
         return list(out.values())
 
-    def units(self, profile: str, models: list[str] | None = None) -> list[Unit]:
+    def units(self, profile: Profile, models: list[str] | None = None) -> list[Unit]:
         """Every unit of the experiment for ``profile`` in run order (model-major)."""
         units: list[Unit] = []
         plans_cache: dict = {}
@@ -574,29 +580,11 @@ def load_experiment(source: str | os.PathLike | dict) -> Experiment:
     profiles = raw.get("profiles") or {}
     if not isinstance(profiles, dict):
         raise ExperimentError(f"{where}: profiles: expected {{profile: {{dotted.key: value}}}}")
+    known = recipes()
     for profile in profiles:
+        if profile not in known:  # a typo would silently never apply
+            raise ExperimentError(
+                f"{where}: profiles.{profile}: not a profile ({', '.join(known)})"
+            )
         exp.for_profile(profile)
     return exp
-
-
-def training_budget(cfg: dict | None) -> str:
-    """One line naming a training config's budget (for captions)."""
-    if cfg is None:
-        return "no training"
-    solver = ""
-    if is_ode(str(cfg["model"]["name"])):
-        ts = cfg.get("train_solver") or {}
-        solver = f", {cfg.get('objective', 'endpoint')} objective"
-        if cfg.get("objective", "endpoint") == "endpoint":
-            solver += f" ({solver_label(ts)})"
-    scales = cfg.get("scales") or []
-    srange = f"{min(scales):g}-{max(scales):g}" if scales else "?"
-    if scales and min(scales) == max(scales):
-        srange = f"{scales[0]:g}"
-    weight = cfg.get("scale_weight") or "none"
-    weighting = f", loss weighted by scale ({weight})" if weight != "none" else ""
-    return (
-        f"{int(cfg['max_steps'])} steps x batch {int(cfg['batch_size'])} of "
-        f"{int(cfg['patch_size'])}px patches on {'+'.join(map(str, cfg['data']))}, "
-        f"scales {srange}, preset {cfg['model'].get('preset', '?')}{solver}{weighting}"
-    )

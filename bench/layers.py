@@ -26,6 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "bench",
         "bench.layers",
+        "bench.profile",
         "bench.experiment",
         "bench.results",
         "bench.checkpoints",

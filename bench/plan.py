@@ -66,6 +66,7 @@ from bench.price import (
     price_command,
     price_training,
 )
+from bench.profile import Profile, add_profile_arguments, profile_from_args
 from odesr.cli import HelpFormatter
 
 __all__ = ["COSTS", "Costs", "plan_experiment", "format_plan", "dataset_images", "main"]
@@ -98,7 +99,7 @@ class EvalRow:
     hr_mpx: float = 0.0  # HR megapixels decoded, once per unit
 
 
-def plan_experiment(exp: Experiment, profile: str, data_root: str | None = None) -> tuple:
+def plan_experiment(exp: Experiment, profile: Profile, data_root: str | None = None) -> tuple:
     """(training rows, evaluation rows grouped per model/solver/dataset)."""
     units: list[Unit] = exp.units(profile)
     train: dict[str, TrainRow] = {}
@@ -167,7 +168,7 @@ def _nfe_text(nfe: list[float], exact: bool) -> str:
 
 def format_plan(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     costs: Costs,
     data_root: str | None,
     cal: dict | None = None,
@@ -184,7 +185,7 @@ def format_plan(
     else:
         model_line = f"cost model: {cal.get('path', 'given calibration')}"
     calibrated = cal.get("kind") != "flop-model"
-    lines = [f"bench plan {exp.name} --profile {profile}", ""]
+    lines = [f"bench plan {exp.name} --profile {profile.name}", ""]
     lines += textwrap.wrap(model_line, 96, subsequent_indent="  ")
     if calibrated:
         lines.append(
@@ -289,17 +290,13 @@ def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = 
     parser.add_argument(
         "experiment", nargs="?", help="name under bench/experiments (table1, ...) or a YAML path"
     )
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
+    add_profile_arguments(parser)  # --results, --checkpoints: read by --status
     parser.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA)")
     parser.add_argument(
         "--status",
         action="store_true",
         help="with EXPERIMENT: units done, to copy and to evaluate, checkpoints to train, and "
         "the hours of what is left (bench.plan_status)",
-    )
-    parser.add_argument("--results", default="results", help="results folder (for --status)")
-    parser.add_argument(
-        "--checkpoints", default="checkpoints", help="checkpoint folder (for --status)"
     )
     parser.add_argument(
         "--calibrate",
@@ -359,7 +356,9 @@ def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = 
             print(line)
             check(cal, args.data_root)
         if args.from_results:
-            print(yaml.safe_dump(throughput_from_results(*args.from_results, args.data_root)))
+            csv, experiment, name = args.from_results
+            found = throughput_from_results(csv, experiment, Profile(name), args.data_root)
+            print(yaml.safe_dump(found))
         if args.measure:
             raw = yaml.safe_load(COSTS.read_text()) if COSTS.exists() else {}
             raw[args.key] = measure_cpu(args.threads)
@@ -371,11 +370,12 @@ def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = 
             if status is None:
                 parser.error("--status: run it as python -m bench plan EXPERIMENT --status")
             exp = load_experiment(args.experiment)
-            print(status(exp, args.profile, args.results, args.checkpoints, args.data_root))
+            print(status(exp, profile_from_args(args), args.data_root))
         elif args.experiment:
             exp = load_experiment(args.experiment)
             share = args.share or (core_share() if load_calibration() else None)
-            print(format_plan(exp, args.profile, Costs.load(), args.data_root, share=share))
+            profile = profile_from_args(args)
+            print(format_plan(exp, profile, Costs.load(), args.data_root, share=share))
         elif not (args.calibrate or args.price or args.check or args.from_results or args.measure):
             parser.print_help()
             return 2

@@ -14,19 +14,19 @@ and what is left costs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from bench.calibrate import cost_model
-from bench.checkpoints import checkpoint_dir, trained_checkpoint
+from bench.checkpoints import trained_checkpoint
 from bench.cost_model import dataset_images
 from bench.experiment import Experiment, ModelPlan, Unit, dataset_label, solver_label
 from bench.price import price_evaluation, price_training
+from bench.profile import Profile
 from bench.results import ResultsFile, SharedRows
-from bench.runner import fixed_checkpoint, results_path, share_probe
+from bench.runner import fixed_checkpoint, share_probe
 from odesr.checkpoints import load
 from odesr.models import build
 
@@ -74,13 +74,11 @@ def _copyable(unit: Unit, shared: SharedRows, data_root: str | None) -> bool:
     return all(shared.get(dict(probe, image=Path(f).stem)) is not None for f, _, _ in files)
 
 
-def _to_train(
-    plan: ModelPlan, checkpoints_dir: str | os.PathLike, profile: str, data_root, cal: dict
-) -> TrainStatus:
+def _to_train(plan: ModelPlan, profile: Profile, data_root, cal: dict) -> TrainStatus:
     """The training left for ``plan`` (from the step of its ``last.pt`` when there is one)."""
     from odesr.train_state import read_checkpoint
 
-    last = checkpoint_dir(checkpoints_dir, profile, plan) / "last.pt"
+    last = profile.checkpoint_dir(plan.key) / "last.pt"
     start = int(read_checkpoint(last)[1].get("step", 0)) if last.exists() else 0
     cfg = plan.train_cfg or {}
     est = price_training(cfg, cal, data_root, start, startup=False)
@@ -92,16 +90,14 @@ def _to_train(
 
 def status(
     exp: Experiment,
-    profile: str,
-    results_dir: str | os.PathLike = "results",
-    checkpoints_dir: str | os.PathLike = "checkpoints",
+    profile: Profile,
     data_root: str | None = None,
     cal: dict | None = None,
 ) -> tuple[list[TrainStatus], list[GroupStatus], Path]:
     """(checkpoints to train, unit groups, the results CSV) of ``exp`` for ``profile``."""
     if cal is None:
         cal = cost_model()[0]
-    csv = results_path(results_dir, profile, exp.name)
+    csv = profile.results_csv(exp.name)
     done = ResultsFile(csv).done_units()
     shared = SharedRows(csv.parent) if csv.parent.is_dir() else None
     groups: dict[tuple, GroupStatus] = {}
@@ -126,8 +122,8 @@ def status(
         group.evaluate.append(float(unit.scale))
         units.setdefault(gkey, []).append(unit)
         if plan.trained and plan.key not in train:
-            if trained_checkpoint(plan, checkpoints_dir, profile, results_dir) is None:
-                train[plan.key] = _to_train(plan, checkpoints_dir, profile, data_root, cal)
+            if trained_checkpoint(plan, profile, published=True) is None:
+                train[plan.key] = _to_train(plan, profile, data_root, cal)
     for gkey, todo in units.items():
         plan, group = todo[0].model, groups[gkey]
         spec = _spec(plan)
@@ -159,21 +155,19 @@ def _hours(seconds: float) -> str:
 
 def format_status(
     exp: Experiment,
-    profile: str,
-    results_dir: str | os.PathLike = "results",
-    checkpoints_dir: str | os.PathLike = "checkpoints",
+    profile: Profile,
     data_root: str | None = None,
 ) -> str:
     """The status view: checkpoints to train, units done / to copy / to evaluate per model,
     solver and dataset, and the one-thread hours of what is left."""
     cal, model_line = cost_model()
-    train, groups, csv = status(exp, profile, results_dir, checkpoints_dir, data_root, cal)
+    train, groups, csv = status(exp, profile, data_root, cal)
     n_done = sum(g.done for g in groups)
     n_copy = sum(g.copy for g in groups)
     n_eval = sum(len(g.evaluate) for g in groups)
     total = n_done + n_copy + n_eval
     lines = [
-        f"bench plan {exp.name} --profile {profile} --status",
+        f"bench plan {exp.name} --profile {profile.name} --status",
         f"results: {csv}",
         model_line,
         "",

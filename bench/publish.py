@@ -20,8 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.checkpoints import checkpoint_dir, published_path
 from bench.experiment import ExperimentError, load_experiment
+from bench.profile import ProfileError, add_profile_arguments, profile_from_args
 from odesr.checkpoints import load_checkpoint, save_checkpoint, weights_only_extra
 from odesr.cli import HelpFormatter
 
@@ -80,27 +80,24 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.publish", description=__doc__, formatter_class=HelpFormatter
     )
     parser.add_argument("experiments", nargs="+", help="experiment names or YAML paths")
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument(
-        "--checkpoints", default="checkpoints", help="checkpoint folder (default: checkpoints)"
-    )
+    add_profile_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        profile = profile_from_args(args)
         plans = {
             p.key: p
             for name in args.experiments
-            for p in load_experiment(name).all_plans(args.profile)
+            for p in load_experiment(name).all_plans(profile)
             if p.train_cfg is not None
         }
-    except ExperimentError as exc:
+    except (ExperimentError, ProfileError) as exc:
         print(f"bench.publish: {exc}", file=sys.stderr)
         return 2
     written = kept = missing = 0
     total = 0
-    for key, plan in sorted(plans.items()):
-        out = published_path(args.results, args.profile, plan)
-        final = checkpoint_dir(args.checkpoints, args.profile, plan) / "final.pt"
+    for key in sorted(plans):
+        out = profile.published_weights(key)
+        final = profile.checkpoint_dir(key) / "final.pt"
         if out.exists():
             kept += 1
             total += out.stat().st_size
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}: {size / 1e6:.2f} MB -> {out}")
         else:
             missing += 1
-    weights_dir = Path(args.results) / args.profile / "weights"
+    weights_dir = profile.weights
     rows = training_log(weights_dir) if weights_dir.is_dir() else []
     if rows:
         from odesr.io import write_csv_atomic
@@ -119,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         write_csv_atomic(weights_dir.parent / "training-log.csv", rows, LOG_COLUMNS)
     print(
         f"bench.publish: {written} written, {kept} already published, {missing} not trained; "
-        f"{total / 1e6:.1f} MB under {Path(args.results) / args.profile / 'weights'}"
+        f"{total / 1e6:.1f} MB under {weights_dir}"
     )
     return 0
 

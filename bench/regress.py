@@ -40,22 +40,21 @@ def run_smoke(
     experiment: str = "ci-smoke", data_root: str | None = None, workdir: str | None = None
 ) -> list[dict]:
     """Run ``experiment`` with the smoke profile on CPU from scratch; returns its rows."""
+    from bench.profile import Profile
     from bench.results import ResultsFile
-    from bench.runner import results_path, run_experiment
+    from bench.runner import run_experiment
 
     with tempfile.TemporaryDirectory(prefix="odesr-regress-", dir=workdir) as tmp:
+        profile = Profile("smoke", Path(tmp) / "results", Path(tmp) / "checkpoints")
         summary = run_experiment(
             experiment,
-            "smoke",
+            profile,
             data_root=data_root,
             device="cpu",
-            results_dir=Path(tmp) / "results",
-            checkpoints_dir=Path(tmp) / "checkpoints",
             progress=False,
-            log=lambda msg: None,
+            log=lambda m: None,
         )
-        path = results_path(Path(tmp) / "results", "smoke", summary.results.stem)
-        return ResultsFile(path).read()
+        return ResultsFile(summary.results).read()
 
 
 def _key(row: dict, key: Sequence[str] = KEY) -> tuple:

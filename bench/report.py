@@ -42,8 +42,8 @@ from bench.paper import (  # noqa: F401 - paper_tables_path, paper_values: bench
     paper_tables_path,
     paper_values,
 )
+from bench.profile import Profile
 from bench.report_figures import index_sections, write_figure
-from bench.runner import results_path
 from bench.summary import (  # noqa: F401 - load_results, current_rows: bench.report's API too
     bicubic_ids,
     bicubic_rows,
@@ -332,9 +332,7 @@ def _write_table(exp, profile, t, summary, ref, out_dir: Path) -> tuple[list[Pat
 
 def write_report(
     experiment: str | os.PathLike | dict | Experiment,
-    profile: str,
-    results_dir: str | os.PathLike = "results",
-    checkpoints_dir: str | os.PathLike = "checkpoints",
+    profile: Profile,
     data_root: str | None = None,
     device: str | None = "cpu",
     log=None,
@@ -345,20 +343,20 @@ def write_report(
     Paper values come from :func:`paper_tables_path` (``paper_tables`` overrides it)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-    csv_path = results_path(results_dir, profile, exp.name)
+    csv_path = profile.results_csv(exp.name)
     if not csv_path.exists():
         raise FileNotFoundError(
             f"no results at {csv_path}: run `python -m bench run {exp.name} "
-            f"--profile {profile}` first"
+            f"--profile {profile.name}` first"
         )
-    spec = exp.for_profile(profile).get("report") or {}
+    spec = exp.for_profile(profile.name).get("report") or {}
     ref = _paper_reference(spec, paper_tables_path(data_root, paper_tables))
     out_dir = csv_path.parent
     rows = current_rows(load_results(csv_path), exp, profile)
     summary = summarize(rows)
     index_path = out_dir / f"{exp.name}-report.md"
     index = [
-        f"# {exp.title} — profile `{profile}`\n",
+        f"# {exp.title} — profile `{profile.name}`\n",
         f"Results: `{csv_path}` ({len(summary)} unit means).\n",
     ]
     written: list[Path] = []
@@ -370,14 +368,14 @@ def write_report(
         elif t["kind"] == "scaling":  # budget ladder: gap slopes on log2(steps), forecasts
             from bench.scaling import write_scaling
 
-            paths, section = write_scaling(exp, profile, t, rows, ref, out_dir, checkpoints_dir)
+            paths, section = write_scaling(exp, profile, t, rows, ref, out_dir)
         else:
             paths, section = _write_table(exp, profile, t, summary, ref, out_dir)
         written += paths
         index.append(section)
     previous = index_sections(index_path)
     # ref: the paper's values (gains figure); rows: per image (the gains band figure)
-    opts = (checkpoints_dir, data_root, device, ref, rows, results_dir)
+    opts = (data_root, device, ref, rows)
     for f in spec.get("figures", []):
         path, section = write_figure(exp, profile, f, summary, out_dir, previous, opts, log)
         written += [path] if path is not None else []

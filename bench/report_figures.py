@@ -4,14 +4,14 @@ index section when a figure cannot be drawn here (no checkpoint, no data)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from bench.captions import caption
-from bench.experiment import Experiment, training_budget
+from bench.captions import caption, training_budget
+from bench.experiment import Experiment
 from bench.paper import lookup_paper
+from bench.profile import Profile
 from bench.summary import bicubic_ids, psnr_by_scale, sweep_models
 
 __all__ = ["FigureSkipped", "index_sections", "write_figure"]
@@ -51,16 +51,14 @@ class FigureSkipped(Exception):
 
 def _figure(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     f: dict,
     summary: pd.DataFrame,
     path: Path,
-    checkpoints_dir,
     data_root,
     device,
     paper: pd.DataFrame | None = None,
     rows: pd.DataFrame | None = None,
-    results_dir: str | os.PathLike | None = None,
 ) -> str:
     from bench import figures
 
@@ -90,7 +88,7 @@ def _figure(
                 s,
                 models,
             )
-            figures.psnr_vs_scale(s, path, f"{exp.title}: PSNR vs scale [{profile}]", cap)
+            figures.psnr_vs_scale(s, path, f"{exp.title}: PSNR vs scale [{profile.name}]", cap)
         else:
             reference = next((m for m in models if m in bicubic_ids(exp, profile)), None)
             cap = caption(
@@ -103,12 +101,10 @@ def _figure(
                 models,
             )
             cap += "".join(_omitted_text(left_out, m) for m in omit)
-            figures.pareto(s, path, f"PSNR vs NFE [{profile}]", cap, reference=reference)
+            figures.pareto(s, path, f"PSNR vs NFE [{profile.name}]", cap, reference=reference)
         return cap
     if kind in ("dynamics", "strip"):
-        return _trajectory_figure(
-            exp, profile, f, path, checkpoints_dir, data_root, device, results_dir
-        )
+        return _trajectory_figure(exp, profile, f, path, data_root, device)
     raise ValueError(f"unknown figure kind {kind!r}")
 
 
@@ -132,7 +128,7 @@ _BAND_TEXT = (
 
 def _gains_figure(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     f: dict,
     summary: pd.DataFrame,
     path: Path,
@@ -181,14 +177,14 @@ def _gains_figure(
         s,
         [reference, *models],
     )
-    title = f"{dataset}: PSNR gain over {reference} vs scale, 95% interval [{profile}]"
+    title = f"{dataset}: PSNR gain over {reference} vs scale, 95% interval [{profile.name}]"
     figures.gains_vs_scale(gains, path, title, reference, cap)
     return cap
 
 
 def _claim_differences_figure(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     f: dict,
     summary: pd.DataFrame,
     rows: pd.DataFrame,
@@ -228,30 +224,28 @@ def _claim_differences_figure(
         used,
         models,
     )
-    title = "ODE model minus its twin per scale, 95% interval [" + profile + "]"
+    title = "ODE model minus its twin per scale, 95% interval [" + profile.name + "]"
     figures.differences_vs_scale(diffs, path, title, cap, boundary=boundary)
     return cap
 
 
 def _trajectory_figure(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     f: dict,
     path: Path,
-    checkpoints_dir,
     data_root,
     device,
-    results_dir: str | os.PathLike | None = None,
 ) -> str:
     from bench import trajectory_figures
-    from bench.checkpoints import checkpoint_dir, trained_checkpoint
+    from bench.checkpoints import trained_checkpoint
     from odesr.checkpoints import load_model
     from odesr.data import DataError, list_images, load_image
 
     plan = exp.model_plans(f["model"], profile)[0]
-    ckpt = trained_checkpoint(plan, checkpoints_dir, profile, results_dir)
+    ckpt = trained_checkpoint(plan, profile, published=True)
     if ckpt is None:  # the weights bench run would evaluate: final.pt, else the published copy
-        final = checkpoint_dir(checkpoints_dir, profile, plan) / "final.pt"
+        final = profile.checkpoint_dir(plan.key) / "final.pt"
         raise FigureSkipped(
             f"no checkpoint {final} nor published weights (run the experiment first)"
         )
@@ -274,10 +268,10 @@ def _trajectory_figure(
         cap = (
             f"Figure 3 analogue: mean |f(I(t), t)| of {f['model']} along its trajectory on the "
             f"sharpest and the flattest {data.sharp[2]}px patch of {where} "
-            f"(solver {data.solver}). Profile {profile}. Training: {budget}."
+            f"(solver {data.solver}). Profile {profile.name}. Training: {budget}."
         )
         trajectory_figures.dynamics(
-            data, path, f"{f['model']}: |f| along the trajectory [{profile}]", cap
+            data, path, f"{f['model']}: |f| along the trajectory [{profile.name}]", cap
         )
     else:
         cap = (
@@ -286,12 +280,12 @@ def _trajectory_figure(
             "refined to at least 16 steps to have states to show). A state is the solve's "
             "estimate at t_i, not the path image I(t_i) (the bicubic upscale of HR downscaled "
             "to t_i), which the solve need not follow "
-            f"(path-following.md). Profile {profile}. Training: {budget}."
+            f"(path-following.md). Profile {profile.name}. Training: {budget}."
         )
         trajectory_figures.strip(
             data,
             path,
-            f"{f['model']}: solver states from t={scale:g} to 1 [{profile}]",
+            f"{f['model']}: solver states from t={scale:g} to 1 [{profile.name}]",
             frames=int(f.get("frames", 6)),
             caption=cap,
         )

@@ -32,6 +32,7 @@ from bench.experiment import (
     load_experiment,
     solver_label,
 )
+from bench.profile import Profile
 from bench.results import ResultsFile, SharedRows
 from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.evaluate import device_label
@@ -41,7 +42,6 @@ from odesr.ode import SolverSettings
 __all__ = [
     "RunSummary",
     "run_experiment",
-    "results_path",
     "resolve_device",
     "git_rev",
     "share_probe",
@@ -57,10 +57,6 @@ class RunSummary:
     done: int
     results: Path
     waiting: int = 0  # not run: their weights are not trained yet (train=False)
-
-
-def results_path(results_dir: str | os.PathLike, profile: str, experiment: str) -> Path:
-    return Path(results_dir) / profile / f"{experiment}.csv"
 
 
 def resolve_device(name: str | None) -> str:
@@ -199,11 +195,8 @@ def _unit_rows(
 class _LoadedModel:
     """The model of the last unit, reloaded only when the weights (or the ensemble) change."""
 
-    def __init__(
-        self, checkpoints_dir, profile, data_root, device, progress, log, results_dir
-    ) -> None:
-        self.args = (checkpoints_dir, profile, data_root, device, progress, log)
-        self.results_dir = results_dir
+    def __init__(self, profile: Profile, data_root, device, progress, log) -> None:
+        self.args = (profile, data_root, device, progress, log)
         self.key: tuple | None = None
         self.model: torch.nn.Module | None = None
         self.checkpoint: Path | None = None
@@ -213,9 +206,9 @@ class _LoadedModel:
         from odesr.nets import count_params
 
         if (plan.key, plan.ensemble) != self.key:
-            root, profile, data_root, device, progress, log = self.args
+            profile, data_root, device, progress, log = self.args
             self.checkpoint = ensure_checkpoint(
-                plan, root, profile, data_root, device, progress, log, results=self.results_dir
+                plan, profile, data_root, device, progress, log, published=True
             )
             self.model = _load_model(plan, self.checkpoint, device)
             self.params = count_params(self.model)
@@ -240,13 +233,13 @@ def _evaluate_unit(
     return [dict(r, y_rounding=settings.y_rounding) for r in rows], solver
 
 
-def _ensembles(name: str, profile: str) -> dict[str, str] | None:
+def _ensembles(name: str, profile: Profile) -> dict[str, str] | None:
     """``{model id: ensemble}`` of experiment ``name`` (None: no such experiment), for rows
     written before results carried the ensemble."""
     from bench.experiment import ExperimentError, experiment_path
 
     try:
-        models = load_experiment(experiment_path(name)).for_profile(profile)["models"]
+        models = load_experiment(experiment_path(name)).for_profile(profile.name)["models"]
     except ExperimentError:
         return None
     return {m: str((e or {}).get("ensemble") or "") for m, e in models.items()}
@@ -301,12 +294,10 @@ def _unit_rows_shared(
 
 def run_experiment(
     experiment: str | os.PathLike | dict | Experiment,
-    profile: str,
+    profile: Profile,
     *,
     data_root: str | None = None,
     device: str | None = "auto",
-    results_dir: str | os.PathLike = "results",
-    checkpoints_dir: str | os.PathLike = "checkpoints",
     models: list[str] | None = None,
     progress: bool = True,
     on_unit: Callable[[Unit], None] | None = None,
@@ -314,7 +305,8 @@ def run_experiment(
     log: Callable[[str], None] | None = None,
     train: bool = True,
 ) -> RunSummary:
-    """Run every missing unit of ``experiment`` for ``profile``; returns counts and the CSV path.
+    """Run every missing unit of ``experiment`` for ``profile`` (its results CSV, checkpoints
+    and published weights); returns counts and the CSV path.
 
     ``train=False`` evaluates only the units whose weights exist (trained or published) and
     logs how many it left for later, instead of training the missing checkpoints first (for
@@ -326,7 +318,7 @@ def run_experiment(
     device = resolve_device(device)
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    store = ResultsFile(results_path(results_dir, profile, exp.name))
+    store = ResultsFile(profile.results_csv(exp.name))
     store.check_writable()  # folder, lock and header, before any unit is evaluated
     units = exp.units(profile, models)
     done = store.done_units()
@@ -336,14 +328,13 @@ def run_experiment(
         absent = [
             u
             for u in todo
-            if u.model.trained
-            and trained_checkpoint(u.model, checkpoints_dir, profile, results_dir) is None
+            if u.model.trained and trained_checkpoint(u.model, profile, published=True) is None
         ]
         waiting = len(absent)
         if absent:
             names = sorted({f"{u.model.id} seed {u.model.seed}" for u in absent})
             log(
-                f"bench: {exp.name}/{profile}: {waiting} units wait for weights "
+                f"bench: {exp.name}/{profile.name}: {waiting} units wait for weights "
                 f"not trained yet (--no-train): {', '.join(names)}"
             )
             keys = {u.key for u in absent}
@@ -352,21 +343,24 @@ def run_experiment(
     if not todo:
         if waiting:
             log(
-                f"bench: {exp.name}/{profile}: nothing to run now ({summary.skipped} of "
+                f"bench: {exp.name}/{profile.name}: nothing to run now ({summary.skipped} of "
                 f"{len(units)} units in {store.path}, {waiting} waiting for weights)"
             )
         else:
-            log(f"bench: {exp.name}/{profile}: all {len(units)} units already in {store.path}")
+            log(f"bench: {exp.name}/{profile.name}: all {len(units)} units already in {store.path}")
         return summary
-    log(f"bench: {exp.name}/{profile}: {len(todo)} of {len(units)} units to run -> {store.path}")
+    log(
+        f"bench: {exp.name}/{profile.name}: {len(todo)} of {len(units)} units to run -> "
+        f"{store.path}"
+    )
     common = dict(
         experiment=exp.name,
-        profile=profile,
+        profile=profile.name,
         code_rev=git_rev(),
         torch=torch.__version__,
         device=device_label(device),
     )
-    loaded = _LoadedModel(checkpoints_dir, profile, data_root, device, progress, log, results_dir)
+    loaded = _LoadedModel(profile, data_root, device, progress, log)
     images = _ImageCache(data_root)
     shared = SharedRows(store.path.parent, functools.partial(_ensembles, profile=profile))
 
@@ -399,7 +393,7 @@ def run_experiment(
     return summary
 
 
-def stale_row(exp: Experiment, profile: str) -> Callable[[dict], bool]:
+def stale_row(exp: Experiment, profile: Profile) -> Callable[[dict], bool]:
     """``row -> True`` where a results row is of no unit ``exp`` plans for ``profile`` now: its
     (model, weights, dataset, subset) is not one of the units' (a recipe replaced, a subset
     changed). Other columns (solver, scale) are not compared: a unit's rows share them."""
@@ -409,11 +403,11 @@ def stale_row(exp: Experiment, profile: str) -> Callable[[dict], bool]:
     return lambda r: (r["model"], r["weights"], r["dataset"], r.get("subset") or "") not in current
 
 
-def prune_results(experiment: str, profile: str, results_dir: str, dry_run: bool = False) -> int:
+def prune_results(experiment: str, profile: Profile, dry_run: bool = False) -> int:
     """``bench prune``: drop the rows :func:`stale_row` finds, print what went per (model,
     weights, subset); with ``dry_run`` print only. 0, or 2 when there is no results file."""
     exp = load_experiment(experiment)
-    path = results_path(results_dir, profile, exp.name)
+    path = profile.results_csv(exp.name)
     if not path.is_file():
         print(f"bench prune: no results file {path}", file=sys.stderr)
         return 2

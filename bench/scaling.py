@@ -49,6 +49,7 @@ import pandas as pd
 
 from bench.experiment import Experiment, ExperimentError, ladder_base
 from bench.ladder_fit import DEFAULT_BOOT, TARGET_STEPS, LadderFit, fit_ladder
+from bench.profile import Profile
 from odesr.evaluate import parse_scales
 from odesr.io import write_csv_atomic, write_text_atomic
 
@@ -195,15 +196,15 @@ def _comparison(c: dict) -> str:
     return f"{c['a']} - {c['b']}" + (f" ({factor}x steps)" if factor != 1 else "")
 
 
-def _paper_label(exp: Experiment, profile: str, base: str) -> str | None:
-    models = exp.for_profile(profile)["models"]
+def _paper_label(exp: Experiment, profile: Profile, base: str) -> str | None:
+    models = exp.for_profile(profile.name)["models"]
     labels = {(e or {}).get("paper") for m, e in models.items() if ladder_base(m) == base}
     labels.discard(None)
     return labels.pop() if len(labels) == 1 else None
 
 
 def _paper_margin(
-    exp: Experiment, profile: str, t: dict, ref: pd.DataFrame, scales: list[float]
+    exp: Experiment, profile: Profile, t: dict, ref: pd.DataFrame, scales: list[float]
 ) -> tuple[float, list[float]]:
     """The paper's ``target.a - target.b`` (mean over ``scales`` its table has) and those
     scales; NaN and ``[]`` without them."""
@@ -239,7 +240,7 @@ class _Result:
     row: dict
 
 
-def _analyse(exp: Experiment, profile: str, t: dict, rows: pd.DataFrame, ref) -> list[_Result]:
+def _analyse(exp: Experiment, profile: Profile, t: dict, rows: pd.DataFrame, ref) -> list[_Result]:
     target_steps = int((t.get("target") or {}).get("steps", TARGET_STEPS))
     n_boot = int(t.get("n_boot", DEFAULT_BOOT))
     sel = rows[(rows["sweep"] == t.get("sweep", "main")) & (rows["dataset"] == t["dataset"])]
@@ -316,25 +317,20 @@ def _read_train_seconds(path: Path) -> dict[str, float]:
 
 def _rung_costs(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     rows: pd.DataFrame,
-    checkpoints_dir: str | Path | None,
     record: Path | None = None,
 ) -> str:
     """Per ladder model and rung: training seconds per seed (checkpoints' ``metrics.jsonl``;
     kept in ``record``, a CSV of weights key and seconds beside the report, so a clone without
     the checkpoints reports the same) and evaluation seconds per seed (sum of the rows'
     ``seconds``)."""
-    from bench.checkpoints import checkpoint_dir
-
     known = _read_train_seconds(record) if record is not None else {}
     body = []
     for plan in exp.all_plans(profile):
         if ladder_base(plan.id) == plan.id or plan.train_cfg is None:
             continue
-        secs = None
-        if checkpoints_dir is not None:
-            secs = training_seconds(checkpoint_dir(checkpoints_dir, profile, plan))
+        secs = training_seconds(profile.checkpoint_dir(plan.key))
         if secs is None:
             secs = known.get(plan.key)
         else:  # the report shows what the record holds, so a clone without checkpoints agrees
@@ -472,12 +468,11 @@ def _plot(results: list[_Result], path: Path, target_steps: int, caption: str) -
 
 def write_scaling(
     exp: Experiment,
-    profile: str,
+    profile: Profile,
     t: dict,
     rows: pd.DataFrame,
     ref: pd.DataFrame,
     out_dir: Path,
-    checkpoints_dir: str | Path | None = None,
 ) -> tuple[list[Path], str]:
     """``<file>-fit.csv``, ``<file>.md`` and ``<file>.png`` (default ``scaling``); returns the
     paths and the report index section."""
@@ -498,8 +493,8 @@ def write_scaling(
     seeds = max((len(f.seeds) for f in fitted), default=0)
     images = max((len(f.images) for f in fitted), default=0)
     caption = (
-        f"Profile {profile}: gap (dB, {t['dataset']}, {images} images x {seeds} training seeds "
-        f"paired by seed, sweep {t.get('sweep', 'main')}) against "
+        f"Profile {profile.name}: gap (dB, {t['dataset']}, {images} images x {seeds} training "
+        f"seeds paired by seed, sweep {t.get('sweep', 'main')}) against "
         "log2 of the training steps of a; points: per-seed means over images, dots: rung means; "
         "line: least-squares fit, dashed past the last rung (grey: extrapolation); band and "
         "error bar: 95% interval (wider of the two-way t and the crossed bootstrap); star: the "
@@ -508,7 +503,7 @@ def write_scaling(
     _plot(results, paths[2], target_steps, caption)
     show = [c for c in columns if c not in ("paper_scales", "interval", "gap_first_rung")]
     md = [
-        f"# Budget ladder — profile `{profile}`\n",
+        f"# Budget ladder — profile `{profile.name}`\n",
         "How each gap moves with the training budget, and where a straight line in log2 "
         "steps puts it at the paper's budget. Gap: paired PSNR difference (dB, Y) of seed k of "
         "a against seed k of b, per (seed, image) the mean over the set's scales. Slope: "
@@ -533,7 +528,7 @@ def write_scaling(
     for res in results:
         md.append(_words(res, target_steps))
     record = out_dir / f"{base}-train-seconds.csv"
-    md.append(_rung_costs(exp, profile, rows, checkpoints_dir, record))
+    md.append(_rung_costs(exp, profile, rows, record))
     write_text_atomic(paths[1], "\n".join(md))
     section = (
         f"## Budget ladder `{base}`\n\n{len(table)} fits: [{paths[1].name}]({paths[1].name}), "

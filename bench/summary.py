@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.experiment import Experiment, dataset_label
 from bench.paper import lookup_paper
+from bench.profile import Profile
 from bench.results import REQUIRED_COLUMNS
 from odesr.io import read_csv_rows
 
@@ -64,7 +65,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def current_rows(df: pd.DataFrame, exp: Experiment, profile: str) -> pd.DataFrame:
+def current_rows(df: pd.DataFrame, exp: Experiment, profile: Profile) -> pd.DataFrame:
     """Only the rows made with the weights the experiment names now, on the image subset it names
     now (older rows, of a model whose training config changed or of a smaller subset, stay in the
     CSV but are not reported: a mean over a mix of subsets is no subset's mean). Rows without a
@@ -142,7 +143,7 @@ def fmt(x: float, signed: bool = False) -> str:
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
-def bicubic_ids(exp: Experiment, profile: str) -> list[str]:
+def bicubic_ids(exp: Experiment, profile: Profile) -> list[str]:
     """The experiment's untrained bicubic models (the references for gains)."""
     out = []
     for model in exp.model_ids():
@@ -204,7 +205,7 @@ def psnr_by_scale(df: pd.DataFrame, model: str) -> tuple[dict[float, float], str
     return {float(s): float(v) for s, v in zip(sub["scale"], sub["psnr"], strict=True)}, label
 
 
-def sweep_models(exp: Experiment, profile: str, sweep: str) -> list[str]:
+def sweep_models(exp: Experiment, profile: Profile, sweep: str) -> list[str]:
     for s in exp.sweeps(profile):
         if s.get("name", "main") == sweep:
             return list(s.get("models", []))

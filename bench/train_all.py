@@ -23,11 +23,12 @@ import time
 from bench import executors
 from bench.checkpoints import ensure_checkpoint, trained_checkpoint
 from bench.experiment import load_experiment
+from bench.profile import Profile, add_profile_arguments, profile_from_args
 from odesr.cli import HelpFormatter
 
 
 def _plans(
-    experiments: list[str], profile: str, models: str | None = None, seeds: str | None = None
+    experiments: list[str], profile: Profile, models: str | None = None, seeds: str | None = None
 ) -> list:
     """The distinct checkpoints the experiments need (every seed of their sweeps), longest
     training first (estimated FLOPs, :func:`bench.cost_model.train_flops`), so a pool of workers
@@ -71,14 +72,14 @@ def _plans(
 
 
 def _work(args: tuple) -> tuple[str, float, str]:
-    plan, root, profile, data_root, device, threads, tf32 = args
+    plan, profile, data_root, device, threads, tf32 = args
     import torch
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         ensure_checkpoint(
-            plan, root, profile, data_root, device, progress=False, log=lambda *_: None, tf32=tf32
+            plan, profile, data_root, device, progress=False, log=lambda *_: None, tf32=tf32
         )
         status = "ok"
     except Exception as exc:  # reported, the other workers go on
@@ -93,18 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("experiments", nargs="+", help="experiment names or YAML paths")
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
-    parser.add_argument(
-        "--checkpoints", default="checkpoints", help="checkpoint folder (default: checkpoints)"
-    )
+    add_profile_arguments(parser)  # published weights under --results need no training
     parser.add_argument(
         "--data-root", default=None, help="datasets folder (default: $ODESR_DATA, else ./data)"
-    )
-    parser.add_argument(
-        "--results",
-        default="results",
-        help="results folder whose published weights (bench.publish) need no training "
-        "(default: results)",
     )
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     parser.add_argument("--jobs", type=int, default=2, help="pool workers (default: 2)")
@@ -137,25 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     executors.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        plans = _plans(args.experiments, args.profile, args.models, args.seeds)
+        profile = profile_from_args(args)
+        plans = _plans(args.experiments, profile, args.models, args.seeds)
     except ValueError as exc:
         parser.error(str(exc))
-    plans = [
-        p
-        for p in plans
-        if trained_checkpoint(p, args.checkpoints, args.profile, args.results) is None
-    ]
+    plans = [p for p in plans if trained_checkpoint(p, profile, published=True) is None]
     if args.executor != "pool":
-        return _submit(plans, args)
+        return _submit(plans, args, profile)
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(
         f"{len(plans)} checkpoints to train with {args.jobs} workers on {args.device}"
         + ("" if args.device != "cpu" else f", {threads} threads each")
     )
-    work = [
-        (p, args.checkpoints, args.profile, args.data_root, args.device, threads, args.tf32)
-        for p in plans
-    ]
+    work = [(p, profile, args.data_root, args.device, threads, args.tf32) for p in plans]
     failed = 0
     # SIGTERM (kill, pkill) -> SystemExit, so leaving the `with` terminates the workers instead of
     # orphaning them (they would keep training and writing to this process's output)
@@ -167,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _submit(plans: list, args: argparse.Namespace) -> int:
+def _submit(plans: list, args: argparse.Namespace, profile: Profile) -> int:
     """One submitit job per checkpoint (a SLURM job array on ``slurm``)."""
     if not plans:
         print("0 checkpoints to train")
         return 0
-    opts = executors.options_from_args(args)
+    opts = executors.options_from_args(args, profile)
     executor = executors.make_executor(opts, name="odesr-train")
     print(f"{len(plans)} checkpoints to train as {args.executor} jobs -> {opts.folder}")
     nproc = max(1, opts.gpus_per_node)
@@ -183,8 +169,7 @@ def _submit(plans: list, args: argparse.Namespace) -> int:
         for plan in plans:
             job_fn = executors.TrainJob(
                 plan,
-                args.checkpoints,
-                args.profile,
+                profile,
                 args.data_root,
                 device,
                 nproc,

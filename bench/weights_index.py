@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.checkpoints import published_path
 from bench.experiment import EXPERIMENT_DIR, ModelPlan, load_experiment
+from bench.profile import Profile, ProfileError, add_profile_arguments, profile_from_args
 from bench.report import load_results
 from odesr.cli import HelpFormatter
 from odesr.io import write_text_atomic
@@ -48,8 +48,8 @@ GAIN_SCALES = (2.0, 4.0)
 BICUBIC_WEIGHTS = '{"name": "bicubic"}'  # the ``weights`` column of bicubic rows
 
 
-def index_path(results: str | Path = "results", profile: str = "cpu") -> Path:
-    return Path(results) / profile / "weights" / INDEX_NAME
+def index_path(profile: Profile) -> Path:
+    return profile.weights / INDEX_NAME
 
 
 def _name(plan: ModelPlan) -> str:
@@ -70,10 +70,10 @@ def _trained_on(extra: dict) -> str:
     return " then ".join(dict.fromkeys(devices)) if devices else "not recorded"
 
 
-def _results_rows(results: Path, profile: str) -> pd.DataFrame:
+def _results_rows(profile: Profile) -> pd.DataFrame:
     """Every committed B100 row at the gain scales in ``<results>/<profile>/*.csv``."""
     frames = []
-    for path in sorted((results / profile).glob("*.csv")):
+    for path in sorted(profile.results.glob("*.csv")):
         head = path.open(encoding="utf-8").readline()
         if "weights" not in head.split(",") or "psnr" not in head.split(","):
             continue
@@ -107,14 +107,11 @@ def _gains(rows: pd.DataFrame, key: str) -> tuple[str, dict[float, str]]:
     return images, gains
 
 
-def build_index(
-    results: str | Path = "results", profile: str = "cpu", experiments: list[str] | None = None
-) -> list[dict]:
+def build_index(profile: Profile, experiments: list[str] | None = None) -> list[dict]:
     """The index rows of every weights file published under ``<results>/<profile>/weights``
     (sorted by model name, then seed); ``experiments``: the names whose models name the files
     (default: every experiment under ``bench/experiments``)."""
-    results = Path(results)
-    folder = results / profile / "weights"
+    folder = profile.weights
     files = {p.stem: p for p in sorted(folder.glob("*.pt"))}
     names: dict[str, list[str]] = {}  # weights key -> model names
     used_by: dict[str, list[str]] = {}  # weights key -> experiments
@@ -126,14 +123,14 @@ def build_index(
             key = plan.key
             if not plan.trained or key not in files:
                 continue
-            if published_path(results, profile, plan) != files[key]:
+            if profile.published_weights(key) != files[key]:
                 continue
             used_by.setdefault(key, [])
             if exp.name not in used_by[key]:
                 used_by[key].append(exp.name)
             if plan.ensemble is None and _name(plan) not in names.setdefault(key, []):
                 names[key].append(_name(plan))
-    rows_db = _results_rows(results, profile)
+    rows_db = _results_rows(profile)
     out = []
     for key, path in files.items():
         _, extra = read_checkpoint(path)
@@ -176,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.weights_index", description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    add_profile_arguments(parser, checkpoints=False)
     parser.add_argument(
         "--experiments",
         default=None,
@@ -187,9 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="only compare with the file; exit 1 when it differs"
     )
     args = parser.parse_args(argv)
-    path = index_path(args.results, args.profile)
+    try:
+        profile = profile_from_args(args)
+    except ProfileError as exc:
+        print(f"bench.weights_index: {exc}", file=sys.stderr)
+        return 2
+    path = index_path(profile)
     names = args.experiments.split(",") if args.experiments else None
-    text = index_text(build_index(args.results, args.profile, names))
+    text = index_text(build_index(profile, names))
     if args.check:
         same = path.is_file() and path.read_text(encoding="utf-8") == text
         print(f"bench.weights_index: {path} {'is current' if same else 'differs'}")

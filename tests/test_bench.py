@@ -27,6 +27,7 @@ from PIL import Image
 
 from bench.experiment import load_experiment
 from bench.fetch_data import FetchError, fetch
+from bench.profile import Profile
 from bench.report import write_report
 from bench.results import COLUMNS, ResultsFile, row_key, upgrade_row
 from bench.runner import run_experiment
@@ -89,8 +90,10 @@ class _Stop(Exception):
 def test_runner_resumes_after_kill(tmp_path: Path) -> None:
     data = _images(tmp_path / "imgs")
     exp = _experiment(data)
-    kw = dict(device="cpu", checkpoints_dir=tmp_path / "ck", progress=False, log=lambda m: None)
-    straight = run_experiment(exp, "smoke", results_dir=tmp_path / "a", **kw)
+    kw = dict(device="cpu", progress=False, log=lambda m: None)
+    a = Profile("smoke", tmp_path / "a", tmp_path / "ck")
+    b = Profile("smoke", tmp_path / "b", tmp_path / "ck")
+    straight = run_experiment(exp, a, **kw)
     assert straight.done == straight.planned == 8
 
     calls = []
@@ -101,10 +104,10 @@ def test_runner_resumes_after_kill(tmp_path: Path) -> None:
             raise _Stop
 
     with pytest.raises(_Stop):
-        run_experiment(exp, "smoke", results_dir=tmp_path / "b", on_unit=boom, **kw)
+        run_experiment(exp, b, on_unit=boom, **kw)
     partial = _rows(tmp_path / "b" / "smoke" / "tiny.csv")
     assert len(partial) == 3 * 3  # three whole units of 3 images
-    again = run_experiment(exp, "smoke", results_dir=tmp_path / "b", **kw)
+    again = run_experiment(exp, b, **kw)
     assert (again.skipped, again.done) == (3, 5)
     resumed = _rows(tmp_path / "b" / "smoke" / "tiny.csv")
     full = _rows(tmp_path / "a" / "smoke" / "tiny.csv")
@@ -112,7 +115,7 @@ def test_runner_resumes_after_kill(tmp_path: Path) -> None:
     assert _strip(resumed) == _strip(full)
     assert list(resumed[0])[: len(COLUMNS)] == COLUMNS
     # a third run has nothing to do and changes nothing
-    third = run_experiment(exp, "smoke", results_dir=tmp_path / "b", **kw)
+    third = run_experiment(exp, b, **kw)
     assert third.done == 0 and _strip(_rows(tmp_path / "b" / "smoke" / "tiny.csv")) == _strip(full)
     r = resumed[0]
     assert r["seen"] in ("True", "False") and r["nfe"] == "0" and r["subset"] == "all"
@@ -195,14 +198,15 @@ def test_report_rows_are_the_current_subset_only(tmp_path: Path) -> None:
 
     data = _images(tmp_path / "imgs", n=3, size=(30, 30))
     exp = _experiment(data, models=("bicubic",))
-    kw = dict(device="cpu", results_dir=tmp_path / "res", progress=False, log=lambda m: None)
+    kw = dict(device="cpu", progress=False, log=lambda m: None)
+    profile = Profile("smoke", tmp_path / "res")
     exp["sweeps"][0]["limit"] = 1
-    run_experiment(exp, "smoke", **kw)
+    run_experiment(exp, profile, **kw)
     exp["sweeps"][0]["limit"] = None
-    run_experiment(exp, "smoke", **kw)
+    run_experiment(exp, profile, **kw)
     rows = load_results(tmp_path / "res" / "smoke" / "tiny.csv")
     assert set(rows["subset"]) == {"first 1", "all"}
-    current = current_rows(rows, load_experiment(exp), "smoke")
+    current = current_rows(rows, load_experiment(exp), Profile("smoke"))
     assert set(current["subset"]) == {"all"} and len(current) == 3 * 4  # 3 images x 4 scales
     by_hand = rows[rows["subset"] == "all"].groupby("scale")["psnr"].mean()
     summary = summarize(current).set_index("scale")["psnr"]
@@ -212,22 +216,15 @@ def test_report_rows_are_the_current_subset_only(tmp_path: Path) -> None:
 def test_report_on_tiny_csv(tmp_path: Path) -> None:
     data = _images(tmp_path / "imgs", n=2, size=(30, 30))
     exp = _experiment(data)
-    run_experiment(
-        exp,
-        "smoke",
-        device="cpu",
-        results_dir=tmp_path / "res",
-        checkpoints_dir=tmp_path / "ck",
-        progress=False,
-        log=lambda m: None,
-    )
+    profile = Profile("smoke", tmp_path / "res", tmp_path / "ck")
+    run_experiment(exp, profile, device="cpu", progress=False, log=lambda m: None)
     paper = tmp_path / "reference" / "paper_tables.csv"
-    kw = dict(results_dir=tmp_path / "res", log=lambda m: None, paper_tables=paper)
+    kw = dict(log=lambda m: None, paper_tables=paper)
     with pytest.raises(FileNotFoundError, match="paper tables not found"):
-        write_report(exp, "smoke", **kw)  # the tables promise a paper comparison
+        write_report(exp, profile, **kw)  # the tables promise a paper comparison
     paper.parent.mkdir()
     paper.write_text("table,dataset,method,solver,scale,psnr\ntable1,imgs,bicubic,,2.0,30.0\n")
-    written = write_report(exp, "smoke", **kw)
+    written = write_report(exp, profile, **kw)
     names = {p.name for p in written}
     assert {"tiny-table.md", "tiny-table.tex", "tiny-fig.png", "tiny-report.md"} <= names
     md = (tmp_path / "res" / "smoke" / "tiny-table.md").read_text()
@@ -250,9 +247,11 @@ def test_report_on_a_fresh_clone_rewrites_nothing(
     (tmp_path / "results").mkdir()
     shutil.copytree(committed, tmp_path / "results" / "cpu")
     monkeypatch.chdir(tmp_path)
-    kw = dict(checkpoints_dir=tmp_path / "no-checkpoints", data_root=str(data_root))
+    profile = Profile("cpu", Path("results"), tmp_path / "no-checkpoints")  # relative, as run
     paper = reference / "paper_tables.csv"
-    written = write_report("table1", "cpu", log=lambda m: None, paper_tables=paper, **kw)
+    written = write_report(
+        "table1", profile, data_root=str(data_root), log=lambda m: None, paper_tables=paper
+    )
     # 2 tables x (md, tex), the gains figure, fig3 and fig1 (published weights), the index
     assert len(written) == 8
     # compared by digest: pytest's diff of two long byte strings runs for tens of minutes
@@ -273,10 +272,10 @@ def test_a_model_entry_without_solver_is_evaluated_with_its_own() -> None:
 
     exp = load_experiment("solver-ablation")
     for profile in ("smoke", "cpu", "paper"):
-        units = exp.units(profile)
+        units = exp.units(Profile(profile))
         hr = {tuple(sorted(u.solver.items())) for u in units if u.model.id == "vdsr-ode-hr"}
         assert hr == {(("method", "path-step"), ("steps", 1))}, profile
-    units = load_experiment("table1").units("cpu")
+    units = load_experiment("table1").units(Profile("cpu"))
     assert {u.solver["method"] for u in units if u.model.id == "vdsr-ode"} == {
         DEFAULT_SOLVER.method
     }
@@ -285,25 +284,25 @@ def test_a_model_entry_without_solver_is_evaluated_with_its_own() -> None:
 def test_experiment_files_resolve() -> None:
     for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke", "claims"):
         exp = load_experiment(name)
-        units = exp.units("smoke")
+        units = exp.units(Profile("smoke"))
         assert units, name
         assert len({u.key for u in units}) == len(units), name
     t1 = load_experiment("table1")
-    smoke = t1.units("smoke")
+    smoke = t1.units(Profile("smoke"))
     fixed = {u.scale for u in smoke if u.model.id == "rdn-fixed"}
     assert fixed == {2.0, 3.0, 4.0}
     assert len({u.model.key for u in smoke if u.model.id == "rdn-fixed"}) == 3
     plus = [u for u in smoke if u.model.id == "rdn-ode+"]
     assert plus[0].model.ensemble == "x8"
     assert plus[0].model.key == next(u for u in smoke if u.model.id == "rdn-ode").model.key
-    cpu = t1.units("cpu")
+    cpu = t1.units(Profile("cpu"))
     assert {u.limit for u in cpu if u.model.id == "bicubic"} == {None}
     assert {u.limit for u in cpu if u.model.id == "vdsr-ode"} == {20}
     assert not [u for u in cpu if u.model.id == "rdn-ode+"]  # cpu: claims.yaml measures it
-    assert len({u.scale for u in t1.units("paper") if u.model.id == "rdn-ode+"}) == 30
+    assert len({u.scale for u in t1.units(Profile("paper")) if u.model.id == "rdn-ode+"}) == 30
     ext = load_experiment("extrapolation")
-    assert len({u.scale for u in ext.units("paper") if u.model.id == "bicubic"}) == 69 + 2
-    cpu_ext = ext.units("cpu")
+    assert len({u.scale for u in ext.units(Profile("paper")) if u.model.id == "bicubic"}) == 69 + 2
+    cpu_ext = ext.units(Profile("cpu"))
     for model in ("bicubic", "vdsr+t", "vdsr-ode", "rdn+t", "meta-rdn", "rdn-ode"):
         scales = {u.scale for u in cpu_ext if u.model.id == model}
         assert len(scales) == 71 and {1.1, 1.15, 4.5, 5.0, 6.0} <= scales, model
@@ -527,7 +526,6 @@ def test_train_all_sigterm_stops_its_workers(tmp_path: Path, data_root) -> None:
 def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, data_root) -> None:
     """bench.publish strips training state; a run with no checkpoint evaluates the published
     weights (same rows as from final.pt) and trains nothing."""
-    from bench.checkpoints import checkpoint_dir, published_path
     from bench.publish import main as publish_main
     from odesr.checkpoints import TRAINING_STATE, load_checkpoint
 
@@ -543,16 +541,14 @@ def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, dat
     run = functools.partial(
         run_experiment,
         load_experiment(path),
-        "smoke",
         data_root=str(data_root),
         device="cpu",
-        checkpoints_dir=ck,
         progress=False,
         log=lambda _: None,
     )
-    run(results_dir=res_a)
-    (plan,) = load_experiment(path).all_plans("smoke")
-    final = checkpoint_dir(ck, "smoke", plan) / "final.pt"
+    run(Profile("smoke", res_a, ck))
+    (plan,) = load_experiment(path).all_plans(Profile("smoke"))
+    final = Profile("smoke", res_a, ck).checkpoint_dir(plan.key) / "final.pt"
     assert set(TRAINING_STATE) & set(load_checkpoint(final)[1])  # optimizer state is there
     assert (
         publish_main(
@@ -560,12 +556,12 @@ def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, dat
         )
         == 0
     )
-    published = published_path(res_b, "smoke", plan)
+    published = Profile("smoke", res_b, ck).published_weights(plan.key)
     model, extra = load_checkpoint(published)
     assert not set(TRAINING_STATE) & set(extra) and extra["step"] == 3
     assert published.stat().st_size < final.stat().st_size
     shutil.rmtree(ck)
-    run(results_dir=res_b)
+    run(Profile("smoke", res_b, ck))
     assert not ck.exists()  # nothing trained
     rows_a, rows_b = (_rows(res / "smoke" / "pub.csv") for res in (res_a, res_b))
     assert [r["psnr"] for r in rows_a] == [r["psnr"] for r in rows_b]
@@ -600,11 +596,9 @@ def test_run_no_train_evaluates_only_trained_weights(tmp_path: Path, data_root) 
     run = functools.partial(
         run_experiment,
         load_experiment(path),
-        "smoke",
+        Profile("smoke", res, ck),
         data_root=str(data_root),
         device="cpu",
-        checkpoints_dir=ck,
-        results_dir=res,
         progress=False,
         log=logged.append,
     )
@@ -628,11 +622,11 @@ def test_prune_removes_only_rows_of_units_the_experiment_no_longer_plans(
     """A row per current smoke unit of table1 stays; a row of replaced weights and one of
     another subset go; --dry-run changes nothing."""
     from bench.experiment import dataset_label
-    from bench.runner import prune_results, results_path
+    from bench.runner import prune_results
 
     exp = load_experiment("table1")
     rows = []
-    for u in exp.units("smoke"):
+    for u in exp.units(Profile("smoke")):
         rows.append(
             {c: "" for c in COLUMNS}
             | dict(
@@ -650,18 +644,19 @@ def test_prune_removes_only_rows_of_units_the_experiment_no_longer_plans(
         )
     old = dict(rows[-1], weights="vdsr-ode-0000000000", model="vdsr-ode")
     other = dict(rows[-1], subset="first 99")
-    path = results_path(tmp_path, "smoke", "table1")
+    profile = Profile("smoke", tmp_path)
+    path = profile.results_csv("table1")
     path.parent.mkdir(parents=True)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows([*rows, old, other])
     before = path.read_bytes()
-    assert prune_results("table1", "smoke", str(tmp_path), dry_run=True) == 0
+    assert prune_results("table1", profile, dry_run=True) == 0
     assert "would remove 2 rows" in capsys.readouterr().out and path.read_bytes() == before
-    assert prune_results("table1", "smoke", str(tmp_path)) == 0
+    assert prune_results("table1", profile) == 0
     kept = ResultsFile(path).read()
     assert len(kept) == len(rows)
-    planned = {(u.model.id, u.model.key) for u in exp.units("smoke")}
+    planned = {(u.model.id, u.model.key) for u in exp.units(Profile("smoke"))}
     assert {(r["model"], r["weights"]) for r in kept} == planned
-    assert prune_results("table1", "smoke", str(tmp_path / "none")) == 2
+    assert prune_results("table1", Profile("smoke", tmp_path / "none")) == 2

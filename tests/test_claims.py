@@ -17,6 +17,7 @@ from PIL import Image
 
 from bench.claims import CLAIM_COLUMNS, judge
 from bench.experiment import ExperimentError, load_experiment
+from bench.profile import Profile
 from bench.results import SharedRows, share_key
 from bench.runner import run_experiment
 
@@ -72,7 +73,7 @@ def test_claims_verdicts_and_the_extrapolation_delta_by_hand() -> None:
             for m, s, v in [("vdsr (ours)", 2.0, 31.0), ("VDSR+t", 2.0, 30.5), ("VDSR+t", 4.0, 25)]
         ]
     )
-    out = {r["row"]["claim"]: r["row"] for r in judge(exp, "smoke", rows, ref, n_boot=500)}
+    out = {r["row"]["claim"]: r["row"] for r in judge(exp, Profile("smoke"), rows, ref, n_boot=500)}
     assert list(out["ode > plus"]) == CLAIM_COLUMNS
     first = out["ode > plus"]
     assert first["scales"] == "x2 x4" and first["verdict"] == "holds"
@@ -106,7 +107,10 @@ def test_claims_holm_column_by_hand() -> None:
         {"claim": "bic > ode", "a": "bic", "b": "ode", "scales": "2"},
     ]
     exp = load_experiment(_claims_exp(claims))
-    out = {r["row"]["claim"]: r["row"] for r in judge(exp, "smoke", _frame(values), pd.DataFrame())}
+    out = {
+        r["row"]["claim"]: r["row"]
+        for r in judge(exp, Profile("smoke"), _frame(values), pd.DataFrame())
+    }
     moderate = out["ode > plus"]
     assert float(moderate["p_value"]) == pytest.approx(0.0305, abs=5e-4)
     assert moderate["estimator"] == "two-way t (Satterthwaite)" and moderate["t_df"] == "3.0"
@@ -138,8 +142,8 @@ UNWEIGHTED = ("vdsr+t-unweighted", "vdsr-ode-unweighted", "rdn-ode-unweighted", 
 def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
     claims, table1 = load_experiment("claims"), load_experiment("table1")
     for profile in ("smoke", "cpu", "paper"):
-        t1 = {p.id: p.key for p in table1.all_plans(profile)}
-        plans = claims.all_plans(profile)
+        t1 = {p.id: p.key for p in table1.all_plans(Profile(profile))}
+        plans = claims.all_plans(Profile(profile))
         seed0 = {p.id: p.key for p in plans if p.seed in (0, None)}
         for model in (*CHOSEN, *UNWEIGHTED, "rdn-ode+", "vdsr-fixed"):
             # a claims id is table1's id with table1's config: the chosen recipe keeps the
@@ -156,14 +160,14 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
         assert seeds == ({0, 1} if profile == "smoke" else {0, 1, 2})
         keys = [p.key for p in plans if p.id == "vdsr-ode"]
         assert len(set(keys)) == len(keys)
-    cpu_keys = {p.id: p.key for p in claims.all_plans("cpu") if p.seed == 0}
+    cpu_keys = {p.id: p.key for p in claims.all_plans(Profile("cpu")) if p.seed == 0}
     paper_loss = ("vdsr+t-unweighted", "vdsr-ode-unweighted", "rdn+t", "rdn-ode-unweighted")
     for chosen, unweighted in zip(CHOSEN, paper_loss, strict=True):
         # at cpu the chosen recipe weights the scales: other weights than the paper's loss
         assert (cpu_keys[chosen] == cpu_keys[unweighted]) == (chosen == "rdn+t"), chosen
-    units = claims.units("cpu")
+    units = claims.units(Profile("cpu"))
     # ... and the same evaluation solvers, so table1's rows are shared, not evaluated again
-    t1_units = {(u.model.key, u.key[3]) for u in table1.units("cpu")}
+    t1_units = {(u.model.key, u.key[3]) for u in table1.units(Profile("cpu"))}
     for model in (*CHOSEN, *UNWEIGHTED, "rdn-ode+"):
         unit = next(u for u in units if u.model.id == model and u.model.seed == 0)
         assert (unit.model.key, unit.key[3]) in t1_units, model
@@ -176,7 +180,7 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
     # 3 Set5 scales (Table 2's bicubic row), small's x1.1/x1.2/x1.5, headline's x2/x3/x4 on all
     # 100 images, headline-small's x1.1/x1.2/x1.5 on 20
     assert len(bic) == len({u.key for u in bic}) == 9 + 9 + 3 + 3 + 3
-    cpu = {p.id: p.train_cfg for p in claims.all_plans("cpu") if p.seed == 0}
+    cpu = {p.id: p.train_cfg for p in claims.all_plans(Profile("cpu")) if p.seed == 0}
     ode_steps = cpu["vdsr-ode-unweighted"]["max_steps"]
     assert cpu["vdsr+t-compute"]["max_steps"] == 4 * ode_steps == 16000
     assert cpu["rdn+t-compute"]["max_steps"] == 4 * cpu["rdn-ode-unweighted"]["max_steps"] == 8000
@@ -185,14 +189,15 @@ def test_claims_models_reuse_table1_weights_and_seeds_add_checkpoints() -> None:
     # solver-ablation's solver models are claims.yaml's (same checkpoints); its RK4 model is
     # table1's vdsr-ode at cpu and paper
     for profile in ("smoke", "cpu", "paper"):
-        ablation = {p.id: p.key for p in load_experiment("solver-ablation").all_plans(profile)}
-        mine = {p.id: p.key for p in claims.all_plans(profile) if p.seed == 0}
+        solver_ablation = load_experiment("solver-ablation")
+        ablation = {p.id: p.key for p in solver_ablation.all_plans(Profile(profile))}
+        mine = {p.id: p.key for p in claims.all_plans(Profile(profile)) if p.seed == 0}
         assert ablation["vdsr-ode-euler1"] == mine["vdsr-ode-euler1"]
         assert ablation["vdsr-ode-euler4"] == mine["vdsr-ode-euler4"]
         if profile != "smoke":
             assert ablation["vdsr-ode-rk4"] == mine["vdsr-ode-unweighted"]
     # no `seeds`: an experiment plans exactly what it planned before (the configs' own seed)
-    assert {u.model.seed for u in table1.units("cpu") if u.model.trained} == {0}
+    assert {u.model.seed for u in table1.units(Profile("cpu")) if u.model.trained} == {0}
 
 
 def test_train_all_trains_every_seed(monkeypatch, data_root) -> None:
@@ -200,11 +205,11 @@ def test_train_all_trains_every_seed(monkeypatch, data_root) -> None:
 
     monkeypatch.setenv("ODESR_DATA", str(data_root))  # the plan orders them by cost
 
-    plans = _plans(["claims"], "smoke")
+    plans = _plans(["claims"], Profile("smoke"))
     assert {p.seed for p in plans if p.id == "rdn-ode"} == {0, 1}
     assert len({p.key for p in plans}) == len(plans)
     # --models: only these ids, in the given order, seeds ascending within one
-    chosen = _plans(["claims"], "smoke", "rdn-ode, vdsr+t")
+    chosen = _plans(["claims"], Profile("smoke"), "rdn-ode, vdsr+t")
     assert [(p.id, p.seed) for p in chosen] == [
         ("rdn-ode", 0),
         ("rdn-ode", 1),
@@ -212,15 +217,15 @@ def test_train_all_trains_every_seed(monkeypatch, data_root) -> None:
         ("vdsr+t", 1),
     ]
     with pytest.raises(ValueError, match="bicubic"):
-        _plans(["claims"], "smoke", "rdn-ode,bicubic")  # bicubic is not trained
+        _plans(["claims"], Profile("smoke"), "rdn-ode,bicubic")  # bicubic is not trained
     # --seeds: only these training seeds (one seed of every model first on a small machine)
-    first = _plans(["claims"], "smoke", "rdn-ode, vdsr+t", seeds="1")
+    first = _plans(["claims"], Profile("smoke"), "rdn-ode, vdsr+t", seeds="1")
     assert [(p.id, p.seed) for p in first] == [("rdn-ode", 1), ("vdsr+t", 1)]
-    assert {p.seed for p in _plans(["claims"], "smoke", seeds="0")} == {0}
+    assert {p.seed for p in _plans(["claims"], Profile("smoke"), seeds="0")} == {0}
     with pytest.raises(ValueError, match="--seeds: 7 is not a training seed"):
-        _plans(["claims"], "smoke", seeds="0,7")
+        _plans(["claims"], Profile("smoke"), seeds="0,7")
     with pytest.raises(ValueError, match="comma-separated integers"):
-        _plans(["claims"], "smoke", seeds="zero")
+        _plans(["claims"], Profile("smoke"), seeds="zero")
 
 
 # ----------------------------------------------------------------------------- depth control
@@ -281,11 +286,12 @@ def test_rows_are_shared_across_experiments(tmp_path: Path, monkeypatch) -> None
         return real(model, images, scales, settings, on_batch)
 
     monkeypatch.setattr(evaluate, "evaluate_images", counting)
-    kw = dict(device="cpu", results_dir=tmp_path / "res", progress=False, log=lambda m: None)
-    run_experiment(_bicubic_exp("first", "bicubic", data, "2,3", 2), "smoke", **kw)
+    kw = dict(device="cpu", progress=False, log=lambda m: None)
+    profile = Profile("smoke", tmp_path / "res")
+    run_experiment(_bicubic_exp("first", "bicubic", data, "2,3", 2), profile, **kw)
     assert sorted(evaluated) == sorted((f"im{i}", s) for i in (0, 1) for s in (2.0, 3.0))
     evaluated.clear()
-    summary = run_experiment(_bicubic_exp("second", "bic", data, "2,3,4", 3), "smoke", **kw)
+    summary = run_experiment(_bicubic_exp("second", "bic", data, "2,3,4", 3), profile, **kw)
     # only what `first` did not evaluate: im2 at x2/x3 and every image at x4
     assert sorted(evaluated) == sorted(
         [("im2", 2.0), ("im2", 3.0)] + [(f"im{i}", 4.0) for i in range(3)]
@@ -329,17 +335,14 @@ def test_claims_smoke_end_to_end(tmp_path: Path, data_root, reference) -> None:
     report writes claims.csv with the promised columns and verdicts that follow the intervals."""
     from bench.report import write_report
 
-    kw = dict(
-        data_root=str(data_root),
-        results_dir=tmp_path / "res",
-        checkpoints_dir=tmp_path / "ck",
-    )
+    kw = dict(data_root=str(data_root))
+    profile = Profile("smoke", tmp_path / "res", tmp_path / "ck")
     summary = run_experiment(
-        "claims", "smoke", device="cpu", progress=False, log=lambda m: None, **kw
+        "claims", profile, device="cpu", progress=False, log=lambda m: None, **kw
     )
     assert summary.done == summary.planned > 0
     write_report(
-        "claims", "smoke", log=lambda m: None, paper_tables=reference / "paper_tables.csv", **kw
+        "claims", profile, log=lambda m: None, paper_tables=reference / "paper_tables.csv", **kw
     )
     out = tmp_path / "res" / "smoke"
     with open(out / "claims.csv", newline="") as fh:
@@ -381,12 +384,14 @@ def test_caption_names_the_seed_count_of_each_model_when_they_differ() -> None:
     summary = pd.DataFrame(
         [dict(row, model="vdsr+t", seeds=3), dict(row, model="vdsr-ode", seeds=1)]
     )
-    text = caption(exp, "cpu", "What", summary, ["vdsr+t", "vdsr-ode"])
+    text = caption(exp, Profile("cpu"), "What", summary, ["vdsr+t", "vdsr-ode"])
     assert "then over the seeds (vdsr+t: 3, vdsr-ode: 1)" in text
     same = summary.assign(seeds=3)
-    assert "then over the seeds (3)." in caption(exp, "cpu", "What", same, ["vdsr+t", "vdsr-ode"])
+    assert "then over the seeds (3)." in caption(
+        exp, Profile("cpu"), "What", same, ["vdsr+t", "vdsr-ode"]
+    )
     one = summary.assign(seeds=1)
-    assert "mean over images." in caption(exp, "cpu", "What", one, ["vdsr+t", "vdsr-ode"])
+    assert "mean over images." in caption(exp, Profile("cpu"), "What", one, ["vdsr+t", "vdsr-ode"])
 
 
 def test_claims_md_names_the_devices_of_its_rows() -> None:
@@ -447,6 +452,6 @@ def test_caption_names_each_subset_of_a_model_evaluated_on_several() -> None:
             dict(row, model="rdn-ode", n=100, subset="all"),
         ]
     )
-    text = caption(exp, "cpu", "What", summary, ["rdn+t", "rdn-ode"])
+    text = caption(exp, Profile("cpu"), "What", summary, ["rdn+t", "rdn-ode"])
     assert "rdn+t, rdn-ode: all 100 images; rdn+t: first 10 images (10)" in text
     assert "first 10 images (100)" not in text

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from bench.experiment import ExperimentError, load_experiment
+from bench.profile import Profile
 from odesr.config import (
     LEGACY_VALUES,
     ConfigError,
@@ -296,14 +297,14 @@ def test_repo_experiments_resolve_for_every_profile() -> None:
     for name in ("table1", "solver-ablation", "extrapolation", "ci-smoke", "claims"):
         exp = load_experiment(name)
         for profile in ("smoke", "cpu", "paper"):
-            assert exp.units(profile), (name, profile)
+            assert exp.units(Profile(profile)), (name, profile)
     claims = load_experiment("claims")
-    euler = next(u for u in claims.units("cpu") if u.model.id == "vdsr-ode-euler4")
+    euler = next(u for u in claims.units(Profile("cpu")) if u.model.id == "vdsr-ode-euler4")
     assert euler.model.train_cfg["train_solver"] == {
         "method": "euler",
         "steps": 4,
         "step_size": None,
     }
     assert euler.solver == {"method": "euler", "steps": 4}
-    t2 = [u for u in load_experiment("claims").units("smoke") if u.sweep == "table2"]
+    t2 = [u for u in load_experiment("claims").units(Profile("smoke")) if u.sweep == "table2"]
     assert {u.dataset for u in t2} == {"Set5", "B100"} and {u.limit for u in t2} == {2}

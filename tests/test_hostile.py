@@ -23,6 +23,7 @@ import yaml
 from filelock import FileLock
 from PIL import Image
 
+from bench.profile import Profile
 from bench.report import load_results
 from bench.results import ResultsFile, row_key
 from bench.runner import run_experiment
@@ -527,6 +528,11 @@ def test_live_writers_temporaries_are_kept(tmp_path) -> None:
 # ------------------------------------------------------------------ damaged results CSVs
 
 
+def _tiny_profile(tmp_path: Path) -> Profile:
+    """The smoke profile with its results in ``tmp_path/r`` and checkpoints in ``tmp_path/ck``."""
+    return Profile("smoke", tmp_path / "r", tmp_path / "ck")
+
+
 def _tiny_experiment(data: Path) -> dict:
     return {
         "name": "tiny",
@@ -545,8 +551,8 @@ def test_damaged_results_csv_repaired_and_reevaluated(tmp_path, capsys, cut) -> 
     data.mkdir()
     for i in range(2):
         Image.fromarray(_pattern(40, 44, seed=i)).save(data / f"im{i}.png")
-    kw = dict(device="cpu", checkpoints_dir=tmp_path / "ck", progress=False, log=lambda m: None)
-    first = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    kw = dict(device="cpu", progress=False, log=lambda m: None)
+    first = run_experiment(_tiny_experiment(data), _tiny_profile(tmp_path), **kw)
     path = first.results
     whole = path.read_text()
     good = {row_key(r): (r["psnr"], r["ssim"]) for r in ResultsFile(path).read()}
@@ -563,7 +569,7 @@ def test_damaged_results_csv_repaired_and_reevaluated(tmp_path, capsys, cut) -> 
     with pytest.raises(DataError, match=f"{path.name} line {len(lines)}: damaged"):
         load_results(path)
     capsys.readouterr()
-    again = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    again = run_experiment(_tiny_experiment(data), _tiny_profile(tmp_path), **kw)
     notice = capsys.readouterr().err.strip().splitlines()
     assert len(notice) == 1 and f"line {len(lines)}: damaged" in notice[0], notice
     assert again.done >= 1  # the cut unit is re-evaluated
@@ -761,8 +767,8 @@ def test_only_odesr_temporaries_are_swept(img, tmp_path, capsys) -> None:
 
 
 def _results_with(tmp_path: Path, data: Path, values: dict[int, str]) -> tuple[Path, dict]:
-    kw = dict(device="cpu", checkpoints_dir=tmp_path / "ck", progress=False, log=lambda m: None)
-    first = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    kw = dict(device="cpu", progress=False, log=lambda m: None)
+    first = run_experiment(_tiny_experiment(data), _tiny_profile(tmp_path), **kw)
     rows = list(csv.DictReader(first.results.open()))
     for k, value in values.items():
         rows[k]["psnr"] = value
@@ -791,7 +797,7 @@ def test_rows_without_a_finite_metric_are_not_done(tmp_path, value) -> None:
     assert len(store.done_units()) == 2  # of 3: the unit holding the bad row is missing
     df = load_results(path)
     assert int(summarize(df)["incomplete"].sum()) == 1
-    again = run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+    again = run_experiment(_tiny_experiment(data), _tiny_profile(tmp_path), **kw)
     assert again.done == 1 and len(store.done_units()) == 3
     assert all(np.isfinite(float(r["psnr"])) for r in store.read())
 
@@ -803,7 +809,7 @@ def test_report_caption_names_incomplete_rows(tmp_path) -> None:
     exp = _tiny_experiment(data)
     exp["report"]["tables"] = [{"kind": "scales", "sweep": "main", "dataset": data.name}]
     path, kw = _results_with(tmp_path, data, {0: "nan"})
-    written = write_report(exp, "smoke", results_dir=tmp_path / "r", checkpoints_dir=tmp_path)
+    written = write_report(exp, _tiny_profile(tmp_path))
     text = "".join(Path(p).read_text() for p in written if str(p).endswith(".md"))
     assert "INCOMPLETE: 1 image rows lack a finite PSNR/SSIM" in text
 
@@ -1085,7 +1091,7 @@ def test_edited_results_header_refused_untouched(tmp_path, capsys) -> None:
     text = path.read_text().replace(",psnr,", ",PSNR,", 1)
     path.write_text(text)
     with pytest.raises(ValueError, match="header lacks column"):
-        run_experiment(_tiny_experiment(data), "smoke", results_dir=tmp_path / "r", **kw)
+        run_experiment(_tiny_experiment(data), _tiny_profile(tmp_path), **kw)
     with pytest.raises(DataError, match="restore its header"):
         load_results(path)
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(_tiny_experiment(data)))

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from bench.profile import Profile
 from odesr import checkpoints, models, nets, solvers
 from odesr.ode import solve
 
@@ -84,10 +85,12 @@ def test_toy_backbone_trains_evaluates_and_is_planned(toy, tmp_path: Path) -> No
             "sweeps": {"main": {"models": ["toy-ode"], "datasets": {"Set5": "2"}, "limit": 1}},
         }
     )
-    train_rows, eval_rows = plan_experiment(exp, "smoke", root)
+    train_rows, eval_rows = plan_experiment(exp, Profile("smoke"), root)
     assert [(r.model, r.backbone) for r in train_rows] == [("toy-ode", "toy")]
     assert train_rows[0].flops > 0 and [r.backbone for r in eval_rows] == ["toy"]
-    assert "toy-ode" in format_plan(exp, "smoke", Costs.load(), root)  # priced: no costs entry
+    assert "toy-ode" in format_plan(
+        exp, Profile("smoke"), Costs.load(), root
+    )  # priced: no costs entry
 
 
 def test_a_registered_solver_solves(monkeypatch) -> None:

@@ -10,10 +10,11 @@ import pytest
 from bench.cost_model import Costs, flops_per_pixel, nfe_per_image
 from bench.experiment import load_experiment
 from bench.plan import format_plan, plan_experiment
+from bench.profile import Profile
 
 
 def _plan(exp_id: str, model: str, profile: str):
-    return load_experiment(exp_id).model_plans(model, profile)[0]
+    return load_experiment(exp_id).model_plans(model, Profile(profile))[0]
 
 
 def test_flops_per_pixel_match_a_hand_count() -> None:
@@ -50,22 +51,22 @@ def test_nfe_per_image_by_hand() -> None:
 
 def test_plan_rows_and_hours(data_root: Path) -> None:
     exp = load_experiment("ci-smoke")
-    train, evals = plan_experiment(exp, "smoke", str(data_root))
+    train, evals = plan_experiment(exp, Profile("smoke"), str(data_root))
     assert sorted(r.model for r in train) == ["rdn-ode", "vdsr-ode"]  # rdn-ode+ shares weights
-    assert sum(len(r.scales) for r in evals) == len(exp.units("smoke"))
+    assert sum(len(r.scales) for r in evals) == len(exp.units(Profile("smoke")))
     vdsr = next(r for r in train if r.model == "vdsr-ode")
     # smoke/vdsr-ode: 20 steps x batch 4 of 24 px, euler h=0.5 over scales 1.5, 2, 2.5, 3
     assert vdsr.nfe == pytest.approx((1 + 2 + 3 + 4) / 4)
     fpp = 2 * 9 * (4 * 8 + 1 * 8 * 8 + 8 * 3)  # smoke VDSR: depth 3, width 8
     assert vdsr.flops == pytest.approx(20 * 4 * 24**2 * 2.5 * fpp, rel=1e-3)
     costs = Costs.load()
-    text = format_plan(exp, "smoke", costs, str(data_root))
+    text = format_plan(exp, Profile("smoke"), costs, str(data_root))
     hours = Costs.seconds(costs.cpu, vdsr.flops, "vdsr", train=True) / 3600
     assert hours == pytest.approx(
         vdsr.flops * costs.cpu["train_factor"] / (costs.cpu["gflops"]["vdsr"] * 1e9) / 3600
     )
     assert "train: 2 checkpoints" in text
-    assert f"evaluate: {len(exp.units('smoke'))} units" in text
+    assert f"evaluate: {len(exp.units(Profile('smoke')))} units" in text
     assert text.splitlines()[-1].startswith("total: ") and "h on this CPU" in text
     assert costs.gpu["name"] in text.splitlines()[-1]
 
@@ -186,12 +187,12 @@ def test_calibration_file_per_device_kind(tmp_path: Path, monkeypatch, data_root
     assert kind == kind.lower() and " " not in kind and "/" not in kind
     exp = load_experiment("ci-smoke")
     assert C.load_calibration() is None
-    text = P.format_plan(exp, "smoke", Costs.load(), str(data_root))
+    text = P.format_plan(exp, Profile("smoke"), Costs.load(), str(data_root))
     assert "--calibrate" in text and "FLOP model" in text.splitlines()[-1]
     path = C.save_calibration({**_calibration(), "kind": kind, "measured": "now", "loadavg": [2]})
     assert path == C.CALIBRATION_DIR / f"{kind}.json"
     assert C.load_calibration()["train"]["run_s"] == 2.0
-    text = P.format_plan(exp, "smoke", Costs.load(), str(data_root))
+    text = P.format_plan(exp, Profile("smoke"), Costs.load(), str(data_root))
     assert "calibrated" in text.splitlines()[-1] and f"{kind}.json" in text
 
 
@@ -256,7 +257,7 @@ def test_calibrated_plan_of_table1_prices_every_model(data_root: Path, profile: 
 
     exp = load_experiment("table1")
     cal = _calibration()
-    for plan in exp.all_plans(profile):
+    for plan in exp.all_plans(Profile(profile)):
         if plan.train_cfg is not None:
             est = price_training(plan.train_cfg, cal, str(data_root))
             assert est.seconds > 0, plan.id

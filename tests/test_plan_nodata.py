@@ -7,6 +7,7 @@ from pathlib import Path
 from bench.cost_model import Costs
 from bench.experiment import load_experiment
 from bench.plan import format_plan
+from bench.profile import Profile
 
 
 def test_shipped_image_sizes_are_the_data(data_root: Path) -> None:
@@ -20,8 +21,8 @@ def test_shipped_image_sizes_are_the_data(data_root: Path) -> None:
 
 def test_plan_without_the_data_is_the_plan_with_it(data_root: Path, tmp_path: Path) -> None:
     exp = load_experiment("extrapolation")
-    with_data = format_plan(exp, "smoke", Costs.load(), str(data_root))
-    without = format_plan(exp, "smoke", Costs.load(), str(tmp_path / "no-data"))
+    with_data = format_plan(exp, Profile("smoke"), Costs.load(), str(data_root))
+    without = format_plan(exp, Profile("smoke"), Costs.load(), str(tmp_path / "no-data"))
     assert with_data == without
 
 

@@ -27,10 +27,11 @@ def test_status_counts_done_copy_and_evaluate(results: Path, tmp_path: Path) -> 
     images are copied, the others evaluated; nothing to train (published weights); table1's
     own units are done."""
     from bench.plan_status import status
+    from bench.profile import Profile
 
     exp = load_experiment("extrapolation")
-    ck = tmp_path / "no-checkpoints"
-    train, groups, csv = status(exp, "cpu", results, ck, str(tmp_path / "no-data"))
+    profile = Profile("cpu", results, tmp_path / "no-checkpoints")
+    train, groups, csv = status(exp, profile, str(tmp_path / "no-data"))
     assert csv == results / "cpu" / "extrapolation.csv" and not csv.exists()
     assert train == []
     assert sum(g.done for g in groups) == 0
@@ -40,7 +41,7 @@ def test_status_counts_done_copy_and_evaluate(results: Path, tmp_path: Path) -> 
     assert len(vdsr.evaluate) == 71 - 30 and not table1 & set(vdsr.evaluate)
     assert vdsr.seconds > 0
     assert all(g.seconds == 0 for g in groups if not g.evaluate)
-    _, t1, _ = status(load_experiment("table1"), "cpu", results, ck, str(tmp_path / "no-data"))
+    _, t1, _ = status(load_experiment("table1"), profile, str(tmp_path / "no-data"))
     assert next(g for g in t1 if g.model == "vdsr-ode").done == 30
 
 

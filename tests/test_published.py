@@ -22,12 +22,13 @@ WEIGHTS = REPO / "results" / "cpu" / "weights"
 def test_committed_index_matches_the_weights_files() -> None:
     """index.csv is what ``python -m bench.weights_index`` makes of the published files, the
     experiments and the committed results rows (regenerate it when one of them changes)."""
+    from bench.profile import Profile
     from bench.weights_index import build_index, index_path, index_text
 
-    committed = index_path(REPO / "results", "cpu")
-    assert committed.read_text(encoding="utf-8") == index_text(
-        build_index(REPO / "results", "cpu")
-    ), "results/cpu/weights/index.csv is stale: run python -m bench.weights_index"
+    cpu = Profile("cpu", REPO / "results")
+    assert index_path(cpu).read_text(encoding="utf-8") == index_text(build_index(cpu)), (
+        "results/cpu/weights/index.csv is stale: run python -m bench.weights_index"
+    )
     rows = read_index(WEIGHTS)
     assert {r.path.name for r in rows} == {p.name for p in WEIGHTS.glob("*.pt")}
     assert all(r.path.is_file() for r in rows)

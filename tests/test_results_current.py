@@ -13,20 +13,19 @@ import pandas as pd
 import pytest
 
 from bench.experiment import dataset_label, load_experiment
+from bench.profile import Profile
 from bench.report import load_results
-from bench.runner import results_path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-PROFILE = "cpu"
+PROFILE = Profile("cpu", RESULTS)
 EXPERIMENTS = ("table1", "extrapolation", "claims", "solver-ablation")
 SCALES_TABLES = {"table1": "table1.md", "extrapolation": "extrapolation.md"}  # kind: scales
 
 
 def _rows(name: str) -> pd.DataFrame:
     exp = load_experiment(name)
-    path = results_path(RESULTS, PROFILE, exp.name)
-    if not path.is_file():
-        pytest.skip(f"no committed results {path}")
+    path = PROFILE.results_csv(exp.name)
+    assert path.is_file(), f"no committed results {path}"
     return load_results(path)
 
 
@@ -75,7 +74,7 @@ def _scales_table(path: Path) -> dict[tuple[str, str, float], float]:
 def test_plain_group_means_are_the_committed_report(name: str) -> None:
     df = _rows(name)
     means = df.groupby(["model", "dataset", "scale"])["psnr"].mean()
-    shown = _scales_table(RESULTS / PROFILE / SCALES_TABLES[name])
+    shown = _scales_table(PROFILE.results / SCALES_TABLES[name])
     assert len(shown) > 50  # the table was read
     wrong = {
         key: (value, round(float(means[key]), 2))
@@ -89,7 +88,7 @@ def test_the_headline_claims_use_every_b100_image_and_five_seeds() -> None:
     """The committed headline rows (the ODE models against their +t twins on the chosen recipe at
     the paper's scales x2/x3/x4) are on all 100 B100 images and at least 5 training seeds, and
     claims.csv says so (n_images, n_seeds) from the per-image rows."""
-    claims = pd.read_csv(RESULTS / PROFILE / "claims.csv", dtype=str, keep_default_na=False)
+    claims = pd.read_csv(PROFILE.results / "claims.csv", dtype=str, keep_default_na=False)
     rows = _rows("claims")
     for comparison in ("vdsr-ode - vdsr+t", "rdn-ode - rdn+t"):
         head = claims[(claims["comparison"] == comparison) & (claims["scales"] == "x2 x3 x4")]

@@ -14,6 +14,7 @@ import pytest
 
 from bench.experiment import ExperimentError, ladder_base, load_experiment
 from bench.ladder_fit import crossed, fit_ladder
+from bench.profile import Profile
 from bench.scaling import (
     CONSISTENT,
     FIT_COLUMNS,
@@ -40,15 +41,18 @@ def _ladder_doc(**model: object) -> dict:
 
 def test_train_steps_expands_into_one_model_per_budget() -> None:
     exp = load_experiment(_ladder_doc())
-    assert exp.model_ids("smoke") == ["vdsr+t@5", "vdsr+t@10", "bicubic"]
-    assert exp.model_ids() == exp.model_ids("smoke")  # as written (no smoke overrides)
-    units = exp.units("smoke")
+    assert exp.model_ids(Profile("smoke")) == ["vdsr+t@5", "vdsr+t@10", "bicubic"]
+    assert exp.model_ids() == exp.model_ids(Profile("smoke"))  # as written (no smoke overrides)
+    units = exp.units(Profile("smoke"))
     assert sorted(u.model.id for u in units) == ["bicubic", "vdsr+t@10", "vdsr+t@5"]
     steps = {u.model.id: u.model.train_cfg["max_steps"] for u in units if u.model.trained}
     assert steps == {"vdsr+t@5": 5, "vdsr+t@10": 10}
     # each budget its own checkpoint; --models with the entry's id selects every budget
     assert len({u.model.key for u in units if u.model.trained}) == 2
-    assert {u.model.id for u in exp.units("smoke", ["vdsr+t"])} == {"vdsr+t@5", "vdsr+t@10"}
+    assert {u.model.id for u in exp.units(Profile("smoke"), ["vdsr+t"])} == {
+        "vdsr+t@5",
+        "vdsr+t@10",
+    }
     assert ladder_base("vdsr+t@10") == "vdsr+t" and ladder_base("vdsr+t") == "vdsr+t"
 
 
@@ -71,13 +75,13 @@ def test_cpu_ladder_reuses_the_table1_and_claims_checkpoints() -> None:
     """At cpu the 4k rungs of vdsr-ode and vdsr+t are table1's configs (same weights, the
     scale-weighted recipe); the depth control takes vdsr+t's weighting."""
     scaling, table1 = load_experiment("scaling"), load_experiment("table1")
-    plans = {p.id: p for p in scaling.all_plans("cpu") if p.seed == 0}
+    plans = {p.id: p for p in scaling.all_plans(Profile("cpu")) if p.seed == 0}
     for ladder_id, table1_id in {"vdsr-ode@4000": "vdsr-ode", "vdsr+t@4000": "vdsr+t"}.items():
-        assert plans[ladder_id].key == table1.model_plans(table1_id, "cpu", 0)[0].key
+        assert plans[ladder_id].key == table1.model_plans(table1_id, Profile("cpu"), 0)[0].key
     assert plans["vdsr-ode@4000"].train_cfg["scale_weight"] == "inv_sqrt_span"
     for rung in ("vdsr+t@500", "vdsr+t@16000", "vdsr+t-repeat4@500", "vdsr+t-repeat4@4000"):
         assert plans[rung].train_cfg["scale_weight"] == "inv_residual", rung
-    units = scaling.units("cpu")
+    units = scaling.units(Profile("cpu"))
     assert {u.model.seed for u in units} == {0, 1}
     assert {u.limit for u in units} == {20}
     assert sorted({u.scale for u in units}) == [1.1, 1.2, 1.55, 2, 2.45, 3, 3.35, 4]
@@ -94,7 +98,7 @@ def test_cpu_ladder_reuses_the_table1_and_claims_checkpoints() -> None:
 def test_scaling_resolves_for_every_profile() -> None:
     exp = load_experiment("scaling")
     for profile in ("smoke", "cpu", "paper"):
-        units = exp.units(profile)
+        units = exp.units(Profile(profile))
         assert units and len({u.key for u in units}) == len(units), profile
         top = max(
             u.model.train_cfg["max_steps"] for u in units if ladder_base(u.model.id) == "vdsr-ode"
@@ -208,14 +212,14 @@ def test_scaling_smoke_end_to_end(tmp_path: Path, data_root, reference) -> None:
     from bench.report import write_report
     from bench.runner import run_experiment
 
-    kw = dict(data_root=str(data_root), results_dir=tmp_path / "res",
-              checkpoints_dir=tmp_path / "ck")  # fmt: skip
+    kw = dict(data_root=str(data_root))
+    profile = Profile("smoke", tmp_path / "res", tmp_path / "ck")
     summary = run_experiment(
-        "scaling", "smoke", device="cpu", progress=False, log=lambda m: None, **kw
+        "scaling", profile, device="cpu", progress=False, log=lambda m: None, **kw
     )
     assert summary.done == summary.planned == 44
     write_report(
-        "scaling", "smoke", log=lambda m: None, paper_tables=reference / "paper_tables.csv", **kw
+        "scaling", profile, log=lambda m: None, paper_tables=reference / "paper_tables.csv", **kw
     )
     out = tmp_path / "res" / "smoke"
     rows = pd.read_csv(out / "scaling.csv", keep_default_na=False, dtype=str)
@@ -251,12 +255,10 @@ def test_scaling_smoke_end_to_end(tmp_path: Path, data_root, reference) -> None:
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".csv")}
     write_report(
         "scaling",
-        "smoke",
+        Profile("smoke", tmp_path / "res", tmp_path / "no-checkpoints"),
         log=lambda m: None,
         paper_tables=reference / "paper_tables.csv",
         data_root=str(data_root),
-        results_dir=tmp_path / "res",
-        checkpoints_dir=tmp_path / "no-checkpoints",
     )
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".csv")}
     assert [n for n in before if before[n] != after.get(n)] == []
