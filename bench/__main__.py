@@ -28,6 +28,7 @@ from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
 from bench.layers import LAYERS
 from bench.profile import ProfileError, add_profile_arguments, profile_from_args
+from odesr.arguments import DEVICE_HELP, EVAL_BATCH_SIZE
 from odesr.cli import HelpFormatter
 
 
@@ -63,7 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="name under bench/experiments (table1, ...) or a YAML path")
     add_profile_arguments(p)
     p.add_argument("--data-root", default=None, help="datasets folder (else $ODESR_DATA, ./data)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _common(run)
     run.add_argument("--models", default=None, help="comma list: only these model ids")
-    run.add_argument("--batch-size", type=int, default=8, help="images per evaluation batch")
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=EVAL_BATCH_SIZE,
+        help="images of equal size per evaluation batch",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--no-train",
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="evaluate only the units whose weights exist; leave the others for a later run "
         "(while bench.train_all trains them elsewhere); --executor here only",
     )
-    executors.add_arguments(run, here="here")
+    executors.add_arguments(run)
     rep = sub.add_parser(
         "report",
         help="tables (md, tex) and figures (png) from the results",

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.profile import Profile, add_profile_arguments
+from odesr.arguments import DEVICE_HELP
 from odesr.cli import HelpFormatter
 
 TRAIN = ("coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "gravel")
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--scales", default="2,2.5,3,4", help="evaluation scales")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_profile_arguments(p, profile=False)
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "odesr-demo"))
     args = p.parse_args(argv)

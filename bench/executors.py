@@ -32,7 +32,7 @@ __all__ = [
     "wait",
 ]
 
-EXECUTORS = ("pool", "submitit-local", "slurm")
+EXECUTORS = ("here", "submitit-local", "slurm")
 MOVED = ("torchrun_command", "env_for_torchrun")  # to bench.checkpoints, which launches torchrun
 
 
@@ -78,15 +78,16 @@ def parse_minutes(text: str) -> int:
     return minutes
 
 
-def add_arguments(parser: argparse.ArgumentParser, here: str = "pool") -> None:
-    """``--executor {here,submitit-local,slurm}`` and the scheduler options (bench.train_all
-    calls the in-process choice ``pool``, bench run ``here``)."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--executor {here,submitit-local,slurm}`` and the scheduler options (bench run and
+    bench.train_all: one name and default each)."""
     group = parser.add_argument_group("scheduler (submitit)")
     group.add_argument(
         "--executor",
-        default=here,
-        choices=(here, *EXECUTORS[1:]),
-        help=f"{here}: run on this machine without a scheduler; submitit-local: submitit jobs "
+        default=EXECUTORS[0],
+        choices=EXECUTORS,
+        help="here: run on this machine without a scheduler (bench.train_all: a pool of --jobs "
+        "processes); submitit-local: submitit jobs "
         "as local processes; slurm: submitit jobs on SLURM (preempted jobs requeue and resume "
         "from last.pt)",
     )

@@ -34,6 +34,7 @@ from bench.experiment import (
 )
 from bench.profile import Profile
 from bench.results import ResultsFile, SharedRows
+from odesr.arguments import EVAL_BATCH_SIZE
 from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.evaluate import device_label
 from odesr.models import build, is_ode
@@ -301,7 +302,7 @@ def run_experiment(
     models: list[str] | None = None,
     progress: bool = True,
     on_unit: Callable[[Unit], None] | None = None,
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     log: Callable[[str], None] | None = None,
     train: bool = True,
 ) -> RunSummary:

@@ -24,7 +24,9 @@ from bench import executors
 from bench.checkpoints import ensure_checkpoint, trained_checkpoint
 from bench.experiment import load_experiment
 from bench.profile import Profile, add_profile_arguments, profile_from_args
+from odesr.arguments import DEVICE_HELP
 from odesr.cli import HelpFormatter
+from odesr.validate import device as checked_device
 
 
 def _plans(
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-root", default=None, help="datasets folder (default: $ODESR_DATA, else ./data)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--jobs", type=int, default=2, help="pool workers (default: 2)")
     parser.add_argument(
         "--tf32",
@@ -129,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     executors.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        args.device = checked_device(args.device)  # auto: cuda when available, else cpu
         profile = profile_from_args(args)
         plans = _plans(args.experiments, profile, args.models, args.seeds)
     except ValueError as exc:
         parser.error(str(exc))
     plans = [p for p in plans if trained_checkpoint(p, profile, published=True) is None]
-    if args.executor != "pool":
+    if args.executor != "here":
         return _submit(plans, args, profile)
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(

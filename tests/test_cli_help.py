@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from odesr import cli
+from odesr.arguments import EVAL_BATCH_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,3 +115,64 @@ def test_bench_help_lists_every_command_module(capsys) -> None:
         if module != "bench.__main__":
             assert f"python -m {module}\n" in text, module
     assert "Train every missing checkpoint" in text
+
+
+class _Parsed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def _defaults(main, argv: list[str], monkeypatch) -> dict[str, object]:
+    """``{--option: default}`` of the parser ``main(argv)`` builds (sub-command ``argv[0]``
+    when it has sub-commands), caught where it would parse."""
+
+    def catch(self, args=None, namespace=None):
+        raise _Parsed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    with pytest.raises(_Parsed) as got:
+        main(argv)
+    parser = got.value.parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and argv:
+            parser = action.choices[argv[0]]
+    return {opt: action.default for action in parser._actions for opt in action.option_strings}
+
+
+def test_one_name_and_one_default_per_option_across_commands(monkeypatch) -> None:
+    """--device, --batch-size, --executor and the profile options mean the same, with the same
+    default, in odesr's and bench's commands (they differed: eval batch 16 vs bench run 8, the
+    local executor `pool` vs `here`, train_all's device cpu vs auto)."""
+    from bench.__main__ import main as bench_main
+    from bench.plan import main as plan_main
+    from bench.publish import main as publish_main
+    from bench.train_all import main as train_all_main
+
+    found = {
+        "odesr eval": _defaults(cli.main, ["eval"], monkeypatch),
+        "odesr upscale": _defaults(cli.main, ["upscale"], monkeypatch),
+        "odesr train": _defaults(cli.main, ["train"], monkeypatch),
+        "bench run": _defaults(bench_main, ["run"], monkeypatch),
+        "bench report": _defaults(bench_main, ["report"], monkeypatch),
+        "bench prune": _defaults(bench_main, ["prune"], monkeypatch),
+        "bench plan": _defaults(plan_main, [], monkeypatch),
+        "bench.train_all": _defaults(train_all_main, ["x"], monkeypatch),
+        "bench.publish": _defaults(publish_main, ["x"], monkeypatch),
+    }
+    expected = {
+        "--device": "auto",
+        "--batch-size": EVAL_BATCH_SIZE,
+        "--executor": "here",
+        "--profile": "cpu",
+        "--results": "results",
+        "--checkpoints": "checkpoints",
+        "--data-root": None,
+    }
+    for option, default in expected.items():
+        having = {name: d[option] for name, d in found.items() if option in d}
+        assert set(having.values()) == {default}, (option, having)
+    assert {n for n, d in found.items() if "--device" in d} >= {
+        "odesr eval", "odesr upscale", "odesr train", "bench run", "bench.train_all"
+    }  # fmt: skip
+    assert "--batch-size" in found["odesr eval"] and "--batch-size" in found["bench run"]
+    assert "--executor" in found["bench run"] and "--executor" in found["bench.train_all"]
