@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
 from bench.layers import LAYERS
-from bench.profile import ProfileError, add_profile_arguments, profile_from_args
+from bench.profile import Profile, ProfileError, add_profile_arguments, profile_from_args
 from odesr.arguments import DEVICE_HELP, EVAL_BATCH_SIZE
 from odesr.cli import HelpFormatter
 
@@ -67,18 +67,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["plan"]:  # its own parser: --calibrate, --price -- COMMAND, --check
-        from bench.plan import main as plan_main
-        from bench.plan_status import format_status
-
-        return plan_main(argv[1:], status=format_status)
+def _parser(top_help: bool) -> argparse.ArgumentParser:
+    """The parser of run, report, prune, list (plan has its own); ``top_help``: the epilog
+    listing the tools (read from their sources) is wanted."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
         # read only for the top-level help: every other command skips parsing the tools' sources
-        epilog=_tools_epilog() if argv[:1] in (["-h"], ["--help"]) else None,
+        epilog=_tools_epilog() if top_help else None,
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -130,6 +126,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--price -- COMMAND (python -m bench plan -h)",
         formatter_class=HelpFormatter,
     )
+    return parser
+
+
+def _run(args: argparse.Namespace, profile: Profile, parser: argparse.ArgumentParser) -> int:
+    """``bench run``: here, or as submitit jobs (``--executor``)."""
+    from bench.runner import run_experiment
+
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    if args.executor != "here":
+        if args.no_train:
+            parser.error("--no-train works with --executor here only")
+        opts = executors.options_from_args(args, profile)
+        kwargs = dict(data_root=args.data_root, device=args.device, batch_size=args.batch_size)
+        failed = executors.submit_experiment(args.experiment, profile, models, opts, **kwargs)
+        return 1 if failed else 0
+    summary = run_experiment(
+        args.experiment,
+        profile,
+        data_root=args.data_root,
+        device=args.device,
+        models=models,
+        progress=not args.no_progress,
+        batch_size=args.batch_size,
+        train=not args.no_train,
+    )
+    print(
+        f"bench run: {summary.done} units run, {summary.skipped} already there, "
+        + (f"{summary.waiting} waiting for weights, " if summary.waiting else "")
+        + f"{summary.planned} planned -> {summary.results}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:  # its own parser: --calibrate, --price -- COMMAND, --check
+        from bench.plan import main as plan_main
+        from bench.plan_status import format_status
+
+        return plan_main(argv[1:], status=format_status)
+    parser = _parser(top_help=argv[:1] in (["-h"], ["--help"]))
     args = parser.parse_args(argv)
     if getattr(args, "batch_size", 1) < 1:
         print(f"bench: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
@@ -154,36 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return prune_results(args.experiment, profile, args.dry_run)
         if args.cmd == "run":
-            from bench.runner import run_experiment
-
-            models = [m.strip() for m in args.models.split(",")] if args.models else None
-            if args.executor != "here":
-                if args.no_train:
-                    parser.error("--no-train works with --executor here only")
-                opts = executors.options_from_args(args, profile)
-                kwargs = dict(
-                    data_root=args.data_root, device=args.device, batch_size=args.batch_size
-                )
-                failed = executors.submit_experiment(
-                    args.experiment, profile, models, opts, **kwargs
-                )
-                return 1 if failed else 0
-            summary = run_experiment(
-                args.experiment,
-                profile,
-                data_root=args.data_root,
-                device=args.device,
-                models=models,
-                progress=not args.no_progress,
-                batch_size=args.batch_size,
-                train=not args.no_train,
-            )
-            print(
-                f"bench run: {summary.done} units run, {summary.skipped} already there, "
-                + (f"{summary.waiting} waiting for weights, " if summary.waiting else "")
-                + f"{summary.planned} planned -> {summary.results}"
-            )
-            return 0
+            return _run(args, profile, parser)
         from bench.report import write_report
 
         written = write_report(

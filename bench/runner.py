@@ -326,20 +326,7 @@ def run_experiment(
     todo = [u for u in units if u.key not in done]
     waiting = 0
     if not train:
-        absent = [
-            u
-            for u in todo
-            if u.model.trained and trained_checkpoint(u.model, profile, published=True) is None
-        ]
-        waiting = len(absent)
-        if absent:
-            names = sorted({f"{u.model.id} seed {u.model.seed}" for u in absent})
-            log(
-                f"bench: {exp.name}/{profile.name}: {waiting} units wait for weights "
-                f"not trained yet (--no-train): {', '.join(names)}"
-            )
-            keys = {u.key for u in absent}
-            todo = [u for u in todo if u.key not in keys]
+        todo, waiting = _without_untrained(todo, exp, profile, log)
     summary = RunSummary(len(units), len(units) - len(todo) - waiting, 0, store.path, waiting)
     if not todo:
         if waiting:
@@ -392,6 +379,27 @@ def run_experiment(
         if bar is not None:
             bar.close()
     return summary
+
+
+def _without_untrained(
+    todo: list[Unit], exp: Experiment, profile: Profile, log: Callable[[str], None]
+) -> tuple[list[Unit], int]:
+    """``--no-train``: the units whose weights exist (trained or published), and how many wait
+    for weights not trained yet (logged by model and seed)."""
+    absent = [
+        u
+        for u in todo
+        if u.model.trained and trained_checkpoint(u.model, profile, published=True) is None
+    ]
+    if not absent:
+        return todo, 0
+    names = sorted({f"{u.model.id} seed {u.model.seed}" for u in absent})
+    log(
+        f"bench: {exp.name}/{profile.name}: {len(absent)} units wait for weights "
+        f"not trained yet (--no-train): {', '.join(names)}"
+    )
+    keys = {u.key for u in absent}
+    return [u for u in todo if u.key not in keys], len(absent)
 
 
 def stale_row(exp: Experiment, profile: Profile) -> Callable[[dict], bool]:

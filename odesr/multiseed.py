@@ -310,46 +310,9 @@ def _train_seeds(
 ) -> list[dict]:
     K = len(seeds)  # noqa: N806 (the number of seeds, as in the docs)
     cfgs = [{**copy.deepcopy(cfg), "seed": s} for s in seeds]
-    held_out = holdout_files(cfg, data_root)
-    images = load_training_images(cfg["data"], data_root, exclude=held_out)
-    runs: list[TrainingRun] = []
-    for c, s in zip(cfgs, seeds, strict=True):
-        seed_everything(s)
-        model, kind, objective = build_model(c, dev)
-        _check_model(model, c)
-        opt, sched = make_optimizer(model, c)
-        ema = copy.deepcopy(model).requires_grad_(False) if float(c["ema"]) > 0 else None
-        sampler = PatchSampler(
-            images, c, kind, objective, s, 0, model.supported_scales, bool(c["mixed_scales"])
-        )
-        try:
-            source = batch_source(sampler, int(data_workers))
-        except ValueError as exc:
-            raise TrainError(str(exc)) from None
-        run = TrainingRun(c, model, ema, opt, sched, source)
-        run.scale_weights = loss_weights(c, images, sampler.scales)
-        runs.append(run)
-
+    runs = _seed_runs(cfgs, dev, data_root, data_workers)
     lasts = [d / "last.pt" for d in dirs]
-    have = [p.exists() for p in lasts]
-    if resume and any(have):
-        if not all(have):
-            missing = [str(s) for s, h in zip(seeds, have, strict=True) if not h]
-            raise TrainError(
-                f"--seeds --resume: no last.pt for seed(s) {', '.join(missing)}; resume needs "
-                "every seed's run (or train those seeds on their own)"
-            )
-        for run, last in zip(runs, lasts, strict=True):
-            restore_run(run, last, 0, 1)
-        if len({run.step for run in runs}) != 1:
-            steps = ", ".join(f"seed {s}: {r.step}" for s, r in zip(seeds, runs, strict=True))
-            raise TrainError(f"--seeds --resume: the runs are at different steps ({steps})")
-    elif not resume and any(have):
-        print(
-            "odesr train: the seeds' run directories have checkpoints; starting over "
-            "(use --resume to continue)",
-            file=sys.stderr,
-        )
+    have = _restore_seed_runs(runs, seeds, lasts, resume)
 
     c0 = cfgs[0]
     model = stack_models([r.model for r in runs])
@@ -365,25 +328,7 @@ def _train_seeds(
     step = runs[0].step
 
     val_images = load_val_images(c0, data_root)
-    logs = []
-    for run, d in zip(runs, dirs, strict=True):
-        machine_segment(run, dev, 1, together=K)
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / "config.yaml", "w", encoding="utf-8") as fh:
-            yaml.safe_dump(run.cfg, fh, sort_keys=False)
-        log = MetricsLog(d / "metrics.jsonl", True, step if resume else None)
-        logs.append(
-            tensorboard_log.tee(
-                log,
-                d,
-                True,
-                step if resume else None,
-                model=run.model,
-                val_images=val_images,
-                cfg=run.cfg,
-                device=dev,
-            )
-        )
+    logs = _open_seed_logs(runs, dirs, dev, step if resume else None, val_images)
 
     def sync() -> None:
         """The stacked state into the K single runs (before saving or validating)."""
@@ -420,21 +365,7 @@ def _train_seeds(
                 batches.append(_to_device(batch, dev, bool(c0.get("channels_last"))))
             data_s += time.perf_counter() - t_data
             opt.zero_grad(set_to_none=True)
-            for group in _groups(batches):
-                # backward per pass, while its seeds are active: recomputed activations
-                # (checkpoint_recompute) need the same seeds; gradients add up per seed
-                active = None if len(group) == K else torch.tensor(group, device=dev)
-                set_active(model, active)
-                pred = step_module(_combine([batches[k] for k in group]))
-                n = pred.shape[0] // len(group)
-                total = torch.zeros((), device=dev)
-                for i, k in enumerate(group):
-                    part = pred[i * n : (i + 1) * n]
-                    loss = compute_loss(lambda _batch, part=part: part, batches[k])
-                    losses[k] = float(loss.detach())
-                    total = total + loss
-                total.backward()
-                set_active(model, None)
+            _backward(model, step_module, batches, losses, dev)
             for k, value in enumerate(losses):
                 if not math.isfinite(value):
                     scale = batches[k]["scale"]
@@ -465,11 +396,7 @@ def _train_seeds(
                         steps_per_s=(step - s_mark) / max(now - t_mark, 1e-9),
                         data_share=data_s / max(now - t_mark, 1e-9),
                     )
-                    if not torch.is_tensor(batches[k]["scale"]):
-                        record["scale"] = batches[k]["scale"]
-                    if math.isfinite(norms[k]):
-                        record["grad_norm"] = norms[k]
-                    log.write(**record)
+                    log.write(**record, **_batch_record(batches[k], norms[k]))
                 t_mark, s_mark, data_s = now, step, 0.0
                 loss_sum, loss_n = [0.0] * K, 0
             if val_every and step % val_every == 0 and val_images:
@@ -498,6 +425,130 @@ def _train_seeds(
         log.write(done=True, step=step, loss=losses[k])
         results.append(result)
     return results
+
+
+def _seed_runs(
+    cfgs: list[dict], dev: torch.device, data_root: str | None, data_workers: int
+) -> list[TrainingRun]:
+    """One :class:`TrainingRun` per seed's config: its own init, optimizer, EMA and sampler
+    stream over the same training images."""
+    held_out = holdout_files(cfgs[0], data_root)
+    images = load_training_images(cfgs[0]["data"], data_root, exclude=held_out)
+    runs: list[TrainingRun] = []
+    for c in cfgs:
+        s = int(c["seed"])
+        seed_everything(s)
+        model, kind, objective = build_model(c, dev)
+        _check_model(model, c)
+        opt, sched = make_optimizer(model, c)
+        ema = copy.deepcopy(model).requires_grad_(False) if float(c["ema"]) > 0 else None
+        sampler = PatchSampler(
+            images, c, kind, objective, s, 0, model.supported_scales, bool(c["mixed_scales"])
+        )
+        try:
+            source = batch_source(sampler, int(data_workers))
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        run = TrainingRun(c, model, ema, opt, sched, source)
+        run.scale_weights = loss_weights(c, images, sampler.scales)
+        runs.append(run)
+    return runs
+
+
+def _restore_seed_runs(
+    runs: list[TrainingRun], seeds: list[int], lasts: list[Path], resume: bool
+) -> list[bool]:
+    """With ``resume``, every seed's ``last.pt`` into its run (all of them, at one step); which
+    seeds had a ``last.pt``."""
+    have = [p.exists() for p in lasts]
+    if resume and any(have):
+        if not all(have):
+            missing = [str(s) for s, h in zip(seeds, have, strict=True) if not h]
+            raise TrainError(
+                f"--seeds --resume: no last.pt for seed(s) {', '.join(missing)}; resume needs "
+                "every seed's run (or train those seeds on their own)"
+            )
+        for run, last in zip(runs, lasts, strict=True):
+            restore_run(run, last, 0, 1)
+        if len({run.step for run in runs}) != 1:
+            steps = ", ".join(f"seed {s}: {r.step}" for s, r in zip(seeds, runs, strict=True))
+            raise TrainError(f"--seeds --resume: the runs are at different steps ({steps})")
+    elif not resume and any(have):
+        print(
+            "odesr train: the seeds' run directories have checkpoints; starting over "
+            "(use --resume to continue)",
+            file=sys.stderr,
+        )
+    return have
+
+
+def _open_seed_logs(
+    runs: list[TrainingRun],
+    dirs: list[Path],
+    dev: torch.device,
+    resumed_at: int | None,
+    val_images: list,
+) -> list:
+    """Each seed's run folder (config.yaml, the machine segment) and its metrics log (jsonl,
+    TensorBoard when installed), continued from ``resumed_at``."""
+    logs = []
+    for run, d in zip(runs, dirs, strict=True):
+        machine_segment(run, dev, 1, together=len(runs))
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / "config.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(run.cfg, fh, sort_keys=False)
+        log = MetricsLog(d / "metrics.jsonl", True, resumed_at)
+        logs.append(
+            tensorboard_log.tee(
+                log,
+                d,
+                True,
+                resumed_at,
+                model=run.model,
+                val_images=val_images,
+                cfg=run.cfg,
+                device=dev,
+            )
+        )
+    return logs
+
+
+def _backward(
+    model: torch.nn.Module,
+    step_module: TrainStep,
+    batches: list[dict],
+    losses: list[float],
+    dev: torch.device,
+) -> None:
+    """Forward and backward of the K seeds' batches, one pass per group of seeds that can share
+    one (:func:`_groups`); each seed's loss goes into ``losses``."""
+    k_seeds = len(batches)
+    for group in _groups(batches):
+        # backward per pass, while its seeds are active: recomputed activations
+        # (checkpoint_recompute) need the same seeds; gradients add up per seed
+        active = None if len(group) == k_seeds else torch.tensor(group, device=dev)
+        set_active(model, active)
+        pred = step_module(_combine([batches[k] for k in group]))
+        n = pred.shape[0] // len(group)
+        total = torch.zeros((), device=dev)
+        for i, k in enumerate(group):
+            part = pred[i * n : (i + 1) * n]
+            loss = compute_loss(lambda _batch, part=part: part, batches[k])
+            losses[k] = float(loss.detach())
+            total = total + loss
+        total.backward()
+        set_active(model, None)
+
+
+def _batch_record(batch: dict, grad_norm: float) -> dict:
+    """What a log record says of a seed's last batch: its scale (one-scale batches), the
+    gradient norm before clipping (when clipped)."""
+    record: dict = {}
+    if not torch.is_tensor(batch["scale"]):
+        record["scale"] = batch["scale"]
+    if math.isfinite(grad_norm):
+        record["grad_norm"] = grad_norm
+    return record
 
 
 def _to_device(batch: dict, dev: torch.device, channels_last: bool) -> dict:
