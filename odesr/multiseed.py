@@ -54,9 +54,8 @@ import yaml
 from odesr import tensorboard_log
 from odesr.batches import PatchSampler, holdout_files, load_training_images
 from odesr.monitor import MetricsLog, load_val_images, progress_bar, validate
-from odesr.objectives import TrainStep, build_model, compute_loss, loss_weights
+from odesr.objectives import TrainStep, compute_loss
 from odesr.ode import DEFAULT_SOLVER, grid_options
-from odesr.prefetch import batch_source
 from odesr.scale_weight import weight_of
 from odesr.solvers import is_fixed
 from odesr.train_config import NonFiniteLoss, TrainError
@@ -67,7 +66,7 @@ from odesr.train_state import (
     pick_device,
     restore_run,
     save_run,
-    seed_everything,
+    start_run,
     update_ema,
 )
 
@@ -434,25 +433,7 @@ def _seed_runs(
     stream over the same training images."""
     held_out = holdout_files(cfgs[0], data_root)
     images = load_training_images(cfgs[0]["data"], data_root, exclude=held_out)
-    runs: list[TrainingRun] = []
-    for c in cfgs:
-        s = int(c["seed"])
-        seed_everything(s)
-        model, kind, objective = build_model(c, dev)
-        _check_model(model, c)
-        opt, sched = make_optimizer(model, c)
-        ema = copy.deepcopy(model).requires_grad_(False) if float(c["ema"]) > 0 else None
-        sampler = PatchSampler(
-            images, c, kind, objective, s, 0, model.supported_scales, bool(c["mixed_scales"])
-        )
-        try:
-            source = batch_source(sampler, int(data_workers))
-        except ValueError as exc:
-            raise TrainError(str(exc)) from None
-        run = TrainingRun(c, model, ema, opt, sched, source)
-        run.scale_weights = loss_weights(c, images, sampler.scales)
-        runs.append(run)
-    return runs
+    return [start_run(c, dev, images, 0, data_workers, check=_check_model)[0] for c in cfgs]
 
 
 def _restore_seed_runs(

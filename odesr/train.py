@@ -36,7 +36,6 @@ pass per objective, loss), :mod:`odesr.train_state` (run state, optimiser, check
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import math
 import os
@@ -73,19 +72,17 @@ from odesr.monitor import (
     scale_text,
     validate,
 )
-from odesr.objectives import TrainStep, build_model, compute_loss, loss_weights
-from odesr.prefetch import batch_source
+from odesr.objectives import TrainStep, compute_loss
 from odesr.scale_weight import weight_of
 from odesr.train_config import DEFAULTS, NonFiniteLoss, TrainError, check_config
 from odesr.train_state import (
     TrainingRun,
     machine_segment,
-    make_optimizer,
     pick_device,
     read_checkpoint,
     restore_run,
     save_run,
-    seed_everything,
+    start_run,
     update_ema,
 )
 
@@ -253,22 +250,9 @@ def _prepare(
     """The run before its folder is touched (everything that can refuse it): seeded model,
     optimiser, EMA copy, training images, sampler and batch source, loss weights, and the
     validation images (rank 0 only)."""
-    seed = int(cfg["seed"])
-    seed_everything(seed)
-    model, kind, objective = build_model(cfg, dev)
-    opt, sched = make_optimizer(model, cfg)
-    ema = copy.deepcopy(model).requires_grad_(False) if float(cfg["ema"]) > 0 else None
     held_out = holdout_files(cfg, data_root)
     images = load_training_images(cfg["data"], data_root, exclude=held_out)
-    sampler = PatchSampler(
-        images, cfg, kind, objective, seed, rank, model.supported_scales, bool(cfg["mixed_scales"])
-    )
-    try:
-        source = batch_source(sampler, int(data_workers))
-    except ValueError as exc:
-        raise TrainError(str(exc)) from None
-    run = TrainingRun(cfg, model, ema, opt, sched, source)
-    run.scale_weights = loss_weights(cfg, images, sampler.scales)
+    run, sampler = start_run(cfg, dev, images, rank, data_workers)
     val_images = load_val_images(cfg, data_root) if rank == 0 else []
     return run, sampler, val_images
 

@@ -6,11 +6,13 @@ each segment of training (:func:`machine_segment`).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,10 @@ import torch
 import torch.nn as nn
 
 from odesr import checkpoints
+from odesr.batches import PatchSampler
 from odesr.config import LEGACY_VALUES
-from odesr.prefetch import BatchSource
+from odesr.objectives import build_model, loss_weights
+from odesr.prefetch import BatchSource, batch_source
 from odesr.train_config import TrainError
 from odesr.validate import device as usable_device
 
@@ -35,6 +39,7 @@ __all__ = [
     "seed_everything",
     "lr_factor",
     "make_optimizer",
+    "start_run",
     "update_ema",
     "save_run",
     "restore_run",
@@ -202,6 +207,36 @@ def make_optimizer(model: nn.Module, cfg: dict):
             opt, step_size=int(cfg["lr_halve_every"]), gamma=0.5
         )
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg))
+
+
+def start_run(
+    cfg: dict,
+    dev: torch.device,
+    images: Sequence[torch.Tensor],
+    rank: int = 0,
+    data_workers: int = 0,
+    check: Callable[[nn.Module, dict], None] | None = None,
+) -> tuple[TrainingRun, PatchSampler]:
+    """A new run of ``cfg`` on the training ``images``: the model seeded with ``cfg['seed']``
+    (``check`` may refuse it), Adam and its schedule, the EMA copy, the sampler of rank
+    ``rank`` and its batch source (``data_workers`` processes), the loss weights per scale."""
+    seed = int(cfg["seed"])
+    seed_everything(seed)
+    model, kind, objective = build_model(cfg, dev)
+    if check is not None:
+        check(model, cfg)
+    opt, sched = make_optimizer(model, cfg)
+    ema = copy.deepcopy(model).requires_grad_(False) if float(cfg["ema"]) > 0 else None
+    sampler = PatchSampler(
+        images, cfg, kind, objective, seed, rank, model.supported_scales, bool(cfg["mixed_scales"])
+    )
+    try:
+        source = batch_source(sampler, int(data_workers))
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    run = TrainingRun(cfg, model, ema, opt, sched, source)
+    run.scale_weights = loss_weights(cfg, images, sampler.scales)
+    return run, sampler
 
 
 @torch.no_grad()
