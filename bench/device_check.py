@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS_ROWS = REPO / "results/cpu/claims-psnr.csv"
-# seed 0 of each, as committed at x2/x3/x4/x6 on B100's first 10 (claims.yaml's main sweep)
+# seed 0 of each, as committed at x2/x3/x4/x6 on B100's first 20 (claims.yaml's main sweep)
 MODELS = (
     "vdsr+t-unweighted",
     "vdsr-ode-unweighted",

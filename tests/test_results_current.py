@@ -99,3 +99,18 @@ def test_the_headline_claims_use_every_b100_image_and_five_seeds() -> None:
             mine = rows[(rows["sweep"] == "headline") & (rows["model"] == model)]
             per_seed = mine.groupby("seed")["image"].nunique()
             assert len(per_seed) >= 5 and (per_seed == 100).all(), (model, per_seed.to_dict())
+
+
+def test_every_b100_claim_row_uses_at_least_twenty_images() -> None:
+    """Issue 23: the headline rows on all 100 B100 images, every other B100 row on at least the
+    first 20 (Set5 rows on its 5), in claims.csv and in the per-image rows of every seed."""
+    claims = pd.read_csv(PROFILE.results / "claims.csv", dtype=str, keep_default_na=False)
+    b100 = claims[claims["dataset"] == "B100"]
+    assert len(b100) >= 20 and (b100["n_images"].astype(int) >= 20).all(), b100[
+        ["claim", "n_images"]
+    ].to_string()
+    assert (claims[claims["dataset"] == "Set5"]["n_images"].astype(int) == 5).all()
+    rows = _rows("claims")
+    per_unit = rows[rows["dataset"] == "B100"].groupby(["sweep", "model", "weights", "scale"])
+    counts = per_unit["image"].nunique()
+    assert (counts >= 20).all(), counts[counts < 20].head().to_string()
