@@ -208,7 +208,6 @@ def calibrate(data_root: str | None = None, log: Callable[[str], None] = print) 
     (:func:`odesr.evaluate.evaluate_images` of the same nets, random weights, on B100 images at
     x3 with one and four Euler steps; one least-squares fit of seconds per image and scale =
     ``s_per_mpx x output Mpx + s_per_gflop[family] x forward GFLOP``)."""
-    import time
 
     import numpy as np
     import torch
@@ -269,6 +268,28 @@ def calibrate(data_root: str | None = None, log: Callable[[str], None] = print) 
             )
     finally:
         torch.set_num_threads(threads)
+    return _calibration_record(
+        meter, load0, startup, (decode_train, decode_eval), run_s, train, [float(c) for c in coef]
+    )
+
+
+def _calibration_record(
+    meter: _Meter,
+    load0: float,
+    startup: float,
+    decode: tuple[float, float],
+    run_s: list[float],
+    train: dict,
+    coef: list[float],
+) -> dict:
+    """The calibration file's content from :func:`calibrate`'s measurements: ``decode`` (train,
+    eval) seconds per Mpx, ``run_s`` the fixed costs of the short runs, ``train`` the per-family
+    step fits, ``coef`` the evaluation fit (s per output Mpx, then s per GFLOP per family)."""
+    import time
+
+    import torch
+
+    decode_train, decode_eval = decode
     cal: dict = {
         "kind": device_kind(),
         "cpu": cpu_model(),

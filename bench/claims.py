@@ -460,6 +460,56 @@ def _trained_on(rows: pd.DataFrame, weights_dir: Path) -> str:
     return "Where the weights were trained (their `trained_on`): " + ". ".join(parts) + ".\n"
 
 
+def _claim_section(res: dict, rows: pd.DataFrame) -> list[str]:
+    """claims.md's section of one judged claim: its verdicts, what was left out, the per-scale
+    intervals and the per-model PSNR with its seed spread."""
+    out: list[str] = []
+    claim, row = res["claim"], res["row"]
+    sweep, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
+    out.append(f"## {row['claim']}\n")
+    out.append(
+        f"{row['comparison']} on {dataset} (sweep {sweep}); verdict **{row['verdict']}**, "
+        f"after Holm **{row['verdict_holm']}**"
+        + (f". {claim['note']}" if claim.get("note") else "")
+        + "\n"
+    )
+    if res["dropped"]:
+        out.append(
+            f"{res['dropped']} (seed, image) values outside the complete seed x image block "
+            "were left out.\n"
+        )
+    if res["paper_scales"]:
+        out.append(f"paper_delta over {_scales_text(res['paper_scales'])}.\n")
+    if res["per_scale"]:
+        out.append(
+            md_table(
+                ["scale", "delta", "ci_low", "ci_high", "estimator", "t", "bootstrap"]
+                + ["images", "seeds", "verdict"],
+                [
+                    [
+                        f"×{s:g}",
+                        _num(ci.chosen.estimate),
+                        _num(ci.chosen.low),
+                        _num(ci.chosen.high),
+                        ci.chosen.estimator,
+                        f"[{_num(ci.t.low)}, {_num(ci.t.high)}]",
+                        f"[{_num(ci.boot.low)}, {_num(ci.boot.high)}]",
+                        str(ci.chosen.n_images),
+                        str(ci.chosen.n_seeds),
+                        ci.chosen.verdict,
+                    ]
+                    for s, ci in res["per_scale"]
+                ],
+            )
+        )
+    out.append(
+        "PSNR per model: mean over seeds of the per-seed mean over images, ± the standard "
+        "deviation of those per-seed means (the seed spread):\n"
+    )
+    out.append(_seed_means(rows, [claim["a"], claim["b"]], sweep, dataset))
+    return out
+
+
 def write_claims(
     exp: Experiment,
     profile: Profile,
@@ -504,49 +554,7 @@ def write_claims(
         _trained_on(rows, out_dir / "weights"),
     ]
     for res in results:
-        claim, row = res["claim"], res["row"]
-        sweep, dataset = str(claim.get("sweep", "main")), str(claim.get("dataset", "B100"))
-        md.append(f"## {row['claim']}\n")
-        md.append(
-            f"{row['comparison']} on {dataset} (sweep {sweep}); verdict **{row['verdict']}**, "
-            f"after Holm **{row['verdict_holm']}**"
-            + (f". {claim['note']}" if claim.get("note") else "")
-            + "\n"
-        )
-        if res["dropped"]:
-            md.append(
-                f"{res['dropped']} (seed, image) values outside the complete seed x image block "
-                "were left out.\n"
-            )
-        if res["paper_scales"]:
-            md.append(f"paper_delta over {_scales_text(res['paper_scales'])}.\n")
-        if res["per_scale"]:
-            md.append(
-                md_table(
-                    ["scale", "delta", "ci_low", "ci_high", "estimator", "t", "bootstrap"]
-                    + ["images", "seeds", "verdict"],
-                    [
-                        [
-                            f"×{s:g}",
-                            _num(ci.chosen.estimate),
-                            _num(ci.chosen.low),
-                            _num(ci.chosen.high),
-                            ci.chosen.estimator,
-                            f"[{_num(ci.t.low)}, {_num(ci.t.high)}]",
-                            f"[{_num(ci.boot.low)}, {_num(ci.boot.high)}]",
-                            str(ci.chosen.n_images),
-                            str(ci.chosen.n_seeds),
-                            ci.chosen.verdict,
-                        ]
-                        for s, ci in res["per_scale"]
-                    ],
-                )
-            )
-        md.append(
-            "PSNR per model: mean over seeds of the per-seed mean over images, ± the standard "
-            "deviation of those per-seed means (the seed spread):\n"
-        )
-        md.append(_seed_means(rows, [claim["a"], claim["b"]], sweep, dataset))
+        md += _claim_section(res, rows)
     write_text_atomic(md_path, "\n".join(md))
     section = f"## Claims `{base}`\n\n" + md[1] + "\n" + md[2]
     return [csv_path, md_path], section

@@ -166,6 +166,70 @@ def _nfe_text(nfe: list[float], exact: bool) -> str:
     return text if exact else f"~{text}"
 
 
+def _throughput_lines(label: str, entry: dict, name: str) -> list[str]:
+    """A costs.yaml entry: its GFLOP/s per backbone, how it was measured, the training factor."""
+    rates = ", ".join(f"{b} {v:g}" for b, v in entry["gflops"].items())
+    lines = [f"  {label:<4} {name}, measured {entry['measured']}: {rates} GFLOP/s"]
+    lines += textwrap.wrap(
+        entry["how"], 92, initial_indent=" " * 7 + "how: ", subsequent_indent=" " * 12
+    )
+    lines.append(f"       training = {float(entry['train_factor']):g} x forward FLOPs time")
+    return lines
+
+
+def _cost_model_lines(costs: Costs, model_line: str, calibrated: bool) -> list[str]:
+    """The plan's header after its title: where CPU and GPU hours come from."""
+    lines = textwrap.wrap(model_line, 96, subsequent_indent="  ")
+    if calibrated:
+        lines.append(
+            "  CPU h: one thread per process on a free core (bench.train_all --jobs N gives each "
+            "of N workers cores // N threads); start-up, decoding, per-step and per-image costs "
+            "included"
+        )
+    lines += [
+        "",
+        "GPU throughputs (bench/costs.yaml):" if calibrated else "throughputs (bench/costs.yaml):",
+    ]
+    cpu, gpu = costs.cpu, costs.gpu
+    if not calibrated:
+        lines += _throughput_lines("CPU", cpu, cpu["machine"])
+    if costs.busy and not calibrated:
+        ratio = min(cpu["gflops"][b] / v for b, v in costs.busy["gflops"].items())
+        rates = ", ".join(f"{b} {v:g}" for b, v in costs.busy["gflops"].items())
+        when = f"{costs.busy['measured']}, {costs.busy['how'].split('; ')[-1]}"
+        lines.append(f"       busy (measured {when}): {rates} GFLOP/s, {ratio:.0f}x+ slower")
+    if gpu:
+        lines += _throughput_lines("GPU", gpu, gpu["name"])
+    else:
+        lines.append("  GPU  no measurement recorded in bench/costs.yaml")
+    return lines
+
+
+def _row_seconds(
+    r: TrainRow | EvalRow, is_train: bool, cal: dict, gpu: dict | None, data_root: str | None
+) -> tuple[float, float]:
+    """(CPU seconds from the calibration, GPU seconds from the FLOP model or NaN) of a row."""
+    if is_train:
+        c = price_training(r.cfg, cal, data_root, startup=False).seconds
+    else:
+        co = coefficients(cal, "eval", r.backbone, [])
+        c = r.hr_mpx * float(cal["decode_s_per_mpx"]["eval"]) + r.mpx * float(co["s_per_mpx"])
+        c += r.flops / 1e9 * float(co["s_per_gflop"])
+    g = Costs.seconds(gpu, r.flops, r.backbone, is_train) if gpu else math.nan
+    return c, g
+
+
+def _total_line(cpu_s: float, gpu_s: float, gpu: dict | None, calibrated: bool, share) -> str:
+    gpu_text = f", {_hours(gpu_s)} h on the {gpu['name']}" if gpu else ""
+    if calibrated:
+        how = "one thread per process on a free core, calibrated"
+        if share:
+            how += f"; {_hours(cpu_s / share)} h at the {share:.2g} of a core a process gets"
+    else:
+        how = "FLOP model, quiet: optimistic"
+    return f"total: {_hours(cpu_s)} h on this CPU ({how}){gpu_text}"
+
+
 def format_plan(
     exp: Experiment,
     profile: Profile,
@@ -179,57 +243,18 @@ def format_plan(
     core when given (the CLI measures it, :func:`core_share`); GPU hours from the FLOP model of
     ``costs``."""
     train, evals = plan_experiment(exp, profile, data_root)
-    cpu, gpu = costs.cpu, costs.gpu
     if cal is None:
         cal, model_line = cost_model(costs)
     else:
         model_line = f"cost model: {cal.get('path', 'given calibration')}"
     calibrated = cal.get("kind") != "flop-model"
     lines = [f"bench plan {exp.name} --profile {profile.name}", ""]
-    lines += textwrap.wrap(model_line, 96, subsequent_indent="  ")
-    if calibrated:
-        lines.append(
-            "  CPU h: one thread per process on a free core (bench.train_all --jobs N gives each "
-            "of N workers cores // N threads); start-up, decoding, per-step and per-image costs "
-            "included"
-        )
-    lines += [
-        "",
-        "GPU throughputs (bench/costs.yaml):" if calibrated else "throughputs (bench/costs.yaml):",
-    ]
-
-    def where(label: str, entry: dict, name: str) -> None:
-        rates = ", ".join(f"{b} {v:g}" for b, v in entry["gflops"].items())
-        lines.append(f"  {label:<4} {name}, measured {entry['measured']}: {rates} GFLOP/s")
-        lines.extend(
-            textwrap.wrap(
-                entry["how"], 92, initial_indent=" " * 7 + "how: ", subsequent_indent=" " * 12
-            )
-        )
-        lines.append(f"       training = {float(entry['train_factor']):g} x forward FLOPs time")
-
-    if not calibrated:
-        where("CPU", cpu, cpu["machine"])
-    if costs.busy and not calibrated:
-        ratio = min(cpu["gflops"][b] / v for b, v in costs.busy["gflops"].items())
-        rates = ", ".join(f"{b} {v:g}" for b, v in costs.busy["gflops"].items())
-        when = f"{costs.busy['measured']}, {costs.busy['how'].split('; ')[-1]}"
-        lines.append(f"       busy (measured {when}): {rates} GFLOP/s, {ratio:.0f}x+ slower")
-    if gpu:
-        where("GPU", gpu, gpu["name"])
-    else:
-        lines.append("  GPU  no measurement recorded in bench/costs.yaml")
+    lines += _cost_model_lines(costs, model_line, calibrated)
     lines.append("")
     tot = {"cpu": 0.0, "gpu": 0.0}
 
     def both(r: TrainRow | EvalRow, is_train: bool) -> tuple[str, str]:
-        if is_train:
-            c = price_training(r.cfg, cal, data_root, startup=False).seconds
-        else:
-            co = coefficients(cal, "eval", r.backbone, [])
-            c = r.hr_mpx * float(cal["decode_s_per_mpx"]["eval"]) + r.mpx * float(co["s_per_mpx"])
-            c += r.flops / 1e9 * float(co["s_per_gflop"])
-        g = Costs.seconds(gpu, r.flops, r.backbone, is_train) if gpu else math.nan
+        c, g = _row_seconds(r, is_train, cal, costs.gpu, data_root)
         tot["cpu"] += c
         tot["gpu"] += 0 if math.isnan(g) else g
         return _hours(c), ("-" if math.isnan(g) else _hours(g))
@@ -259,14 +284,7 @@ def format_plan(
     if any(not r.exact for r in evals):
         lines.append(f"  ~: adaptive solver, NFE assumed {ASSUMED_ADAPTIVE_NFE} per image")
     lines.append("")
-    gpu_text = f", {_hours(tot['gpu'])} h on the {gpu['name']}" if gpu else ""
-    if calibrated:
-        how = "one thread per process on a free core, calibrated"
-        if share:
-            how += f"; {_hours(tot['cpu'] / share)} h at the {share:.2g} of a core a process gets"
-    else:
-        how = "FLOP model, quiet: optimistic"
-    lines.append(f"total: {_hours(tot['cpu'])} h on this CPU ({how}){gpu_text}")
+    lines.append(_total_line(tot["cpu"], tot["gpu"], costs.gpu, calibrated, share))
     return "\n".join(lines)
 
 
