@@ -13,7 +13,18 @@
    datasets, so the check trains on T91 (the per-step cost depends on patch and batch size, not
    on the images).
 
+3. Small models against the GPU targets: the cpu profile's Table 1 models (vdsr+t, vdsr-ODE,
+   RDN+t, RDN-ODE) in float32. Training: seed-steps/s with K seeds in one process
+   (:mod:`odesr.multiseed`, ``--ks``, default 1 and 8) against the one-thread steps/s of one
+   seed on the CPU this repository was calibrated on (``bench/calibration/*.json``, the same
+   config: ``step_s + s_per_gflop x GFLOP per step``); target: K seeds together at least 10x.
+   Evaluation: milliseconds per image and scale of the whole pipeline
+   (:func:`odesr.evaluate.evaluate_images` on B100 images already decoded: bicubic input,
+   solve, crop, metrics) against the network's own share (the same solve on the same bicubic
+   inputs, nothing else); target: the pipeline within 3x of the network.
+
 Writes ``DIR/device-check.json`` (every number) and ``DIR/device-check.md`` (the tables).
+``--small-profile smoke --ks 1,2 --small-steps 4 --device cpu`` is a dry run of section 3.
 """
 
 from __future__ import annotations
@@ -37,6 +48,10 @@ MODELS = (
     "meta-rdn-noskip",
 )
 SCALES = (2.0, 3.0, 4.0, 6.0)
+SMALL_MODELS = ("vdsr+t", "vdsr-ode", "rdn+t", "rdn-ode")  # Table 1's, on the chosen recipe
+SMALL_SCALES = (2.0, 3.0, 4.0)
+TRAIN_TARGET = 10.0  # K seeds together vs one seed on one CPU thread
+EVAL_TARGET = 3.0  # the evaluation pipeline vs the network's own time
 # (model, steps with workers 0, steps with workers N)
 TRAIN_RUNS = (
     ("vdsr-ode", 30, 60),
@@ -161,6 +176,106 @@ def train_speed(
     return results
 
 
+def _cpu_step_seconds(cfg: dict, calibration: dict | None) -> float | None:
+    """One-thread seconds per step of one seed of ``cfg`` on the calibrated CPU."""
+    if calibration is None:
+        return None
+    from bench.cost_model import family_of, step_flops
+    from bench.price import coefficients
+
+    co = coefficients(calibration, "train", family_of(cfg["model"]), [])
+    return float(co["step_s"]) + float(co["s_per_gflop"]) * step_flops(cfg) / 1e9
+
+
+def small_train(
+    data_root: str,
+    out: Path,
+    device: str,
+    ks: Sequence[int],
+    steps: int,
+    profile: str = "cpu",
+    calibration: dict | None = None,
+) -> list[dict]:
+    """Seed-steps/s of the small models with K seeds together (float32), against the
+    calibrated CPU's one-thread steps/s of one seed."""
+    from odesr.multiseed import seed_dirs, train_seeds
+    from odesr.train import load_config
+
+    results = []
+    for model_name in SMALL_MODELS:
+        for k in ks:
+            cfg = load_config(
+                f"{profile}/{model_name}",
+                {"val": {"every": 0}, "log_every": max(steps // 4, 1), "checkpoint_every": 0}
+                | {"max_steps": steps},
+            )
+            run = out / f"small-{model_name}-k{k}"
+            start = time.perf_counter()
+            try:
+                train_seeds(cfg, list(range(k)), seed_dirs(run, range(k)), device=device,
+                            data_root=data_root, progress=False)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - a check reports every failure and goes on
+                results.append(dict(model=model_name, k=k, error=repr(exc)))
+                print(json.dumps(results[-1]), flush=True)
+                continue
+            log = (run / "seed0" / "metrics.jsonl").read_text().splitlines()
+            timed = [r for r in map(json.loads, log) if "steps_per_s" in r]
+            timed = timed[1:] or timed  # the first holds warm-up and cuDNN's tuning
+            steps_per_s = statistics.median(r["steps_per_s"] for r in timed)
+            cpu_step = _cpu_step_seconds(cfg, calibration)
+            results.append(
+                dict(
+                    model=model_name,
+                    k=k,
+                    steps=steps,
+                    batch=cfg["batch_size"],
+                    patch=cfg["patch_size"],
+                    seed_steps_per_s=k * steps_per_s,
+                    cpu_one_thread_steps_per_s=None if cpu_step is None else 1.0 / cpu_step,
+                    vs_cpu=None if cpu_step is None else k * steps_per_s * cpu_step,
+                    wall_s=time.perf_counter() - start,
+                )
+            )
+            print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def small_eval(data_root: str, device: str, n_images: int, profile: str = "cpu") -> list[dict]:
+    """Milliseconds per image and scale of the evaluation pipeline (wall time of
+    :func:`odesr.evaluate.evaluate_images` on decoded images: degradation, bicubic input, solve,
+    crop, metrics) and of the model's super-resolution alone (the rows' ``seconds``: bicubic
+    input and solve), random weights of the profile's configs (the cost does not depend on
+    them)."""
+    from odesr.data import list_images, load_images
+    from odesr.evaluate import EvalSettings, evaluate_images
+    from odesr.models import build
+    from odesr.train import load_config
+
+    images = load_images(list_images("B100", data_root)[:n_images])
+    results = []
+    for model_name in SMALL_MODELS:
+        model = build(dict(load_config(f"{profile}/{model_name}", [])["model"])).to(device).eval()
+        settings = EvalSettings(device=device, workers=1)
+        evaluate_images(model, images[:1], SMALL_SCALES[:1], settings)  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        rows = evaluate_images(model, images, SMALL_SCALES, settings)
+        _sync(device)
+        pipeline = time.perf_counter() - start
+        network = sum(float(r["seconds"]) for r in rows)
+        results.append(
+            dict(
+                model=model_name,
+                image_scales=len(rows),
+                pipeline_ms=1000 * pipeline / len(rows),
+                network_ms=1000 * network / len(rows),
+                ratio=pipeline / network if network > 0 else None,
+            )
+        )
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
 def markdown(info: dict) -> str:
     lines = [
         "# Device check",
@@ -196,7 +311,51 @@ def markdown(info: dict) -> str:
             f"{r['steps_per_s']:.2f} | {r['data_share']:.0%} | {r['peak_gb']:.1f} | "
             f"{days:.1f} days |"
         )
+    lines += _small_markdown(info.get("small_train") or [], info.get("small_eval") or [])
     return "\n".join(lines) + "\n"
+
+
+def _small_markdown(train: list[dict], evals: list[dict]) -> list[str]:
+    if not (train or evals):
+        return []
+    lines = [
+        "",
+        "## Small models: K seeds trained together (float32) against one seed on one CPU thread",
+        "",
+        f"Target: at least {TRAIN_TARGET:g}x. CPU: the committed calibration "
+        "(`bench/calibration/`), the same config.",
+        "",
+        "| model | K | patch x batch | seed-steps/s | CPU steps/s (1 thread, 1 seed) | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in train:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['k']} | failed: {r['error']} | | | |")
+            continue
+        cpu = r["cpu_one_thread_steps_per_s"]
+        ratio = "-" if r["vs_cpu"] is None else f"{r['vs_cpu']:.1f}x"
+        lines.append(
+            f"| {r['model']} | {r['k']} | {r['patch']} x {r['batch']} | "
+            f"{r['seed_steps_per_s']:.1f} | {'-' if cpu is None else f'{cpu:.2f}'} | "
+            f"{ratio} |"
+        )
+    lines += [
+        "",
+        "## Small models: evaluation pipeline against the network (ms per image and scale)",
+        "",
+        f"Target: the pipeline within {EVAL_TARGET:g}x of the network; B100, "
+        f"x{'/x'.join(f'{s:g}' for s in SMALL_SCALES)}.",
+        "",
+        "| model | image-scales | pipeline ms | network ms | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for r in evals:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(
+            f"| {r['model']} | {r['image_scales']} | {r['pipeline_ms']:.1f} | "
+            f"{r['network_ms']:.1f} | {ratio} |"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,10 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-root", required=True, help="folder holding B100/HR and T91/HR")
     p.add_argument("--out", required=True, help="folder for device-check.json/.md and the runs")
     p.add_argument("--workers", type=int, default=12, help="data workers of the prefetch runs")
-    p.add_argument("--skip", action="append", default=[], choices=["eval", "train"])
+    p.add_argument("--skip", action="append", default=[], choices=["eval", "train", "small"])
     p.add_argument("--device", default="cuda", help="cuda; cpu: a dry run of the script")
     p.add_argument("--images", type=int, default=10, help="B100 images of the evaluation")
     p.add_argument("--fraction", type=float, default=1.0, help="of the training steps (dry run)")
+    p.add_argument("--ks", default="1,8", help="seeds trained together (small models)")
+    p.add_argument("--small-steps", type=int, default=60, help="training steps (small models)")
+    p.add_argument("--small-profile", default="cpu", help="configs of the small models")
     args = p.parse_args(argv)
     import torch
 
@@ -227,6 +389,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "train" in args.skip
         else train_speed(args.data_root, out, args.workers, args.device, args.fraction),
     }
+    if "small" not in args.skip:
+        from bench.calibrate import CALIBRATION_DIR
+
+        files = sorted(CALIBRATION_DIR.glob("*.json"))
+        calibration = json.loads(files[0].read_text()) if files else None
+        ks = [int(k) for k in args.ks.split(",")]
+        info["small_cpu_calibration"] = files[0].name if files else None
+        info["small_train"] = small_train(
+            args.data_root, out, args.device, ks, args.small_steps, args.small_profile, calibration
+        )
+        info["small_eval"] = small_eval(
+            args.data_root, args.device, args.images, args.small_profile
+        )
     (out / "device-check.json").write_text(json.dumps(info, indent=1))
     (out / "device-check.md").write_text(markdown(info))
     print(markdown(info))

@@ -1,0 +1,47 @@
+"""bench.device_check's small-model section (issue 25), as a CPU dry run: it runs end to end,
+writes every number to the JSON and both tables to the Markdown, and compares with the CPU
+calibration it is given. The GPU numbers themselves come only from a lent GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import device_check
+from odesr.train import load_config
+
+
+def test_cpu_reference_is_the_calibrated_step_time() -> None:
+    """A made-up calibration: 0.5 s per step plus nothing per GFLOP is 2 steps/s."""
+    cal = {"train": {"vdsr": {"step_s": 0.5, "s_per_gflop": 0.0}, "rdn": {"step_s": 0.25,
+           "s_per_gflop": 0.0}}}  # fmt: skip
+    assert device_check._cpu_step_seconds(load_config("cpu/vdsr-ode", []), cal) == 0.5
+    assert device_check._cpu_step_seconds(load_config("cpu/rdn+t", []), cal) == 0.25
+    assert device_check._cpu_step_seconds(load_config("cpu/rdn+t", []), None) is None
+
+
+def test_small_model_section_dry_run(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "dc"
+    argv = [
+        "--data-root", str(data_root), "--out", str(out), "--device", "cpu",
+        "--skip", "eval", "--skip", "train", "--small-profile", "smoke",
+        "--ks", "1,2", "--small-steps", "4", "--images", "1",
+    ]  # fmt: skip
+    assert device_check.main(argv) == 0
+    info = json.loads((out / "device-check.json").read_text())
+    train, evals = info["small_train"], info["small_eval"]
+    assert [(r["model"], r["k"]) for r in train] == [
+        (m, k) for m in device_check.SMALL_MODELS for k in (1, 2)
+    ]
+    for r in train:
+        assert "error" not in r, r
+        assert r["seed_steps_per_s"] > 0 and r["steps"] == 4
+        assert r["vs_cpu"] == pytest.approx(r["seed_steps_per_s"] / r["cpu_one_thread_steps_per_s"])
+    assert [r["model"] for r in evals] == list(device_check.SMALL_MODELS)
+    for r in evals:  # 1 image x 3 scales; the pipeline holds the network's time
+        assert r["image_scales"] == 3 and r["pipeline_ms"] >= r["network_ms"] > 0
+    md = (out / "device-check.md").read_text()
+    assert "K seeds trained together" in md and "evaluation pipeline against the network" in md
+    assert md.count("| rdn-ode |") == 3  # two K rows, one evaluation row
