@@ -156,9 +156,7 @@ def train_speed(
                 results.append(dict(model=model_name, workers=n_workers, error=repr(exc)))
                 print(json.dumps(results[-1]), flush=True)
                 continue
-            log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-            timed = [r for r in log if "steps_per_s" in r]
-            timed = timed[1:] or timed  # the first holds cuDNN's tuning
+            timed = _timed_records(run_dir / "metrics.jsonl")
             results.append(
                 dict(
                     model=model_name,
@@ -174,6 +172,14 @@ def train_speed(
             )
             print(json.dumps(results[-1]), flush=True)
     return results
+
+
+def _timed_records(metrics: Path) -> list[dict]:
+    """A run's log records that carry a speed, the first left out (warm-up, cuDNN's tuning)
+    when there are others."""
+    log = [json.loads(x) for x in metrics.read_text().splitlines()]
+    timed = [r for r in log if "steps_per_s" in r]
+    return timed[1:] or timed
 
 
 def _cpu_step_seconds(cfg: dict, calibration: dict | None) -> float | None:
@@ -218,9 +224,7 @@ def small_train(
                 results.append(dict(model=model_name, k=k, error=repr(exc)))
                 print(json.dumps(results[-1]), flush=True)
                 continue
-            log = (run / "seed0" / "metrics.jsonl").read_text().splitlines()
-            timed = [r for r in map(json.loads, log) if "steps_per_s" in r]
-            timed = timed[1:] or timed  # the first holds warm-up and cuDNN's tuning
+            timed = _timed_records(run / "seed0" / "metrics.jsonl")
             steps_per_s = statistics.median(r["steps_per_s"] for r in timed)
             cpu_step = _cpu_step_seconds(cfg, calibration)
             results.append(
