@@ -29,6 +29,7 @@ from bench.profile import Profile
 __all__ = [
     "trained_checkpoint",
     "ensure_checkpoint",
+    "ensure_checkpoints_together",
     "deterministic",
     "torchrun_command",
     "env_for_torchrun",
@@ -115,6 +116,60 @@ def ensure_checkpoint(
                 tf32=tf32,
             )
     return final
+
+
+def ensure_checkpoints_together(
+    plans: list[ModelPlan],
+    profile: Profile,
+    data_root: str | None = None,
+    device: str = "cpu",
+    log=print,
+    tf32: bool = False,
+) -> list[Path | None]:
+    """``final.pt`` of several seeds of one training config, those missing trained in one
+    process (:func:`odesr.multiseed.train_seeds`: one stacked network; each seed its own init,
+    batches and optimiser state; the weights equal separate runs' to float tolerance, and each
+    checkpoint's ``trained_on`` records ``seeds_together``). Falls back to
+    :func:`ensure_checkpoint` per seed when fewer than two are missing, when only some of them
+    have a ``last.pt`` to resume, or when the model cannot be stacked (LR-input models,
+    adaptive training solvers)."""
+    from odesr.multiseed import train_seeds
+    from odesr.train_config import TrainError
+
+    def one_by_one() -> list[Path | None]:
+        return [
+            ensure_checkpoint(p, profile, data_root, device, False, log, tf32=tf32) for p in plans
+        ]
+
+    base = {k: v for k, v in (plans[0].train_cfg or {}).items() if k != "seed"}
+    if any({k: v for k, v in (p.train_cfg or {}).items() if k != "seed"} != base for p in plans):
+        raise ValueError("ensure_checkpoints_together: the plans differ in more than the seed")
+    todo = [p for p in plans if trained_checkpoint(p, profile) is None]
+    dirs = [profile.checkpoint_dir(p.key) for p in todo]
+    have = [(d / "last.pt").exists() for d in dirs]
+    if len(todo) < 2 or (any(have) and not all(have)):
+        return one_by_one()
+    stacked = True  # False: one by one (see below), after the locks are released
+    with contextlib.ExitStack() as locks:
+        for d in sorted(dirs):  # one order: two runs never wait on each other
+            locks.enter_context(_dir_lock(d))
+        if any((d / "final.pt").exists() for d in dirs):
+            stacked = False  # another process trained some of them meanwhile
+        else:
+            seeds = [int(p.seed) for p in todo]
+            log(f"bench: training {todo[0].id} seeds {seeds} together -> {dirs[0].parent}")
+            try:
+                with deterministic(torch.device(device).type == "cpu"):
+                    train_seeds(base, seeds, dirs, resume=all(have), device=device,
+                                data_root=data_root, progress=False, tf32=tf32)  # fmt: skip
+            except TrainError as exc:
+                if not str(exc).startswith("--seeds"):
+                    raise
+                stacked = False
+                log(f"bench: {todo[0].id}: {exc}; training the seeds one by one")
+    if not stacked:
+        return one_by_one()
+    return [trained_checkpoint(p, profile) for p in plans]
 
 
 def _train_torchrun(

@@ -14,6 +14,7 @@ worker holds the checkpoint's lock while it trains, so running this beside a swe
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -21,7 +22,7 @@ import sys
 import time
 
 from bench import executors
-from bench.checkpoints import ensure_checkpoint, trained_checkpoint
+from bench.checkpoints import ensure_checkpoint, ensure_checkpoints_together, trained_checkpoint
 from bench.experiment import load_experiment
 from bench.profile import Profile, add_profile_arguments, profile_from_args
 from odesr.arguments import DEVICE_HELP
@@ -73,20 +74,39 @@ def _plans(
     return sorted((p for p in plans if p.id in rank), key=lambda p: (rank[p.id], p.seed))
 
 
+def _together(plans: list, k: int) -> list[list]:
+    """``plans`` in order, as groups of at most ``k`` seeds of one training config (a group per
+    plan when ``k`` is 1), each group where its first plan was."""
+    groups: dict[str, list[list]] = {}
+    out: list[list] = []
+    for plan in plans:
+        config = json.dumps(
+            {n: v for n, v in plan.train_cfg.items() if n != "seed"}, sort_keys=True
+        )
+        chunks = groups.setdefault(config, [])
+        if not chunks or len(chunks[-1]) >= k:
+            chunks.append([])
+            out.append(chunks[-1])
+        chunks[-1].append(plan)
+    return out
+
+
 def _work(args: tuple) -> tuple[str, float, str]:
-    plan, profile, data_root, device, threads, tf32 = args
+    group, profile, data_root, device, threads, tf32 = args
     import torch
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
+    quiet = lambda *_: None  # noqa: E731
     try:
-        ensure_checkpoint(
-            plan, profile, data_root, device, progress=False, log=lambda *_: None, tf32=tf32
-        )
+        if len(group) == 1:
+            ensure_checkpoint(group[0], profile, data_root, device, False, quiet, tf32=tf32)
+        else:
+            ensure_checkpoints_together(group, profile, data_root, device, quiet, tf32)
         status = "ok"
     except Exception as exc:  # reported, the other workers go on
         status = f"failed: {exc.__class__.__name__}: {exc}"
-    return plan.key, time.perf_counter() - start, status
+    return " ".join(p.key for p in group), time.perf_counter() - start, status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,8 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated training seeds to train (default: every seed of the sweeps), e.g. "
         "--seeds 0 to get one seed of every model before the others",
     )
+    parser.add_argument(
+        "--together",
+        type=int,
+        default=1,
+        help="train up to K seeds of one config in one process (odesr.multiseed: one stacked "
+        "network; weights equal separate runs' to float tolerance). For a GPU, where small nets "
+        "leave the device idle; on a CPU separate processes are as fast or faster "
+        "(bench/README.md). --executor here only",
+    )
     executors.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.together < 1:
+        parser.error(f"--together: at least 1, got {args.together}")
+    if args.together > 1 and args.executor != "here":
+        parser.error("--together works with --executor here only")
     try:
         args.device = checked_device(args.device)  # auto: cuda when available, else cpu
         profile = profile_from_args(args)
@@ -140,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.executor != "here":
         return _submit(plans, args, profile)
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    groups = _together(plans, args.together)
     print(
         f"{len(plans)} checkpoints to train with {args.jobs} workers on {args.device}"
         + ("" if args.device != "cpu" else f", {threads} threads each")
+        + (f", {len(groups)} processes of up to {args.together} seeds" if args.together > 1 else "")
     )
-    work = [(p, profile, args.data_root, args.device, threads, args.tf32) for p in plans]
+    work = [(g, profile, args.data_root, args.device, threads, args.tf32) for g in groups]
     failed = 0
     # SIGTERM (kill, pkill) -> SystemExit, so leaving the `with` terminates the workers instead of
     # orphaning them (they would keep training and writing to this process's output)

@@ -567,6 +567,53 @@ def test_published_weights_stand_in_for_a_missing_checkpoint(tmp_path: Path, dat
     assert [r["psnr"] for r in rows_a] == [r["psnr"] for r in rows_b]
 
 
+def test_train_all_trains_seeds_together_as_separate_runs(tmp_path: Path, data_root) -> None:
+    """--together 2: the two seeds of a model train in one process (stacked) into their usual
+    checkpoint folders, with weights equal to separate training to float tolerance and
+    ``seeds_together`` in trained_on; an LR-input model falls back to one seed at a time; a
+    second run has nothing to train."""
+    from bench.train_all import main as train_all
+    from odesr.checkpoints import load_checkpoint
+
+    def train() -> dict:  # a new dict each time: yaml.safe_dump writes no anchors then
+        return {"max_steps": 3, "data": ["Set5"], "val.every": 0, "checkpoint_every": 3}
+
+    exp = {
+        "name": "together",
+        "models": {
+            "m": {"config": "vdsr+t", "train": train()},
+            "lr": {"config": "vdsr-fixed", "train": train()},
+        },
+        "sweeps": [{"name": "main", "models": ["m", "lr"], "datasets": {"Set5": "2"},
+                    "limit": 1, "seeds": [0, 1]}],
+    }  # fmt: skip
+    path = tmp_path / "together.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    common = [str(path), "--profile", "smoke", "--results", str(tmp_path / "res"), "--jobs", "1"]
+    common += ["--threads", "1", "--device", "cpu", "--data-root", str(data_root)]
+    assert train_all([*common, "--checkpoints", str(tmp_path / "a"), "--together", "2"]) == 0
+    assert train_all([*common, "--checkpoints", str(tmp_path / "b")]) == 0
+    plans = load_experiment(path).all_plans(Profile("smoke"))
+    assert len(plans) == 4
+    for plan in plans:
+        together, extra = load_checkpoint(
+            Profile("smoke", tmp_path / "res", tmp_path / "a").checkpoint_dir(plan.key) / "final.pt"
+        )
+        alone, _ = load_checkpoint(
+            Profile("smoke", tmp_path / "res", tmp_path / "b").checkpoint_dir(plan.key) / "final.pt"
+        )
+        stacked = extra["trained_on"][-1].get("seeds_together")
+        assert stacked == (2 if plan.id == "m" else None), (plan.id, extra["trained_on"])
+        alone_state = alone.state_dict()
+        for name, value in together.state_dict().items():
+            torch.testing.assert_close(value, alone_state[name], rtol=1e-5, atol=1e-5)
+    again = subprocess.run(
+        [sys.executable, "-m", "bench.train_all", *common, "--checkpoints", str(tmp_path / "a"),
+         "--together", "2"], capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0 and again.stdout.startswith("0 checkpoints to train"), again
+
+
 def test_train_all_threads_option(tmp_path: Path, capsys) -> None:
     """--threads sets the torch threads per worker (default cores // jobs), and says so."""
     from bench.train_all import main as train_all
