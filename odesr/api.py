@@ -61,6 +61,11 @@ def _solver_options(solver: str | None, options: dict[str, Any]) -> dict[str, An
             f"unexpected keyword argument(s) {', '.join(unknown)}; solver options are "
             f"{', '.join(_SOLVER_ARGS)}"
         )
+    if solver is not None and not isinstance(solver, str):
+        raise TypeError(
+            f"solver must be a method name (euler, rk4, ...), got {solver!r}; give steps=, "
+            "step_size=, rtol=, atol= as keyword arguments of their own"
+        )
     given = {"method": solver, **options}
     return {k: v for k, v in given.items() if v is not None}
 

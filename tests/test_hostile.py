@@ -886,6 +886,8 @@ def test_python_face_takes_numpy_float_and_torch(tmp_path) -> None:
     assert np.array_equal(same, odesr.upscale(arr, 2, None, solver="euler", steps=2))
     with pytest.raises(TypeError, match="stepz"):
         odesr.upscale(arr, 2, "bicubic", stepz=2)
+    with pytest.raises(TypeError, match="solver must be a method name .*give steps="):
+        odesr.upscale(arr, 2, None, solver={"method": "rk4", "steps": 2})  # was: unhashable dict
 
 
 def test_int32_beyond_16_bits_refused_not_clipped(tmp_path, capsys) -> None:
