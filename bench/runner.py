@@ -404,12 +404,22 @@ def _without_untrained(
 
 def stale_row(exp: Experiment, profile: Profile) -> Callable[[dict], bool]:
     """``row -> True`` where a results row is of no unit ``exp`` plans for ``profile`` now: its
-    (model, weights, dataset, subset) is not one of the units' (a recipe replaced, a subset
-    changed). Other columns (solver, scale) are not compared: a unit's rows share them."""
+    (sweep, model, weights, dataset, subset) is not one of the units' (a recipe replaced, a
+    sweep's subset changed while another sweep keeps that subset of the same weights). Rows
+    without a sweep (older files) are matched on the rest. Other columns (solver, scale) are not
+    compared: a unit's rows share them."""
     current = {
-        (u.model.id, u.model.key, dataset_label(u.dataset), u.subset) for u in exp.units(profile)
+        (u.sweep, u.model.id, u.model.key, dataset_label(u.dataset), u.subset)
+        for u in exp.units(profile)
     }
-    return lambda r: (r["model"], r["weights"], r["dataset"], r.get("subset") or "") not in current
+    any_sweep = {key[1:] for key in current}
+
+    def stale(r: dict) -> bool:
+        key = (r["model"], r["weights"], r["dataset"], r.get("subset") or "")
+        sweep = r.get("sweep") or ""
+        return (sweep, *key) not in current if sweep else key not in any_sweep
+
+    return stale
 
 
 def prune_results(experiment: str, profile: Profile, dry_run: bool = False) -> int:

@@ -67,19 +67,25 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 
 def current_rows(df: pd.DataFrame, exp: Experiment, profile: Profile) -> pd.DataFrame:
     """Only the rows made with the weights the experiment names now, on the image subset it names
-    now (older rows, of a model whose training config changed or of a smaller subset, stay in the
-    CSV but are not reported: a mean over a mix of subsets is no subset's mean). Rows without a
-    subset (older files) are matched on the weights alone."""
+    now in that sweep (older rows, of a model whose training config changed or of a smaller
+    subset, stay in the CSV but are not reported: a mean over a mix of subsets is no subset's
+    mean). Rows without a sweep are matched on the rest; rows without a subset (older files) on
+    the weights alone."""
     if "weights" not in df:
         return df
     units = {
-        (u.model.id, u.model.key, dataset_label(u.dataset), u.subset) for u in exp.units(profile)
+        (u.sweep, u.model.id, u.model.key, dataset_label(u.dataset), u.subset)
+        for u in exp.units(profile)
     }
-    weights = {unit[:2] for unit in units}
+    any_sweep = {unit[1:] for unit in units}
+    weights = {unit[1:3] for unit in units}
     subsets = df["subset"].fillna("") if "subset" in df else pd.Series("", index=df.index)
+    sweeps = df["sweep"].fillna("") if "sweep" in df else pd.Series("", index=df.index)
     mask = [
-        (m, w, d, s) in units if s else (m, w) in weights
-        for m, w, d, s in zip(df["model"], df["weights"], df["dataset"], subsets, strict=True)
+        ((sw, m, w, d, s) in units if sw else (m, w, d, s) in any_sweep) if s else (m, w) in weights
+        for sw, m, w, d, s in zip(
+            sweeps, df["model"], df["weights"], df["dataset"], subsets, strict=True
+        )
     ]
     return df[mask]
 

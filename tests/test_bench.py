@@ -691,16 +691,19 @@ def test_prune_removes_only_rows_of_units_the_experiment_no_longer_plans(
         )
     old = dict(rows[-1], weights="vdsr-ode-0000000000", model="vdsr-ode")
     other = dict(rows[-1], subset="first 99")
+    # the same weights and subset, but of a sweep that no longer has them (a sweep's subset
+    # changed while another sweep keeps the old one): it went unnoticed before the sweep counted
+    gone_sweep = dict(rows[-1], sweep="no-such-sweep")
     profile = Profile("smoke", tmp_path)
     path = profile.results_csv("table1")
     path.parent.mkdir(parents=True)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows([*rows, old, other])
+        writer.writerows([*rows, old, other, gone_sweep])
     before = path.read_bytes()
     assert prune_results("table1", profile, dry_run=True) == 0
-    assert "would remove 2 rows" in capsys.readouterr().out and path.read_bytes() == before
+    assert "would remove 3 rows" in capsys.readouterr().out and path.read_bytes() == before
     assert prune_results("table1", profile) == 0
     kept = ResultsFile(path).read()
     assert len(kept) == len(rows)

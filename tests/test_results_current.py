@@ -86,19 +86,20 @@ def test_plain_group_means_are_the_committed_report(name: str) -> None:
 
 def test_the_headline_claims_use_every_b100_image_and_five_seeds() -> None:
     """The committed headline rows (the ODE models against their +t twins on the chosen recipe at
-    the paper's scales x2/x3/x4) are on all 100 B100 images and at least 5 training seeds, and
-    claims.csv says so (n_images, n_seeds) from the per-image rows."""
+    the paper's scales x2/x3/x4, and at x1.1/x1.2/x1.5) are on all 100 B100 images and at least
+    5 training seeds, and claims.csv says so (n_images, n_seeds) from the per-image rows."""
     claims = pd.read_csv(PROFILE.results / "claims.csv", dtype=str, keep_default_na=False)
     rows = _rows("claims")
     for comparison in ("vdsr-ode - vdsr+t", "rdn-ode - rdn+t"):
-        head = claims[(claims["comparison"] == comparison) & (claims["scales"] == "x2 x3 x4")]
-        assert len(head) == 1, comparison
-        assert int(head["n_images"].iloc[0]) == 100, comparison
-        assert int(head["n_seeds"].iloc[0]) >= 5, comparison
-        for model in comparison.split(" - "):
-            mine = rows[(rows["sweep"] == "headline") & (rows["model"] == model)]
-            per_seed = mine.groupby("seed")["image"].nunique()
-            assert len(per_seed) >= 5 and (per_seed == 100).all(), (model, per_seed.to_dict())
+        for scales, sweep in (("x2 x3 x4", "headline"), ("x1.1 x1.2 x1.5", "headline-small")):
+            head = claims[(claims["comparison"] == comparison) & (claims["scales"] == scales)]
+            assert len(head) == 1, (comparison, scales)
+            assert int(head["n_images"].iloc[0]) == 100, (comparison, scales)
+            assert int(head["n_seeds"].iloc[0]) >= 5, (comparison, scales)
+            for model in comparison.split(" - "):
+                mine = rows[(rows["sweep"] == sweep) & (rows["model"] == model)]
+                per_seed = mine.groupby("seed")["image"].nunique()
+                assert len(per_seed) >= 5 and (per_seed == 100).all(), (model, per_seed.to_dict())
 
 
 def test_every_b100_claim_row_uses_at_least_twenty_images() -> None:
