@@ -30,6 +30,7 @@ __all__ = [
     "trained_checkpoint",
     "ensure_checkpoint",
     "ensure_checkpoints_together",
+    "seedless",
     "deterministic",
     "torchrun_command",
     "env_for_torchrun",
@@ -118,6 +119,11 @@ def ensure_checkpoint(
     return final
 
 
+def seedless(cfg: dict) -> dict:
+    """A training config without its seed: what the seeds trained together share."""
+    return {k: v for k, v in cfg.items() if k != "seed"}
+
+
 def ensure_checkpoints_together(
     plans: list[ModelPlan],
     profile: Profile,
@@ -141,8 +147,8 @@ def ensure_checkpoints_together(
             ensure_checkpoint(p, profile, data_root, device, False, log, tf32=tf32) for p in plans
         ]
 
-    base = {k: v for k, v in (plans[0].train_cfg or {}).items() if k != "seed"}
-    if any({k: v for k, v in (p.train_cfg or {}).items() if k != "seed"} != base for p in plans):
+    base = seedless(plans[0].train_cfg or {})
+    if any(seedless(p.train_cfg or {}) != base for p in plans):
         raise ValueError("ensure_checkpoints_together: the plans differ in more than the seed")
     todo = [p for p in plans if trained_checkpoint(p, profile) is None]
     dirs = [profile.checkpoint_dir(p.key) for p in todo]

@@ -186,11 +186,9 @@ def _cpu_step_seconds(cfg: dict, calibration: dict | None) -> float | None:
     """One-thread seconds per step of one seed of ``cfg`` on the calibrated CPU."""
     if calibration is None:
         return None
-    from bench.cost_model import family_of, step_flops
-    from bench.price import coefficients
+    from bench.price import step_seconds
 
-    co = coefficients(calibration, "train", family_of(cfg["model"]), [])
-    return float(co["step_s"]) + float(co["s_per_gflop"]) * step_flops(cfg) / 1e9
+    return step_seconds(cfg, calibration)
 
 
 def small_train(

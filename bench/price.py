@@ -29,6 +29,7 @@ __all__ = [
     "Estimate",
     "coefficients",
     "price_training",
+    "step_seconds",
     "price_evaluation",
     "PRICED",
     "parse_command",
@@ -100,6 +101,20 @@ def _nfe(model, solver, scale: float) -> float:
     return float(ASSUMED_ADAPTIVE_NFE if n is None else n)
 
 
+def _step_cost(cfg: dict, cal: dict, notes: list[str]) -> tuple[float, dict, float]:
+    """(one-thread seconds of one training step of ``cfg``, the family's coefficients, forward
+    GFLOP per step): ``step_s + s_per_gflop x GFLOP``."""
+    co = coefficients(cal, "train", family_of(cfg["model"]), notes)
+    gflop = step_flops(cfg) / 1e9
+    return float(co["step_s"]) + float(co["s_per_gflop"]) * gflop, co, gflop
+
+
+def step_seconds(cfg: dict, cal: dict) -> float:
+    """One-thread seconds of one training step of one seed of ``cfg`` with the calibration
+    ``cal`` (no start-up, decoding or validation)."""
+    return _step_cost(cfg, cal, [])[0]
+
+
 def price_training(
     cfg: dict,
     cal: dict,
@@ -112,10 +127,8 @@ def price_training(
     checkpoints), the steps and the validation passes."""
     notes: list[str] = []
     fam = family_of(cfg["model"])
-    co = coefficients(cal, "train", fam, notes)
+    per_step, co, gflop = _step_cost(cfg, cal, notes)
     steps = max(int(cfg["max_steps"]) - int(from_step), 0)
-    gflop = step_flops(cfg) / 1e9
-    per_step = float(co["step_s"]) + float(co["s_per_gflop"]) * gflop
     from odesr.data import DataError
 
     missing: list[str] = []  # training sets neither here nor in bench/image_sizes.tsv

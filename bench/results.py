@@ -41,6 +41,7 @@ __all__ = [
     "row_key",
     "share_key",
     "upgrade_row",
+    "CurrentUnits",
 ]
 
 COLUMNS = [
@@ -287,3 +288,31 @@ class ResultsFile:
         with self.locked():
             kept = [r for r in self._dedupe(self._repair().rows) if unit_key(r) not in keys]
             write_csv_atomic(self.path, kept + rows, COLUMNS)
+
+
+class CurrentUnits:
+    """Which results rows belong to units an experiment plans now: ``keys`` holds each unit's
+    (sweep, model, weights, dataset, subset) (:meth:`of` builds it from the units), as the
+    rows' columns of those names say it."""
+
+    def __init__(self, keys: Iterable[tuple[str, str, str, str, str]]) -> None:
+        self.keys = set(keys)
+        self._any_sweep = {key[1:] for key in self.keys}
+        self.weights = {key[1:3] for key in self.keys}  # (model, weights)
+
+    @classmethod
+    def of(cls, units: Iterable) -> CurrentUnits:
+        """From :class:`bench.experiment.Unit` objects (``sweep``, ``model``, ``dataset``,
+        ``subset``; the dataset as the rows name it)."""
+        from bench.experiment import dataset_label
+
+        return cls(
+            (u.sweep, u.model.id, u.model.key, dataset_label(u.dataset), u.subset) for u in units
+        )
+
+    def match(self, sweep: str, model: str, weights: str, dataset: str, subset: str) -> bool:
+        """A row's fields: all five count; a row without a sweep (older files) is matched on
+        the other four."""
+        if sweep:
+            return (sweep, model, weights, dataset, subset) in self.keys
+        return (model, weights, dataset, subset) in self._any_sweep

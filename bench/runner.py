@@ -33,7 +33,7 @@ from bench.experiment import (
     solver_label,
 )
 from bench.profile import Profile
-from bench.results import ResultsFile, SharedRows
+from bench.results import CurrentUnits, ResultsFile, SharedRows
 from odesr.arguments import EVAL_BATCH_SIZE
 from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.evaluate import device_label
@@ -408,18 +408,12 @@ def stale_row(exp: Experiment, profile: Profile) -> Callable[[dict], bool]:
     sweep's subset changed while another sweep keeps that subset of the same weights). Rows
     without a sweep (older files) are matched on the rest. Other columns (solver, scale) are not
     compared: a unit's rows share them."""
-    current = {
-        (u.sweep, u.model.id, u.model.key, dataset_label(u.dataset), u.subset)
-        for u in exp.units(profile)
-    }
-    any_sweep = {key[1:] for key in current}
-
-    def stale(r: dict) -> bool:
-        key = (r["model"], r["weights"], r["dataset"], r.get("subset") or "")
-        sweep = r.get("sweep") or ""
-        return (sweep, *key) not in current if sweep else key not in any_sweep
-
-    return stale
+    current = CurrentUnits.of(exp.units(profile))
+    return lambda r: (
+        not current.match(
+            r.get("sweep") or "", r["model"], r["weights"], r["dataset"], r.get("subset") or ""
+        )
+    )
 
 
 def prune_results(experiment: str, profile: Profile, dry_run: bool = False) -> int:

@@ -15,10 +15,10 @@ import os
 
 import pandas as pd
 
-from bench.experiment import Experiment, dataset_label
+from bench.experiment import Experiment
 from bench.paper import lookup_paper
 from bench.profile import Profile
-from bench.results import REQUIRED_COLUMNS
+from bench.results import REQUIRED_COLUMNS, CurrentUnits
 from odesr.io import read_csv_rows
 
 __all__ = [
@@ -73,16 +73,11 @@ def current_rows(df: pd.DataFrame, exp: Experiment, profile: Profile) -> pd.Data
     the weights alone."""
     if "weights" not in df:
         return df
-    units = {
-        (u.sweep, u.model.id, u.model.key, dataset_label(u.dataset), u.subset)
-        for u in exp.units(profile)
-    }
-    any_sweep = {unit[1:] for unit in units}
-    weights = {unit[1:3] for unit in units}
+    current = CurrentUnits.of(exp.units(profile))
     subsets = df["subset"].fillna("") if "subset" in df else pd.Series("", index=df.index)
     sweeps = df["sweep"].fillna("") if "sweep" in df else pd.Series("", index=df.index)
     mask = [
-        ((sw, m, w, d, s) in units if sw else (m, w, d, s) in any_sweep) if s else (m, w) in weights
+        current.match(sw, m, w, d, s) if s else (m, w) in current.weights
         for sw, m, w, d, s in zip(
             sweeps, df["model"], df["weights"], df["dataset"], subsets, strict=True
         )

@@ -22,7 +22,12 @@ import sys
 import time
 
 from bench import executors
-from bench.checkpoints import ensure_checkpoint, ensure_checkpoints_together, trained_checkpoint
+from bench.checkpoints import (
+    ensure_checkpoint,
+    ensure_checkpoints_together,
+    seedless,
+    trained_checkpoint,
+)
 from bench.experiment import load_experiment
 from bench.profile import Profile, add_profile_arguments, profile_from_args
 from odesr.arguments import DEVICE_HELP
@@ -80,9 +85,7 @@ def _together(plans: list, k: int) -> list[list]:
     groups: dict[str, list[list]] = {}
     out: list[list] = []
     for plan in plans:
-        config = json.dumps(
-            {n: v for n, v in plan.train_cfg.items() if n != "seed"}, sort_keys=True
-        )
+        config = json.dumps(seedless(plan.train_cfg), sort_keys=True)
         chunks = groups.setdefault(config, [])
         if not chunks or len(chunks[-1]) >= k:
             chunks.append([])

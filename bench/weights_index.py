@@ -123,8 +123,6 @@ def build_index(profile: Profile, experiments: list[str] | None = None) -> list[
             key = plan.key
             if not plan.trained or key not in files:
                 continue
-            if profile.published_weights(key) != files[key]:
-                continue
             used_by.setdefault(key, [])
             if exp.name not in used_by[key]:
                 used_by[key].append(exp.name)
