@@ -242,12 +242,55 @@ def small_train(
     return results
 
 
+class _OpCount:
+    """Aten operators dispatched during an evaluation (on a GPU each is about one kernel
+    launch), split into those inside ``model.super_resolve`` (bicubic input and solve) and the
+    rest of the pipeline (HR stack, degradation, metrics, copies to the host)."""
+
+    def __init__(self) -> None:
+        self.network = 0
+        self.other = 0
+        self.inside = False
+
+    def run(self, model, images: Sequence, scales: Sequence[float], settings) -> None:
+        """Count the operators of ``evaluate_images(model, images, scales, settings)``."""
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        from odesr.evaluate import evaluate_images
+
+        counter = self
+        inner = model.super_resolve
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if counter.inside:
+                    counter.network += 1
+                else:
+                    counter.other += 1
+                return func(*args, **(kwargs or {}))
+
+        def counted(*args, **kwargs):
+            counter.inside = True
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                counter.inside = False
+
+        model.super_resolve = counted
+        try:
+            with Mode():
+                evaluate_images(model, images, scales, settings)
+        finally:
+            del model.super_resolve
+
+
 def small_eval(data_root: str, device: str, n_images: int, profile: str = "cpu") -> list[dict]:
     """Milliseconds per image and scale of the evaluation pipeline (wall time of
     :func:`odesr.evaluate.evaluate_images` on decoded images: degradation, bicubic input, solve,
     crop, metrics) and of the model's super-resolution alone (the rows' ``seconds``: bicubic
     input and solve), random weights of the profile's configs (the cost does not depend on
-    them)."""
+    them); and, in a separate pass, the operators each dispatches per image and scale
+    (:class:`_OpCount`: what a launch-bound GPU pays for)."""
     from odesr.data import list_images, load_images
     from odesr.evaluate import EvalSettings, evaluate_images
     from odesr.models import build
@@ -265,6 +308,8 @@ def small_eval(data_root: str, device: str, n_images: int, profile: str = "cpu")
         _sync(device)
         pipeline = time.perf_counter() - start
         network = sum(float(r["seconds"]) for r in rows)
+        ops = _OpCount()
+        ops.run(model, images, SMALL_SCALES, settings)
         results.append(
             dict(
                 model=model_name,
@@ -272,6 +317,8 @@ def small_eval(data_root: str, device: str, n_images: int, profile: str = "cpu")
                 pipeline_ms=1000 * pipeline / len(rows),
                 network_ms=1000 * network / len(rows),
                 ratio=pipeline / network if network > 0 else None,
+                network_ops=ops.network / len(rows),
+                other_ops=ops.other / len(rows),
             )
         )
         print(json.dumps(results[-1]), flush=True)
@@ -348,14 +395,18 @@ def _small_markdown(train: list[dict], evals: list[dict]) -> list[str]:
         f"Target: the pipeline within {EVAL_TARGET:g}x of the network; B100, "
         f"x{'/x'.join(f'{s:g}' for s in SMALL_SCALES)}.",
         "",
-        "| model | image-scales | pipeline ms | network ms | ratio |",
-        "|---|---|---|---|---|",
+        "Operators: aten calls per image and scale (about one kernel launch each on a GPU), "
+        "inside the network's call and in the rest of the pipeline.",
+        "",
+        "| model | image-scales | pipeline ms | network ms | ratio | network ops | other ops |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in evals:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        ops = [f"{r[k]:.0f}" if r.get(k) is not None else "-" for k in ("network_ops", "other_ops")]
         lines.append(
             f"| {r['model']} | {r['image_scales']} | {r['pipeline_ms']:.1f} | "
-            f"{r['network_ms']:.1f} | {ratio} |"
+            f"{r['network_ms']:.1f} | {ratio} | {ops[0]} | {ops[1]} |"
         )
     return lines
 

@@ -5,9 +5,11 @@ crop, the LR size and the size at which SR is compared; PSNR/SSIM follow ``odesr
 (Y channel, shave ceil(scale), SR quantised to 8 bits; grey images on their own channel).
 Images of equal size are evaluated as one batch per scale.
 
-The HR side of the metrics (luma, local means) is prepared once per image and reused across
-scales and calls (in this process only; :func:`odesr.metrics.prepare_reference`), in
-``EvalSettings.metric_dtype`` (float32 by default: the fast path, tested against float64).
+Each batch's HR stack and the HR side of its metrics (luma, local means) are made on the device
+once and reused across scales and calls (in this process only;
+:func:`odesr.metrics.prepare_reference`), the metrics in ``EvalSettings.metric_dtype`` (float32 by
+default: the fast path, tested against float64); a batch is scored in one call and copied to the
+host once, so a GPU evaluation is not one kernel launch and sync per image.
 Bicubic runs image by image (every scale of an image while it is hot) and, on the CPU, spread
 over worker processes (``EvalSettings.workers``).
 """
@@ -208,9 +210,10 @@ def png_writer(folder: str | os.PathLike) -> ImageSink:
 
 
 def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedImage]]:
+    """Batches of at most ``batch_size`` images of equal size and channel count, in order."""
     by_size: dict[tuple, list[LoadedImage]] = defaultdict(list)
     for img in images:
-        by_size[tuple(img.rgb.shape)].append(img)
+        by_size[(tuple(img.rgb.shape), img.channels)].append(img)
     groups = []
     for members in by_size.values():
         for i in range(0, len(members), batch_size):
@@ -218,40 +221,62 @@ def _group(images: Sequence[LoadedImage], batch_size: int) -> list[list[LoadedIm
     return groups
 
 
-# id(image tensor) -> (weak reference to it, settings key, Reference); in-process only.
-_REFERENCES: dict[int, tuple[weakref.ref, tuple, Reference]] = {}
-_REFERENCE_BYTES = 1 << 30  # drop the oldest prepared references beyond this
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch of images of equal size on the device: ``hr`` (B, 3, H, W) in the model's dtype
+    and ``reference``, the metrics' HR side (luma, or the grey channel) of the whole frames."""
+
+    hr: torch.Tensor
+    reference: Reference
+
+    @property
+    def nbytes(self) -> int:
+        return self.hr.numel() * self.hr.element_size() + self.reference.nbytes
 
 
-def _reference(image: LoadedImage, settings: EvalSettings) -> Reference:
-    """The image's prepared HR side (luma / grey channel), cached while the tensor lives."""
-    key = (settings.y_rounding, settings.metric_dtype, str(settings.device))
-    hit = _REFERENCES.get(id(image.rgb))
-    if hit is not None and hit[0]() is image.rgb and hit[1] == key:
+# (id of each image tensor) -> (weak references to them, settings key, _Prepared); in-process.
+_PREPARED: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], tuple, _Prepared]] = {}
+_PREPARED_BYTES = 1 << 30  # drop the oldest prepared batches beyond this
+
+
+def _prepared(members: Sequence[LoadedImage], settings: EvalSettings) -> _Prepared:
+    """The batch's HR stack and metrics reference on the device, made once and reused across
+    scales and calls while the image tensors live (on a GPU: no copy, luma or SSIM statistics
+    of the HR side per scale). ``members`` share size and channel count (:func:`_group`)."""
+    key = (settings.y_rounding, settings.metric_dtype, str(settings.device), settings.dtype)
+    ids = tuple(id(m.rgb) for m in members)
+    hit = _PREPARED.get(ids)
+    if (
+        hit is not None
+        and hit[1] == key
+        and all(ref() is m.rgb for ref, m in zip(hit[0], members, strict=True))
+    ):
         return hit[2]
-    grey = image.channels == 1
-    hr = image.rgb[:1] if grey else image.rgb
-    ref = prepare_reference(
-        hr.to(settings.device), not grey, settings.y_rounding, settings.metric_dtype
+    frames = torch.stack([m.rgb for m in members]).to(settings.device)
+    grey = members[0].channels == 1
+    reference = prepare_reference(
+        frames[:, :1] if grey else frames, not grey, settings.y_rounding, settings.metric_dtype
     )
-    _REFERENCES[id(image.rgb)] = (weakref.ref(image.rgb), key, ref)
+    prepared = _Prepared(frames.to(settings.dtype), reference)
+    _PREPARED[ids] = (tuple(weakref.ref(m.rgb) for m in members), key, prepared)
     total = 0
-    for k in reversed(list(_REFERENCES)):  # newest first; evict stale and the oldest
-        entry = _REFERENCES[k]
+    for k in reversed(list(_PREPARED)):  # newest first; evict stale and the oldest
+        entry = _PREPARED[k]
         total += entry[2].nbytes
-        if entry[0]() is None or total > _REFERENCE_BYTES:
-            del _REFERENCES[k]
-    return ref
+        if any(ref() is None for ref in entry[0]) or total > _PREPARED_BYTES:
+            del _PREPARED[k]
+    return prepared
 
 
-def _score_member(
-    sr: torch.Tensor, image: LoadedImage, scale: float, settings: EvalSettings
-) -> tuple[float, float]:
-    """PSNR/SSIM of one SR image (1, 3, h, w): RGB files on Y, grey files on their own channel."""
-    if image.channels == 1:  # the networks see grey replicated to RGB: score one channel
+def _score_batch(
+    sr: torch.Tensor, grey: bool, scale: float, reference: Reference
+) -> list[tuple[float, float]]:
+    """(PSNR, SSIM) of each SR image of a batch (B, 3, h, w), scored together on the device
+    and copied to the host once: RGB files on Y, grey files on their own channel."""
+    if grey:  # the networks see grey replicated to RGB: score one channel
         sr = quantize(sr).mean(dim=1, keepdim=True)
-    p, s = score(sr, None, scale, reference=_reference(image, settings))
-    return float(p[0]), float(s[0])
+    p, s = score(sr, None, scale, reference=reference)
+    return [(a, b) for a, b in torch.stack([p, s], dim=1).tolist()]
 
 
 def _row(image: LoadedImage, scale: float, p: float, s: float, seconds: float, nfe: int, settings):
@@ -364,8 +389,8 @@ def _model_rows(
     device = torch.device(settings.device)
     rows: list[dict] = []
     for members in groups:
-        hr = torch.stack([m.rgb for m in members]).to(device, settings.dtype)
-        _, lr, case = make_case(hr, scale, settings.protocol)
+        prepared = _prepared(members, settings)
+        _, lr, case = make_case(prepared.hr, scale, settings.protocol)
         start = time.perf_counter()
         with torch.no_grad():
             result = model.super_resolve(
@@ -381,8 +406,8 @@ def _model_rows(
                 f"{members[0].path}: the model output holds NaN/inf at scale {scale:g}; "
                 "no results written"
             )
-        for i, m in enumerate(members):
-            p, s = _score_member(result.image[i : i + 1], m, scale, settings)
+        scores = _score_batch(result.image, members[0].channels == 1, scale, prepared.reference)
+        for i, (m, (p, s)) in enumerate(zip(members, scores, strict=True)):
             rows.append(_row(m, scale, p, s, seconds, int(result.nfe), settings))
             if save is not None:
                 save(m, scale, result.image[i : i + 1])
@@ -405,13 +430,12 @@ def _bicubic_rows(
     for i in which:
         image = images[i]
         native = _native_bicubic(image, settings)
-        hr = image.rgb if native else image.rgb[None].to(settings.device, settings.dtype)
+        hr = image.rgb if native else _prepared([image], settings).hr
         for k, scale in enumerate(scales):
             p, s, seconds = _bicubic_pair(image, hr, scale, settings, native)
             out.append((k * len(images) + i, _row(image, scale, p, s, seconds, 0, settings)))
             if save is not None:
-                full = image.rgb[None].to(settings.device, settings.dtype)
-                _, lr, case = make_case(full, scale, settings.protocol)
+                _, lr, case = make_case(_prepared([image], settings).hr, scale, settings.protocol)
                 save(image, scale, upscale(lr, scale, case.sr_size))
     return out
 
@@ -448,7 +472,7 @@ def _bicubic_pair(
     start = time.perf_counter()
     sr = upscale(lr, scale, case.sr_size)
     seconds = time.perf_counter() - start
-    p, s = _score_member(sr, image, scale, settings)
+    ((p, s),) = _score_batch(sr, image.channels == 1, scale, _prepared([image], settings).reference)
     return p, s, seconds
 
 

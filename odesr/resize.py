@@ -138,9 +138,18 @@ def resize_matrix(
 BLOCK_SPAN = 3.0
 
 
-def _block_rows(in_len: int, out_len: int, taps: float, scale: float) -> int:
-    if in_len * out_len <= 96 * 96:  # small (training patches): one dense product is cheaper
+# Output rows per block off the CPU, where each block's GEMM is a kernel launch: a benchmark
+# image's side in one or a few products; a huge image's blocks still skip most zeros.
+DEVICE_BLOCK_ROWS = 1024
+
+
+def _block_rows(in_len: int, out_len: int, taps: float, scale: float, device_type: str) -> int:
+    """Output rows per block: all of them (one dense GEMM) for small resizes, up to
+    :data:`DEVICE_BLOCK_ROWS` off the CPU, else the band blocks."""
+    if in_len * out_len <= 96 * 96:
         return out_len
+    if device_type != "cpu":
+        return min(out_len, DEVICE_BLOCK_ROWS)
     return int(min(max(round(BLOCK_SPAN * taps * scale), 4), 128, out_len))
 
 
@@ -157,7 +166,9 @@ def _band_blocks(weights: tuple, dtype: torch.dtype, device) -> list[tuple[int, 
     if blocks is None:
         in_len, out_len, scale = weights[:3]
         rows, cols, vals = resize_weights(*weights)
-        step = _block_rows(in_len, out_len, len(rows) / out_len, float(scale))
+        step = _block_rows(
+            in_len, out_len, len(rows) / out_len, float(scale), torch.device(device).type
+        )
         starts = np.searchsorted(rows, np.arange(0, out_len + step, step))
         blocks = []
         for o0, a, b in zip(range(0, out_len, step), starts[:-1], starts[1:], strict=False):

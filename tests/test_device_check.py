@@ -42,6 +42,37 @@ def test_small_model_section_dry_run(tmp_path: Path, data_root: Path) -> None:
     assert [r["model"] for r in evals] == list(device_check.SMALL_MODELS)
     for r in evals:  # 1 image x 3 scales; the pipeline holds the network's time
         assert r["image_scales"] == 3 and r["pipeline_ms"] >= r["network_ms"] > 0
+        assert r["network_ops"] > 0 and r["other_ops"] > 0
     md = (out / "device-check.md").read_text()
     assert "K seeds trained together" in md and "evaluation pipeline against the network" in md
     assert md.count("| rdn-ode |") == 3  # two K rows, one evaluation row
+
+
+def test_op_count_splits_the_network_from_the_pipeline(data_root: Path) -> None:
+    """The network's share equals the operators of the same super_resolve call counted on its
+    own (a plain dispatch mode around it), the rest is what the pipeline adds."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from odesr.data import list_images, load_images
+    from odesr.degrade import make_case
+    from odesr.evaluate import EvalSettings
+    from odesr.models import build
+    from odesr.train import load_config
+
+    class Plain(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Plain.n += 1
+            return func(*args, **(kwargs or {}))
+
+    images = load_images(list_images("B100", str(data_root))[:1])
+    model = build(dict(load_config("smoke/vdsr-ode", [])["model"])).eval()
+    ops = device_check._OpCount()
+    ops.run(model, images, [2.0], EvalSettings())
+    _, lr, case = make_case(images[0].rgb[None], 2.0, EvalSettings().protocol)
+    with Plain():
+        model.super_resolve(lr, 2.0, case.sr_size)
+    assert ops.network == Plain.n > 0
+    assert ops.other > 0
+    assert "super_resolve" not in vars(model)  # the wrapper is gone

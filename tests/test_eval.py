@@ -195,3 +195,43 @@ def test_models_are_evaluated_in_float32_not_tf32():
         assert torch.backends.cudnn.allow_tf32 is True  # the caller's setting is back
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_batched_scores_equal_each_image_scored_alone(data_root, tmp_path):
+    """A network's rows from batches (mixed sizes, a grey file of the same size as an RGB one,
+    an image twice) equal, bit for bit, those of each image evaluated alone, and agree with
+    PSNR/SSIM computed directly on the protocol's HR crop in float64 (odesr.metrics.score)."""
+    from PIL import Image
+
+    from odesr.data import list_images, load_image
+    from odesr.degrade import make_case
+    from odesr.evaluate import evaluate_images
+    from odesr.metrics import score
+    from odesr.train import load_config
+
+    torch.manual_seed(0)
+    model = build(dict(load_config("smoke/vdsr+t", [])["model"])).eval()
+    files = list_images("B100", data_root)[:4]
+    grey_file = tmp_path / "grey.png"
+    Image.open(files[0]).convert("L").save(grey_file)
+    images = [load_image(f) for f in [*files, grey_file]]
+    images.append(images[1])
+    assert images[4].channels == 1 and images[4].rgb.shape == images[0].rgb.shape
+    scales = [2.0, 3.3]
+    batched = evaluate_images(model, images, scales, EvalSettings(batch_size=16))
+    alone = {
+        (id(m), s): evaluate_images(model, [m], [s], EvalSettings(batch_size=1))[0]
+        for m in images
+        for s in scales
+    }
+    order = [(n, s) for s in scales for n in (0, 1, 2, 5, 3, 4)]  # size groups, grey apart
+    assert [(r["image"], r["scale"]) for r in batched] == [(images[n].name, s) for n, s in order]
+    for (n, s), row in zip(order, batched, strict=True):
+        ref = alone[(id(images[n]), s)]
+        assert (row["psnr"], row["ssim"]) == (ref["psnr"], ref["ssim"])
+        if images[n].channels == 3:
+            hr, lr, case = make_case(images[n].rgb[None], s)
+            with torch.no_grad():
+                sr = model.super_resolve(lr, s, case.sr_size).image
+            p, q = score(sr.double(), hr.double(), s)
+            assert abs(row["psnr"] - float(p)) < 1e-3 and abs(row["ssim"] - float(q)) < 5e-5

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from odesr.degrade import make_case
-from odesr.resize import imresize, resize_matrix
+from odesr.resize import DEVICE_BLOCK_ROWS, _band_blocks, imresize, resize_matrix
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -131,3 +133,30 @@ def test_banded_grad_path_equals_inference_path():
         fast = imresize(imresize(x, scale=1 / 2.3), scale=2.3)
     slow = imresize(imresize(x.requires_grad_(), scale=1 / 2.3), scale=2.3)
     torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [1 / 3.3, 0.5, 2.0, 3.7])
+def test_band_blocks_on_the_cpu_equal_the_dense_product(scale):
+    """Images big enough for the band blocks on the CPU (several GEMMs per dimension) give the
+    dense matrix's product, which is what a non-CPU device computes in one GEMM."""
+    x = torch.rand(2, 3, 300, 340, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    h, w = math.ceil(300 * scale), math.ceil(340 * scale)
+    assert len(_band_blocks((300, h, scale, True, "symmetric"), torch.float64, "cpu")) > 1
+    out = imresize(x, scale=scale)
+    dense = resize_matrix(300, h, scale) @ x @ resize_matrix(340, w, scale).T
+    torch.testing.assert_close(out, dense, rtol=0, atol=1e-12)
+
+
+def test_one_gemm_per_dimension_off_the_cpu():
+    """Off the CPU a benchmark image's resize is one matrix product per dimension (each block
+    is a kernel launch), a huge one a few of DEVICE_BLOCK_ROWS rows that still skip most
+    zeros; shapes follow on the meta device."""
+    weights = (481, 962, 2.0, True, "symmetric")
+    assert len(_band_blocks(weights, torch.float32, "cpu")) > 10
+    (block,) = _band_blocks(weights, torch.float32, "meta")
+    assert block[2].shape == (962, 481)
+    huge = _band_blocks((4000, 16000, 4.0, True, "symmetric"), torch.float32, "meta")
+    assert len(huge) == math.ceil(16000 / DEVICE_BLOCK_ROWS)
+    assert all(b[2].shape[0] <= DEVICE_BLOCK_ROWS and b[2].shape[1] < 300 for b in huge)
+    out = imresize(torch.empty(4, 3, 321, 481, device="meta"), scale=2.0)
+    assert out.shape == (4, 3, 642, 962)
