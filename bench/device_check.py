@@ -15,7 +15,8 @@
 
 3. Small models against the GPU targets: the cpu profile's Table 1 models (vdsr+t, vdsr-ODE,
    RDN+t, RDN-ODE) in float32. Training: seed-steps/s with K seeds in one process
-   (:mod:`odesr.multiseed`, ``--ks``, default 1 and 8) against the one-thread steps/s of one
+   (:mod:`odesr.multiseed`, ``--ks``, default 1 and 8; batches made ahead by the ``--workers``
+   processes, ``workers // K`` per seed) against the one-thread steps/s of one
    seed on the CPU this repository was calibrated on (``bench/calibration/*.json``, the same
    config: ``step_s + s_per_gflop x GFLOP per step``); target: K seeds together at least 10x.
    Evaluation: milliseconds per image and scale of the whole pipeline
@@ -199,9 +200,12 @@ def small_train(
     steps: int,
     profile: str = "cpu",
     calibration: dict | None = None,
+    workers: int = 0,
 ) -> list[dict]:
     """Seed-steps/s of the small models with K seeds together (float32), against the
-    calibrated CPU's one-thread steps/s of one seed."""
+    calibrated CPU's one-thread steps/s of one seed; batches made ahead by ``workers``
+    processes in all (``workers // K`` per seed, at least one; 0: in the main process), and
+    the share of the time spent waiting for them."""
     from odesr.multiseed import seed_dirs, train_seeds
     from odesr.train import load_config
 
@@ -214,10 +218,12 @@ def small_train(
                 | {"max_steps": steps},
             )
             run = out / f"small-{model_name}-k{k}"
+            per_seed = max(workers // k, 1) if workers else 0
             start = time.perf_counter()
             try:
                 train_seeds(cfg, list(range(k)), seed_dirs(run, range(k)), device=device,
-                            data_root=data_root, progress=False)  # fmt: skip
+                            data_root=data_root, progress=False,
+                            data_workers=per_seed)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a check reports every failure and goes on
                 results.append(dict(model=model_name, k=k, error=repr(exc)))
                 print(json.dumps(results[-1]), flush=True)
@@ -232,6 +238,8 @@ def small_train(
                     steps=steps,
                     batch=cfg["batch_size"],
                     patch=cfg["patch_size"],
+                    data_workers=per_seed * k,
+                    data_share=statistics.median(r["data_share"] for r in timed),
                     seed_steps_per_s=k * steps_per_s,
                     cpu_one_thread_steps_per_s=None if cpu_step is None else 1.0 / cpu_step,
                     vs_cpu=None if cpu_step is None else k * steps_per_s * cpu_step,
@@ -374,19 +382,20 @@ def _small_markdown(train: list[dict], evals: list[dict]) -> list[str]:
         f"Target: at least {TRAIN_TARGET:g}x. CPU: the committed calibration "
         "(`bench/calibration/`), the same config.",
         "",
-        "| model | K | patch x batch | seed-steps/s | CPU steps/s (1 thread, 1 seed) | ratio |",
-        "|---|---|---|---|---|---|",
+        "| model | K | patch x batch | data workers | waiting for data | seed-steps/s "
+        "| CPU steps/s (1 thread, 1 seed) | ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in train:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['k']} | failed: {r['error']} | | | |")
+            lines.append(f"| {r['model']} | {r['k']} | failed: {r['error']} | | | | | |")
             continue
         cpu = r["cpu_one_thread_steps_per_s"]
         ratio = "-" if r["vs_cpu"] is None else f"{r['vs_cpu']:.1f}x"
         lines.append(
-            f"| {r['model']} | {r['k']} | {r['patch']} x {r['batch']} | "
-            f"{r['seed_steps_per_s']:.1f} | {'-' if cpu is None else f'{cpu:.2f}'} | "
-            f"{ratio} |"
+            f"| {r['model']} | {r['k']} | {r['patch']} x {r['batch']} | {r['data_workers']} | "
+            f"{r['data_share']:.0%} | {r['seed_steps_per_s']:.1f} | "
+            f"{'-' if cpu is None else f'{cpu:.2f}'} | {ratio} |"
         )
     lines += [
         "",
@@ -415,7 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data-root", required=True, help="folder holding B100/HR and T91/HR")
     p.add_argument("--out", required=True, help="folder for device-check.json/.md and the runs")
-    p.add_argument("--workers", type=int, default=12, help="data workers of the prefetch runs")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=12,
+        help="data workers of the prefetch runs (and, shared by the K seeds, of the small runs)",
+    )
     p.add_argument("--skip", action="append", default=[], choices=["eval", "train", "small"])
     p.add_argument("--device", default="cuda", help="cuda; cpu: a dry run of the script")
     p.add_argument("--images", type=int, default=10, help="B100 images of the evaluation")
@@ -450,8 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ks = [int(k) for k in args.ks.split(",")]
         info["small_cpu_calibration"] = files[0].name if files else None
         info["small_train"] = small_train(
-            args.data_root, out, args.device, ks, args.small_steps, args.small_profile, calibration
-        )
+            args.data_root, out, args.device, ks, args.small_steps, args.small_profile,
+            calibration, args.workers if args.device != "cpu" else 0,
+        )  # fmt: skip
         info["small_eval"] = small_eval(
             args.data_root, args.device, args.images, args.small_profile
         )

@@ -76,3 +76,13 @@ def test_op_count_splits_the_network_from_the_pipeline(data_root: Path) -> None:
     assert ops.network == Plain.n > 0
     assert ops.other > 0
     assert "super_resolve" not in vars(model)  # the wrapper is gone
+
+
+def test_small_runs_share_the_data_workers(tmp_path: Path, data_root: Path, monkeypatch) -> None:
+    """K seeds share the data workers (workers // K each, at least one): the run records them and
+    the share of its time spent waiting for batches."""
+    monkeypatch.setattr(device_check, "SMALL_MODELS", ("vdsr+t",))
+    (row,) = device_check.small_train(str(data_root), tmp_path, "cpu", [2], 4, "smoke", None, 5)
+    assert "error" not in row, row
+    assert row["data_workers"] == 4 and 0 <= row["data_share"] <= 1
+    assert row["vs_cpu"] is None and row["seed_steps_per_s"] > 0
