@@ -48,7 +48,7 @@ bench-save: $(VENV)/.installed  ## the same, rewriting the baseline
 bench-eval: $(VENV)/.installed  ## whole-process evaluation, inference and training speed
 	$(PY) -m bench.speed_eval
 	$(PY) -m bench.inference_speed --skip-wall
-	OMP_NUM_THREADS=1 $(PY) bench/train_speed.py --steps 10
+	OMP_NUM_THREADS=1 $(PY) -m bench.train_speed --steps 10
 
 clean:  ## remove .venv and the caches
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

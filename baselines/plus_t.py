@@ -16,7 +16,13 @@ from typing import Any, ClassVar
 import torch
 
 from odesr.models import SRModel, resolve_net
-from odesr.nets import build_backbone, grid_offset_planes, t_plane_value, with_t_plane
+from odesr.nets import (
+    CONV_MEMORY_FORMAT,
+    build_backbone,
+    grid_offset_planes,
+    t_plane_value,
+    with_t_plane,
+)
 
 
 class PlusT(SRModel):
@@ -65,7 +71,7 @@ class PlusT(SRModel):
             inp = with_t_plane(x, t, self.t_plane)
             if self.pos:
                 inp = torch.cat([inp, grid_offset_planes(x, t, self.grid_origin)], dim=1)
-            x = x + self.net(inp)
+            x = x + self.net(inp.contiguous(memory_format=CONV_MEMORY_FORMAT))
         return x
 
 

@@ -5,7 +5,7 @@ Default case (the lead's question): paper-size VDSR ODE, RK4 with step 0.25 from
 (12 steps x 4 stages = 48 backbone evaluations), batch 16 of 48x48, L1 + Adam step, CPU.
 Each setting runs in its own subprocess so the peak RSS of one does not hide the other's.
 
-    python bench/memory_train_step.py [--batch 16] [--patch 48] [--t0 4] [--steps 1]
+    python -m bench.memory_train_step [--batch 16] [--patch 48] [--t0 4] [--steps 1]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training steps/s of the cpu-profile ODE models (run: ``python bench/train_speed.py``).
+"""Training steps/s of the cpu-profile models (run: ``python -m bench.train_speed``).
 
 Times ``--steps`` optimisation steps (after 2 warm-up steps) of each config exactly as the
 training loop runs them (patch sampling, solve, L1, backward, Adam), one thread, on T91, and
@@ -6,8 +6,9 @@ prints the losses so two versions of the code can be compared for identical resu
 share of the float32 matmul peak measured in the same run that the step reaches, counting a
 training step as 3x the forward FLOPs of its convolutions (backward = 2x forward) over the NFE
 per sample: how much a faster step can still gain without changing the numerics. Imports only
-``odesr`` (and the peak from :mod:`bench.inference_speed`), so pointing ``PYTHONPATH`` at another
-checkout times that version.
+``odesr`` and ``baselines`` (and the peak from :mod:`bench.inference_speed`), so running it from
+another checkout times that version. (Run as a module: as a script, ``bench/`` would come first
+on the path and ``bench/profile.py`` would shadow the standard library's ``profile``.)
 """
 
 from __future__ import annotations

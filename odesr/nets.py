@@ -127,6 +127,12 @@ T_PLANES = ("raw", "normalized")
 INITS = ("he", "torch")
 
 
+# Memory layout of a backbone's input (the ODE's state, a +t net's input): conv backbones on the
+# CPU (oneDNN) run about 1.3-2x faster on channels_last inputs (same results to float rounding;
+# tested to 1e-3 dB).
+CONV_MEMORY_FORMAT = torch.channels_last
+
+
 def t_plane_value(t: float | torch.Tensor, mode: str = "raw") -> float | torch.Tensor:
     """The t plane's value at scale ``t``: ``t`` (``raw``) or ``(t - 1) / 3`` (``normalized``)."""
     if mode == "raw":

@@ -225,3 +225,34 @@ def test_channels_last_solve_keeps_psnr(monkeypatch, data_root):
     assert seen == [True] * 4 + [False] * 4  # the backbone's input, per evaluation
     assert (fast - plain).abs().max() < 1e-4
     assert abs(float(psnr(fast, hr, 2)[0]) - float(psnr(plain, hr, 2)[0])) < 1e-3
+
+
+@pytest.mark.parametrize("weights", ["vdsr+t-2cad5064e4", "rdn+t-47fb334f18"])
+def test_plus_t_runs_channels_last_and_keeps_psnr(monkeypatch, data_root, weights):
+    """The +t nets' backbone takes its input in channels_last (as the ODE's state; 1.4-1.8x
+    faster evaluation on this CPU) and gives the PSNR of contiguous NCHW to 1e-4 dB
+    (published weights, a Set5 crop at x2 and x3.5)."""
+    from baselines import plus_t
+    from odesr.checkpoints import load_model
+    from odesr.data import list_images, load_image
+    from odesr.degrade import make_case
+    from odesr.metrics import psnr
+    from odesr.published import weights_dir
+
+    model = load_model(weights_dir() / f"{weights}.pt").eval()
+    hr = load_image(list_images("Set5", data_root)[1]).rgb[None, :, 60:180, 40:200]
+    seen = []
+    model.net.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    for scale in (2.0, 3.5):
+        _, lr, case = make_case(hr, scale)
+        fast = model.super_resolve(lr, scale, case.sr_size).image
+        with monkeypatch.context() as m:
+            m.setattr(plus_t, "CONV_MEMORY_FORMAT", torch.contiguous_format)
+            plain = model.super_resolve(lr, scale, case.sr_size).image
+        assert (fast - plain).abs().max() < 1e-4
+        ref = hr[..., : fast.shape[-2], : fast.shape[-1]]
+        shave = math.ceil(scale)
+        assert abs(float(psnr(fast, ref, shave)[0]) - float(psnr(plain, ref, shave)[0])) < 1e-4
+    assert seen == [True, False, True, False]
