@@ -288,18 +288,8 @@ def format_plan(
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = None) -> int:
-    """``python -m bench plan`` / ``python -m bench.plan``: a plan, a calibration, a price, a check,
-    or the FLOP model's data (bench/costs.yaml).
-
-    ``status``: what ``--status`` prints, :func:`bench.plan_status.format_status` (which builds on
-    this module, so ``python -m bench`` passes it in); without it ``--status`` is refused with
-    the command that has it."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    priced: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, priced = argv[:at], argv[at + 1 :]
+def _parser() -> argparse.ArgumentParser:
+    """The options of ``bench plan`` (a command to price comes after ``--``, split off first)."""
     parser = argparse.ArgumentParser(
         prog="python -m bench plan",
         description=__doc__,
@@ -351,6 +341,22 @@ def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = 
         metavar=("CSV", "EXPERIMENT", "PROFILE"),
         help="print the effective GFLOP/s of recorded evaluation rows (e.g. a GPU's)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, status: Callable[..., str] | None = None) -> int:
+    """``python -m bench plan`` / ``python -m bench.plan``: a plan, a calibration, a price, a check,
+    or the FLOP model's data (bench/costs.yaml).
+
+    ``status``: what ``--status`` prints, :func:`bench.plan_status.format_status` (which builds on
+    this module, so ``python -m bench`` passes it in); without it ``--status`` is refused with
+    the command that has it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    priced: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, priced = argv[:at], argv[at + 1 :]
+    parser = _parser()
     args = parser.parse_args(argv)
     if priced and not args.price:
         parser.error("a command after -- needs --price")

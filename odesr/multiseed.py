@@ -297,6 +297,108 @@ def train_seeds(
         return _train_seeds(cfg, seeds, dirs, resume, dev, data_root, progress, data_workers)
 
 
+class _Stack:
+    """The K seeds' runs (:class:`TrainingRun`, what is saved) and the stacked model, EMA,
+    optimizer and schedule that train them together (what is stepped)."""
+
+    def __init__(self, runs: list[TrainingRun], resumed: bool) -> None:
+        self.runs = runs
+        self.model = stack_models([r.model for r in runs])
+        self.ema = None
+        if runs[0].ema is not None:
+            self.ema = stack_models([r.ema for r in runs]).requires_grad_(False)
+        self.opt, self.sched = make_optimizer(self.model, runs[0].cfg)
+        self.params = list(self.model.parameters())
+        self.shapes = [p.shape for p in self.params]
+        if resumed:
+            states = [r.opt.state_dict() for r in runs]
+            self.opt.load_state_dict(_stacked_optimizer_state(states, self.shapes))
+            self.sched.load_state_dict(runs[0].sched.state_dict())
+        self.step = runs[0].step
+
+    def batches(self, dev: torch.device) -> list[dict]:
+        """Each seed's next batch (its own sampler stream; scale weights as a single run)."""
+        out = []
+        for run in self.runs:
+            batch = run.sampler.next()
+            if run.scale_weights is not None:
+                batch["weight"] = weight_of(run.scale_weights, batch["scale"])
+            out.append(_to_device(batch, dev, bool(run.cfg.get("channels_last"))))
+        return out
+
+    def update(self, clip: float, decay: float) -> list[float]:
+        """Clip each seed's gradient (its own global norm), step the optimizer, schedule and
+        EMA; the seeds' gradient norms before clipping (NaN: no clipping)."""
+        norms = [float("nan")] * len(self.runs)
+        if clip > 0:
+            norms = [float(v) for v in clip_per_seed(self.params, clip)]
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            update_ema(self.ema, self.model, decay, self.step)
+        self.step += 1
+        return norms
+
+    def sync(self) -> None:
+        """The stacked state into the K single runs (before saving or validating)."""
+        unstack_into(self.model, [r.model for r in self.runs])
+        if self.ema is not None:
+            unstack_into(self.ema, [r.ema for r in self.runs])
+        state = self.opt.state_dict()
+        for k, run in enumerate(self.runs):
+            run.opt.load_state_dict(_seed_optimizer_state(state, k, self.shapes))
+            run.sched.load_state_dict(self.sched.state_dict())
+            run.step = self.step
+
+    def close_samplers(self) -> None:
+        for run in self.runs:
+            if not isinstance(run.sampler, PatchSampler):
+                run.sampler.close()
+
+
+def _check_finite(
+    losses: list[float], batches: list[dict], seeds: list[int], step: int, lasts: list[Path]
+) -> None:
+    """Stop all seeds, before the update, on a seed's non-finite loss (naming the seed)."""
+    for k, value in enumerate(losses):
+        if not math.isfinite(value):
+            scale = batches[k]["scale"]
+            raise NonFiniteLoss(
+                f"seed {seeds[k]}: non-finite loss ({value}) at step {step + 1} "
+                f"(scale {'mixed' if torch.is_tensor(scale) else f'{scale:.4g}'}); "
+                f"last good checkpoint kept: {lasts[k] if lasts[k].exists() else 'none yet'}"
+            )
+
+
+class _SpeedLog:
+    """Each seed's mean loss, steps/s and data share since the last log record."""
+
+    def __init__(self, logs: list, step: int) -> None:
+        self.logs = logs
+        self.t_mark, self.s_mark, self.data_s = time.perf_counter(), step, 0.0
+        self.loss_sum, self.loss_n = [0.0] * len(logs), 0
+
+    def add(self, losses: list[float], data_s: float) -> None:
+        self.loss_sum = [a + b for a, b in zip(self.loss_sum, losses, strict=True)]
+        self.loss_n += 1
+        self.data_s += data_s
+
+    def write(self, step: int, lr: float, batches: list[dict], norms: list[float]) -> None:
+        now = time.perf_counter()
+        seconds = max(now - self.t_mark, 1e-9)
+        for k, log in enumerate(self.logs):
+            log.write(
+                step=step,
+                loss=self.loss_sum[k] / self.loss_n,
+                lr=lr,
+                steps_per_s=(step - self.s_mark) / seconds,
+                data_share=self.data_s / seconds,
+                **_batch_record(batches[k], norms[k]),
+            )
+        self.t_mark, self.s_mark, self.data_s = now, step, 0.0
+        self.loss_sum, self.loss_n = [0.0] * len(self.logs), 0
+
+
 def _train_seeds(
     cfg: dict,
     seeds: list[int],
@@ -312,117 +414,56 @@ def _train_seeds(
     runs = _seed_runs(cfgs, dev, data_root, data_workers)
     lasts = [d / "last.pt" for d in dirs]
     have = _restore_seed_runs(runs, seeds, lasts, resume)
-
+    stack = _Stack(runs, resume and all(have))
     c0 = cfgs[0]
-    model = stack_models([r.model for r in runs])
-    ema = None
-    if runs[0].ema is not None:
-        ema = stack_models([r.ema for r in runs]).requires_grad_(False)
-    opt, sched = make_optimizer(model, c0)
-    params = list(model.parameters())
-    shapes = [p.shape for p in params]
-    if resume and all(have):
-        opt.load_state_dict(_stacked_optimizer_state([r.opt.state_dict() for r in runs], shapes))
-        sched.load_state_dict(runs[0].sched.state_dict())
-    step = runs[0].step
-
     val_images = load_val_images(c0, data_root)
-    logs = _open_seed_logs(runs, dirs, dev, step if resume else None, val_images)
+    logs = _open_seed_logs(runs, dirs, dev, stack.step if resume else None, val_images)
 
-    def sync() -> None:
-        """The stacked state into the K single runs (before saving or validating)."""
-        unstack_into(model, [r.model for r in runs])
-        if ema is not None:
-            unstack_into(ema, [r.ema for r in runs])
-        state = opt.state_dict()
-        for k, run in enumerate(runs):
-            run.opt.load_state_dict(_seed_optimizer_state(state, k, shapes))
-            run.sched.load_state_dict(sched.state_dict())
-            run.step = step
-
-    step_module = TrainStep(model, c0)
+    step_module = TrainStep(stack.model, c0)
     max_steps = int(c0["max_steps"])
     log_every, ckpt_every = int(c0["log_every"]), int(c0["checkpoint_every"])
     val_every = int(c0["val"].get("every") or 0)
     clip, decay = float(c0["grad_clip"]), float(c0["ema"])
-    bar = progress_bar(c0, step, progress, f" x {K} seeds")
-    model.train()
-    t_mark, s_mark, data_s = time.perf_counter(), step, 0.0
-    loss_sum = [0.0] * K
-    loss_n = 0
+    bar = progress_bar(c0, stack.step, progress, f" x {K} seeds")
+    stack.model.train()
+    speed = _SpeedLog(logs, stack.step)
     losses = [float("nan")] * K
-    norms = [float("nan")] * K
-    batches: list[dict] = []
     try:
-        while step < max_steps:
+        while stack.step < max_steps:
             t_data = time.perf_counter()
-            batches = []
-            for run in runs:
-                batch = run.sampler.next()
-                if run.scale_weights is not None:
-                    batch["weight"] = weight_of(run.scale_weights, batch["scale"])
-                batches.append(_to_device(batch, dev, bool(c0.get("channels_last"))))
-            data_s += time.perf_counter() - t_data
-            opt.zero_grad(set_to_none=True)
-            _backward(model, step_module, batches, losses, dev)
-            for k, value in enumerate(losses):
-                if not math.isfinite(value):
-                    scale = batches[k]["scale"]
-                    raise NonFiniteLoss(
-                        f"seed {seeds[k]}: non-finite loss ({value}) at step {step + 1} "
-                        f"(scale {'mixed' if torch.is_tensor(scale) else f'{scale:.4g}'}); "
-                        f"last good checkpoint kept: "
-                        f"{lasts[k] if lasts[k].exists() else 'none yet'}"
-                    )
-            if clip > 0:
-                norms = [float(v) for v in clip_per_seed(params, clip)]
-            opt.step()
-            sched.step()
-            if ema is not None:
-                update_ema(ema, model, decay, step)
-            step += 1
-            loss_sum = [a + b for a, b in zip(loss_sum, losses, strict=True)]
-            loss_n += 1
+            batches = stack.batches(dev)
+            data_s = time.perf_counter() - t_data
+            stack.opt.zero_grad(set_to_none=True)
+            _backward(stack.model, step_module, batches, losses, dev)
+            _check_finite(losses, batches, seeds, stack.step, lasts)
+            norms = stack.update(clip, decay)
+            speed.add(losses, data_s)
+            step = stack.step
             if bar is not None:
                 bar.update(1)
             if step % log_every == 0 or step == max_steps:
-                now = time.perf_counter()
-                for k, log in enumerate(logs):
-                    record = dict(
-                        step=step,
-                        loss=loss_sum[k] / loss_n,
-                        lr=opt.param_groups[0]["lr"],
-                        steps_per_s=(step - s_mark) / max(now - t_mark, 1e-9),
-                        data_share=data_s / max(now - t_mark, 1e-9),
-                    )
-                    log.write(**record, **_batch_record(batches[k], norms[k]))
-                t_mark, s_mark, data_s = now, step, 0.0
-                loss_sum, loss_n = [0.0] * K, 0
+                speed.write(step, stack.opt.param_groups[0]["lr"], batches, norms)
             if val_every and step % val_every == 0 and val_images:
-                sync()
+                stack.sync()
                 for run, log in zip(runs, logs, strict=True):
                     net = run.ema if run.ema is not None else run.model
                     v = validate(net, val_images, run.cfg, dev)
                     log.write(step=step, val_psnr=v, val_dataset=str(run.cfg["val"]["dataset"]))
             if ckpt_every and step % ckpt_every == 0 and step < max_steps:
-                sync()
+                stack.sync()
                 for run, last in zip(runs, lasts, strict=True):
                     save_run(run, last, 1, 0)
     finally:
         if bar is not None:
             bar.close()
-        for run in runs:
-            if isinstance(run.sampler, PatchSampler):
-                continue
-            run.sampler.close()
-    sync()
+        stack.close_samplers()
+    stack.sync()
     results = []
     for k, (run, d, log) in enumerate(zip(runs, dirs, logs, strict=True)):
         save_run(run, lasts[k], 1, 0)
         save_run(run, d / "final.pt", 1, 0, final=True)
-        result = {"step": step, "loss": losses[k], "final": str(d / "final.pt")}
-        log.write(done=True, step=step, loss=losses[k])
-        results.append(result)
+        log.write(done=True, step=stack.step, loss=losses[k])
+        results.append({"step": stack.step, "loss": losses[k], "final": str(d / "final.pt")})
     return results
 
 
