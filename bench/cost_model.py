@@ -6,11 +6,12 @@ throughputs of ``bench/costs.yaml`` (:class:`Costs`). :mod:`bench.plan` turns th
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -22,6 +23,9 @@ __all__ = [
     "ASSUMED_ADAPTIVE_NFE",
     "PROBE_LR",
     "Costs",
+    "RUN_ONLY_KEYS",
+    "step_key",
+    "measured_gpu_steps",
     "flops_per_pixel",
     "spec_flops_per_pixel",
     "model_for_spec",
@@ -52,23 +56,57 @@ PROBE_LR = 16  # side of the LR probe the FLOPs are counted on
 
 @dataclass
 class Costs:
-    """Measured throughputs (GFLOP/s per backbone) with where and when they were measured."""
+    """Measured throughputs (GFLOP/s per backbone) with where and when they were measured, and
+    the GPU's measured training steps/s per :func:`step_key` (``gpu_steps``: the float32 runs of
+    the device check named by the gpu entry's ``device_check``, a path from the repository)."""
 
     cpu: dict
     gpu: dict | None
     busy: dict | None = None
+    gpu_steps: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path = COSTS) -> Costs:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
-        return cls(raw["cpu"], raw.get("gpu"), raw.get("cpu_busy"))
+        gpu = raw.get("gpu")
+        steps = {}
+        if gpu and gpu.get("device_check"):
+            steps = measured_gpu_steps(Path(path).resolve().parents[1] / gpu["device_check"])
+        return cls(raw["cpu"], gpu, raw.get("cpu_busy"), steps)
 
     @staticmethod
     def seconds(where: dict, flops: float, backbone: str, train: bool = False) -> float:
         rate = where["gflops"].get(backbone) or min(where["gflops"].values())
         factor = float(where.get("train_factor", 3.0)) if train else 1.0
         return flops * factor / (float(rate) * 1e9)
+
+
+# Training config keys that say which data, how long, how often to log and validate, and
+# which seed: they leave the cost of a step alone (the device check overrides them).
+RUN_ONLY_KEYS = ("data", "val", "log_every", "checkpoint_every", "max_steps", "seed")
+
+
+def step_key(cfg: dict) -> str:
+    """What a training step costs is fixed by the config without :data:`RUN_ONLY_KEYS`: a
+    short hash of the rest (model, patch, batch, solver, objective, recompute, ...)."""
+    core = {k: v for k, v in cfg.items() if k not in RUN_ONLY_KEYS}
+    text = json.dumps(core, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def measured_gpu_steps(path: Path) -> dict[str, float]:
+    """Steps/s per :func:`step_key` of the float32 training runs recorded in a device-check
+    file (``bench.device_check``; the best run of each config). Runs in TF32, failed ones and
+    those written before runs carried a ``step_key`` count for nothing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the device check named by bench/costs.yaml is missing")
+    out: dict[str, float] = {}
+    for run in json.loads(path.read_text()).get("train", []):
+        key = run.get("step_key")
+        if key and run.get("math") == "float32" and "error" not in run:
+            out[key] = max(out.get(key, 0.0), float(run["steps_per_s"]))
+    return out
 
 
 def _build(plan: ModelPlan):

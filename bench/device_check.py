@@ -9,9 +9,12 @@
    the CPU rows committed in ``results/cpu/claims-psnr.csv``.
 2. Paper-profile training: a few steps of ``paper/<model>`` on CUDA, batches made in the main
    process (``--data-workers 0``) and ahead by ``--workers`` processes: steps/s, the share of the
-   time spent waiting for batches, peak GPU memory. DIV2K, the paper's data, is not in the shared
-   datasets, so the check trains on T91 (the per-step cost depends on patch and batch size, not
-   on the images).
+   time spent waiting for batches, peak GPU memory; float32, as ``odesr.train`` runs on a GPU.
+   Each run records its config's ``step_key`` (:func:`bench.cost_model.step_key`): ``bench
+   plan`` prices the GPU training of those configs from the measured steps/s when
+   ``bench/costs.yaml``'s ``gpu.device_check`` names this file. DIV2K, the paper's data, is
+   not in the shared datasets, so the check trains on T91 (the per-step cost depends on patch
+   and batch size, not on the images).
 
 3. Small models against the GPU targets: the cpu profile's Table 1 models (vdsr+t, vdsr-ODE,
    RDN+t, RDN-ODE) in float32. Training: seed-steps/s with K seeds in one process
@@ -113,6 +116,16 @@ def cross_device(data_root: str, device: str, n_images: int = 10) -> list[dict]:
     return out
 
 
+def paper_train_config(model_name: str, steps: int) -> dict:
+    """``paper/<model_name>`` as the check trains it: T91 (DIV2K is not in the shared data),
+    ``steps`` steps, no validation or checkpoints (only :data:`RUN_ONLY_KEYS
+    <bench.cost_model.RUN_ONLY_KEYS>` change, so its step costs what the paper config's does)."""
+    from odesr.train import load_config
+
+    overrides = {"data": ["T91"], "val": {"every": 0}, "log_every": 5, "checkpoint_every": 0}
+    return load_config(f"paper/{model_name}", overrides | {"max_steps": steps})
+
+
 def train_speed(
     data_root: str, out: Path, workers: int, device: str = "cuda", fraction: float = 1.0
 ) -> list[dict]:
@@ -120,7 +133,8 @@ def train_speed(
     (``fraction`` of the steps: a dry run on the CPU)."""
     import torch
 
-    from odesr.train import load_config, train
+    from bench.cost_model import step_key
+    from odesr.train import train
 
     cuda = device.startswith("cuda")
 
@@ -130,16 +144,7 @@ def train_speed(
             steps = max(int(steps * fraction), 2) if steps else 0
             if not steps:
                 continue
-            cfg = load_config(
-                f"paper/{model_name}",
-                {
-                    "data": ["T91"],
-                    "val": {"every": 0},
-                    "log_every": 5,
-                    "checkpoint_every": 0,
-                    "max_steps": steps,
-                },
-            )
+            cfg = paper_train_config(model_name, steps)
             run_dir = out / f"train-{model_name}-w{n_workers}"
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
@@ -161,6 +166,8 @@ def train_speed(
             results.append(
                 dict(
                     model=model_name,
+                    step_key=step_key(cfg),
+                    math="float32",  # odesr.train's default on a GPU (--tf32 would make it TF32)
                     workers=n_workers,
                     steps=steps,
                     patch=cfg["patch_size"],
@@ -352,7 +359,9 @@ def markdown(info: dict) -> str:
         )
     lines += [
         "",
-        "## Paper-profile training steps on the GPU (T91 data)",
+        "## Paper-profile training steps on the GPU (T91 data, "
+        + ("float32" if info.get("train_math") == "float32" else "TF32: PyTorch's default then")
+        + ")",
         "",
         "| model | patch x batch | data workers | steps/s | waiting for data | peak GB "
         "| 600k steps |",
@@ -448,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = {
         "device": torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
         "torch": torch.__version__,
-        "train_cudnn_tf32": torch.backends.cudnn.allow_tf32,  # PyTorch's default, kept by training
+        "train_math": "float32",  # what odesr.train runs on a GPU unless given --tf32
         "cross_device": []
         if "eval" in args.skip
         else cross_device(args.data_root, args.device, args.images),

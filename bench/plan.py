@@ -55,6 +55,7 @@ from bench.cost_model import (
     is_ode_plan,
     nfe_per_image,
     output_pixels,
+    step_key,
     train_flops,
     train_nfe_per_step,
 )
@@ -200,23 +201,42 @@ def _cost_model_lines(costs: Costs, model_line: str, calibrated: bool) -> list[s
         lines.append(f"       busy (measured {when}): {rates} GFLOP/s, {ratio:.0f}x+ slower")
     if gpu:
         lines += _throughput_lines("GPU", gpu, gpu["name"])
+        if gpu.get("device_check"):
+            found = len(costs.gpu_steps)
+            text = (
+                f"measured float32 steps/s of {found} config(s), used where a checkpoint's "
+                "config is one of them (the FLOP model for the others)"
+                if found
+                else "no float32 training runs in it (older runs: TF32), so the FLOP model"
+            )
+            lines += textwrap.wrap(
+                f"training: {gpu['device_check']}: {text}",
+                92,
+                initial_indent=" " * 7,
+                subsequent_indent=" " * 12,
+            )
     else:
         lines.append("  GPU  no measurement recorded in bench/costs.yaml")
     return lines
 
 
 def _row_seconds(
-    r: TrainRow | EvalRow, is_train: bool, cal: dict, gpu: dict | None, data_root: str | None
+    r: TrainRow | EvalRow, is_train: bool, cal: dict, costs: Costs, data_root: str | None
 ) -> tuple[float, float]:
-    """(CPU seconds from the calibration, GPU seconds from the FLOP model or NaN) of a row."""
+    """(CPU seconds from the calibration, GPU seconds or NaN) of a row: a training row whose
+    config the GPU's device check trained (:attr:`Costs.gpu_steps`) from its measured steps/s,
+    the others from the FLOP model."""
     if is_train:
         c = price_training(r.cfg, cal, data_root, startup=False).seconds
     else:
         co = coefficients(cal, "eval", r.backbone, [])
         c = r.hr_mpx * float(cal["decode_s_per_mpx"]["eval"]) + r.mpx * float(co["s_per_mpx"])
         c += r.flops / 1e9 * float(co["s_per_gflop"])
-    g = Costs.seconds(gpu, r.flops, r.backbone, is_train) if gpu else math.nan
-    return c, g
+    measured = costs.gpu_steps.get(step_key(r.cfg)) if is_train and r.cfg else None
+    if measured:
+        return c, r.steps / measured
+    gpu = costs.gpu
+    return c, (Costs.seconds(gpu, r.flops, r.backbone, is_train) if gpu else math.nan)
 
 
 def _total_line(cpu_s: float, gpu_s: float, gpu: dict | None, calibrated: bool, share) -> str:
@@ -254,7 +274,7 @@ def format_plan(
     tot = {"cpu": 0.0, "gpu": 0.0}
 
     def both(r: TrainRow | EvalRow, is_train: bool) -> tuple[str, str]:
-        c, g = _row_seconds(r, is_train, cal, costs.gpu, data_root)
+        c, g = _row_seconds(r, is_train, cal, costs, data_root)
         tot["cpu"] += c
         tot["gpu"] += 0 if math.isnan(g) else g
         return _hours(c), ("-" if math.isnan(g) else _hours(g))

@@ -274,3 +274,56 @@ def test_validation_scales_one_rule_for_training_and_the_plan() -> None:
     assert validation_scales([5], (2.0, 4.0)) == [2.0, 4.0]  # a fixed-scale net: its own
     assert validation_scales(["1.5", 2], None) == [1.5, 2.0]
     assert validation_scales(None, None) == []
+
+
+def test_step_key_leaves_out_what_a_step_does_not_cost() -> None:
+    from bench.cost_model import RUN_ONLY_KEYS, step_key
+    from bench.device_check import paper_train_config
+    from odesr.train import load_config
+
+    paper = load_config("paper/vdsr-ode", [])
+    checked = paper_train_config("vdsr-ode", 30)
+    assert set(k for k in paper if paper[k] != checked[k]) <= set(RUN_ONLY_KEYS)
+    assert step_key(checked) == step_key(paper | {"seed": 3, "max_steps": 10})
+    assert step_key(paper | {"patch_size": 96}) != step_key(paper)
+    assert step_key(paper | {"checkpoint_recompute": False}) != step_key(paper)
+
+
+def test_plan_prices_gpu_training_from_a_float32_device_check(tmp_path: Path, data_root: Path):
+    """A device-check file's float32 runs price the GPU training of their configs (the best run
+    of each: 600k steps at 5 steps/s = 33.3 h); TF32 and failed runs count for nothing, and the
+    other checkpoints keep the FLOP model's hours."""
+    import json
+
+    from bench.cost_model import measured_gpu_steps, step_key
+    from bench.device_check import paper_train_config
+
+    key = step_key(paper_train_config("vdsr-ode", 30))
+    rdn = step_key(paper_train_config("rdn-ode", 8))
+    runs = [
+        {"model": "vdsr-ode", "step_key": key, "math": "float32", "steps_per_s": 4.0},
+        {"model": "vdsr-ode", "step_key": key, "math": "float32", "steps_per_s": 5.0},
+        {"model": "rdn-ode", "step_key": rdn, "math": "tf32", "steps_per_s": 1.0},
+        {"model": "rdn+t", "workers": 12, "error": "RuntimeError('out of memory')"},
+    ]
+    (tmp_path / "device-check.json").write_text(json.dumps({"train": runs}))
+    measured = measured_gpu_steps(tmp_path / "device-check.json")
+    assert measured == {key: 5.0}
+    base = Costs.load()
+    costs = Costs(base.cpu, base.gpu, base.busy, measured)
+    exp = load_experiment("table1")
+    rows = {
+        line.split()[0]: line.split()[-1]
+        for line in format_plan(exp, Profile("paper"), costs, str(data_root)).splitlines()
+        if line.startswith("  ") and "600000" in line
+    }
+    plain = {
+        line.split()[0]: line.split()[-1]
+        for line in format_plan(exp, Profile("paper"), base, str(data_root)).splitlines()
+        if line.startswith("  ") and "600000" in line
+    }
+    assert rows["vdsr-ode"] == "33.3" and plain["vdsr-ode"] != "33.3"
+    assert {k: v for k, v in rows.items() if k != "vdsr-ode"} == {
+        k: v for k, v in plain.items() if k != "vdsr-ode"
+    }
+    assert base.gpu_steps == {}  # the committed device check measured TF32 training only
