@@ -97,15 +97,19 @@ def step_key(cfg: dict) -> str:
 
 def measured_gpu_steps(path: Path) -> dict[str, float]:
     """Steps/s per :func:`step_key` of the float32 training runs recorded in a device-check
-    file (``bench.device_check``; the best run of each config). Runs in TF32, failed ones and
-    those written before runs carried a ``step_key`` count for nothing."""
+    file (``bench.device_check``: the paper-profile runs and the small models' one-seed runs;
+    the best run of each config). Runs in TF32, failed ones and those written before runs
+    carried a ``step_key`` count for nothing."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the device check named by bench/costs.yaml is missing")
+    info = json.loads(path.read_text())
+    runs = [(r, r.get("steps_per_s")) for r in info.get("train", [])]
+    runs += [(r, r.get("seed_steps_per_s")) for r in info.get("small_train", []) if r.get("k") == 1]
     out: dict[str, float] = {}
-    for run in json.loads(path.read_text()).get("train", []):
+    for run, rate in runs:
         key = run.get("step_key")
-        if key and run.get("math") == "float32" and "error" not in run:
-            out[key] = max(out.get(key, 0.0), float(run["steps_per_s"]))
+        if key and rate and run.get("math") == "float32" and "error" not in run:
+            out[key] = max(out.get(key, 0.0), float(rate))
     return out
 
 

@@ -213,6 +213,7 @@ def small_train(
     calibrated CPU's one-thread steps/s of one seed; batches made ahead by ``workers``
     processes in all (``workers // K`` per seed, at least one; 0: in the main process), and
     the share of the time spent waiting for them."""
+    from bench.cost_model import step_key
     from odesr.multiseed import seed_dirs, train_seeds
     from odesr.train import load_config
 
@@ -242,6 +243,8 @@ def small_train(
                 dict(
                     model=model_name,
                     k=k,
+                    step_key=step_key(cfg),
+                    math="float32",
                     steps=steps,
                     batch=cfg["batch_size"],
                     patch=cfg["patch_size"],

@@ -35,8 +35,15 @@ def test_small_model_section_dry_run(tmp_path: Path, data_root: Path) -> None:
     assert [(r["model"], r["k"]) for r in train] == [
         (m, k) for m in device_check.SMALL_MODELS for k in (1, 2)
     ]
+    from bench.cost_model import measured_gpu_steps, step_key
+    from odesr.train import load_config
+
+    measured = measured_gpu_steps(out / "device-check.json")  # K = 1 runs price one seed
     for r in train:
         assert "error" not in r, r
+        if r["k"] == 1:
+            assert r["step_key"] == step_key(load_config(f"smoke/{r['model']}", []))
+            assert measured[r["step_key"]] == r["seed_steps_per_s"]
         assert r["seed_steps_per_s"] > 0 and r["steps"] == 4
         assert r["vs_cpu"] == pytest.approx(r["seed_steps_per_s"] / r["cpu_one_thread_steps_per_s"])
     assert [r["model"] for r in evals] == list(device_check.SMALL_MODELS)
