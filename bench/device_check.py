@@ -210,9 +210,9 @@ def small_train(
     workers: int = 0,
 ) -> list[dict]:
     """Seed-steps/s of the small models with K seeds together (float32), against the
-    calibrated CPU's one-thread steps/s of one seed; batches made ahead by ``workers``
-    processes in all (``workers // K`` per seed, at least one; 0: in the main process), and
-    the share of the time spent waiting for them."""
+    calibrated CPU's one-thread steps/s of one seed; batches made ahead by ``workers // K``
+    processes per seed (at least one, so K of them when K > ``workers``; 0: in the main
+    process), and the share of the time spent waiting for them."""
     from bench.cost_model import step_key
     from odesr.multiseed import seed_dirs, train_seeds
     from odesr.train import load_config
@@ -308,7 +308,9 @@ def small_eval(data_root: str, device: str, n_images: int, profile: str = "cpu")
     crop, metrics) and of the model's super-resolution alone (the rows' ``seconds``: bicubic
     input and solve), random weights of the profile's configs (the cost does not depend on
     them); and, in a separate pass, the operators each dispatches per image and scale
-    (:class:`_OpCount`: what a launch-bound GPU pays for)."""
+    (:class:`_OpCount`: what a launch-bound GPU pays for), in the steady state a run of units
+    reaches: after the timed pass, so the resize matrices and each batch's HR stack and
+    reference are made already (a first pass over new images adds their ops once)."""
     from odesr.data import list_images, load_images
     from odesr.evaluate import EvalSettings, evaluate_images
     from odesr.models import build

@@ -3,7 +3,7 @@
 One row per (model, dataset, image, scale). The protocol (``odesr.degrade.PROTOCOLS``) fixes the HR
 crop, the LR size and the size at which SR is compared; PSNR/SSIM follow ``odesr.metrics``
 (Y channel, shave ceil(scale), SR quantised to 8 bits; grey images on their own channel).
-Images of equal size are evaluated as one batch per scale.
+Images of equal size and channel count are evaluated as one batch per scale.
 
 Each batch's HR stack and the HR side of its metrics (luma, local means) are made on the device
 once and reused across scales and calls (in this process only;
@@ -242,8 +242,16 @@ _PREPARED_BYTES = 1 << 30  # drop the oldest prepared batches beyond this
 def _prepared(members: Sequence[LoadedImage], settings: EvalSettings) -> _Prepared:
     """The batch's HR stack and metrics reference on the device, made once and reused across
     scales and calls while the image tensors live (on a GPU: no copy, luma or SSIM statistics
-    of the HR side per scale). ``members`` share size and channel count (:func:`_group`)."""
-    key = (settings.y_rounding, settings.metric_dtype, str(settings.device), settings.dtype)
+    of the HR side per scale); image tensors are not to be changed in place meanwhile.
+    ``members`` share size and channel count (:func:`_group`). The newest batch is kept
+    whatever its size; older ones are dropped beyond :data:`_PREPARED_BYTES` in all."""
+    key = (
+        settings.y_rounding,
+        settings.metric_dtype,
+        str(settings.device),
+        settings.dtype,
+        members[0].channels,
+    )
     ids = tuple(id(m.rgb) for m in members)
     hit = _PREPARED.get(ids)
     if (
@@ -263,7 +271,8 @@ def _prepared(members: Sequence[LoadedImage], settings: EvalSettings) -> _Prepar
     for k in reversed(list(_PREPARED)):  # newest first; evict stale and the oldest
         entry = _PREPARED[k]
         total += entry[2].nbytes
-        if any(ref() is None for ref in entry[0]) or total > _PREPARED_BYTES:
+        stale = any(ref() is None for ref in entry[0])
+        if k != ids and (stale or total > _PREPARED_BYTES):
             del _PREPARED[k]
     return prepared
 
@@ -362,7 +371,8 @@ def evaluate_images(
     save: ImageSink | None = None,
 ) -> list[dict]:
     """Rows ``{image, scale, psnr, ssim, seconds, nfe, protocol}`` for every image and scale
-    (scale-major; within a scale, images of equal size together, in the given order).
+    (scale-major; within a scale, images of equal size and channel count together, in the
+    given order).
     ``save`` receives every SR image (e.g. :func:`png_writer`)."""
     settings = settings or EvalSettings()
     groups = _group(images, settings.batch_size)

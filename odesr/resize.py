@@ -18,8 +18,10 @@ Conventions (MATLAB ``imresize(x, ..., 'bicubic')``):
 Values are not rounded or clipped: quantise the result yourself when emulating ``uint8`` MATLAB
 output (see :func:`odesr.degrade.quantize`). Weights are computed once per
 ``(in, out, scale, antialias, border)`` in float64 and applied along each axis as a banded
-product: blocks of output rows times the input span they reach (``_band_blocks``), so the
-zeros of the matrix are mostly skipped. Differentiable; any device and batch shape ``(..., H, W)``.
+product: blocks of output rows times the input span they reach (``_band_blocks``), so on the
+CPU the zeros of the matrix are mostly skipped; off the CPU the blocks hold up to
+``DEVICE_BLOCK_ROWS`` rows (a benchmark image's side in one product: a kernel launch per block
+costs more than the zeros). Differentiable; any device and batch shape ``(..., H, W)``.
 The result is laid out in memory as (H, batch..., W) (not contiguous unless the batch is one
 plane): feeding it back into :func:`imresize` then needs no copy.
 """

@@ -75,9 +75,10 @@ def test_op_count_splits_the_network_from_the_pipeline(data_root: Path) -> None:
 
     images = load_images(list_images("B100", str(data_root))[:1])
     model = build(dict(load_config("smoke/vdsr-ode", [])["model"])).eval()
+    _, lr, case = make_case(images[0].rgb[None], 2.0, EvalSettings().protocol)
+    model.super_resolve(lr, 2.0, case.sr_size)  # resize matrices made: count steady states
     ops = device_check._OpCount()
     ops.run(model, images, [2.0], EvalSettings())
-    _, lr, case = make_case(images[0].rgb[None], 2.0, EvalSettings().protocol)
     with Plain():
         model.super_resolve(lr, 2.0, case.sr_size)
     assert ops.network == Plain.n > 0
@@ -88,8 +89,18 @@ def test_op_count_splits_the_network_from_the_pipeline(data_root: Path) -> None:
 def test_small_runs_share_the_data_workers(tmp_path: Path, data_root: Path, monkeypatch) -> None:
     """K seeds share the data workers (workers // K each, at least one): the run records them and
     the share of its time spent waiting for batches."""
+    import odesr.multiseed
+
     monkeypatch.setattr(device_check, "SMALL_MODELS", ("vdsr+t",))
+    given = []
+    real = odesr.multiseed.train_seeds
+
+    def recording(*args, **kwargs):
+        given.append(kwargs["data_workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(odesr.multiseed, "train_seeds", recording)
     (row,) = device_check.small_train(str(data_root), tmp_path, "cpu", [2], 4, "smoke", None, 5)
     assert "error" not in row, row
-    assert row["data_workers"] == 4 and 0 <= row["data_share"] <= 1
+    assert given == [2] and row["data_workers"] == 4 and 0 <= row["data_share"] <= 1
     assert row["vs_cpu"] is None and row["seed_steps_per_s"] > 0

@@ -235,3 +235,28 @@ def test_batched_scores_equal_each_image_scored_alone(data_root, tmp_path):
                 sr = model.super_resolve(lr, s, case.sr_size).image
             p, q = score(sr.double(), hr.double(), s)
             assert abs(row["psnr"] - float(p)) < 1e-3 and abs(row["ssim"] - float(q)) < 5e-5
+
+
+def test_prepared_batches_follow_settings_and_keep_the_newest(data_root, monkeypatch):
+    """A batch's prepared HR side is made again when what it depends on changes (metric dtype,
+    model dtype, channel count), is reused otherwise, and the newest one stays cached even when
+    it alone is over the byte budget."""
+    import dataclasses
+    import importlib
+
+    from odesr.data import list_images, load_image
+
+    ev = importlib.import_module("odesr.evaluate")  # the package's `evaluate` is a function
+    images = [load_image(f) for f in list_images("Set5", data_root)[:1]]
+    first = ev._prepared(images, EvalSettings())
+    assert ev._prepared(images, EvalSettings()) is first
+    wide = ev._prepared(images, EvalSettings(metric_dtype=torch.float64))
+    assert wide.reference.dtype == torch.float64 and first.reference.dtype == torch.float32
+    assert ev._prepared(images, EvalSettings(dtype=torch.float64)).hr.dtype == torch.float64
+    grey = [dataclasses.replace(images[0], channels=1)]  # the same tensor, scored as grey
+    assert ev._prepared(grey, EvalSettings()).reference.plane.shape[1] == 1
+    assert first.reference.plane.shape[1] == 1 and first.reference.test_y_channel
+    assert not ev._prepared(grey, EvalSettings()).reference.test_y_channel
+    monkeypatch.setattr(ev, "_PREPARED_BYTES", 1)
+    newest = ev._prepared(images, EvalSettings(y_rounding="float"))
+    assert ev._prepared(images, EvalSettings(y_rounding="float")) is newest
