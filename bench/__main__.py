@@ -28,7 +28,7 @@ from bench import executors
 from bench.experiment import EXPERIMENT_DIR, ExperimentError
 from bench.layers import LAYERS
 from bench.profile import Profile, ProfileError, add_profile_arguments, profile_from_args
-from odesr.arguments import DEVICE_HELP, EVAL_BATCH_SIZE
+from odesr.arguments import BATCH_SIZE_HELP, DEVICE_HELP
 from odesr.cli import HelpFormatter
 
 
@@ -85,13 +85,14 @@ def _parser(top_help: bool) -> argparse.ArgumentParser:
     )
     _common(run)
     run.add_argument("--models", default=None, help="comma list: only these model ids")
-    run.add_argument(
-        "--batch-size",
-        type=int,
-        default=EVAL_BATCH_SIZE,
-        help="images of equal size per evaluation batch",
-    )
+    run.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--compile",
+        action="store_true",
+        help="evaluate with the backbones through torch.compile (same rows; RDN models about "
+        "1.4x faster on a CPU; each process pays the compilation once)",
+    )
     run.add_argument(
         "--no-train",
         action="store_true",
@@ -138,7 +139,12 @@ def _run(args: argparse.Namespace, profile: Profile, parser: argparse.ArgumentPa
         if args.no_train:
             parser.error("--no-train works with --executor here only")
         opts = executors.options_from_args(args, profile)
-        kwargs = dict(data_root=args.data_root, device=args.device, batch_size=args.batch_size)
+        kwargs = dict(
+            data_root=args.data_root,
+            device=args.device,
+            batch_size=args.batch_size,
+            compile=args.compile,
+        )
         failed = executors.submit_experiment(args.experiment, profile, models, opts, **kwargs)
         return 1 if failed else 0
     summary = run_experiment(
@@ -150,6 +156,7 @@ def _run(args: argparse.Namespace, profile: Profile, parser: argparse.ArgumentPa
         progress=not args.no_progress,
         batch_size=args.batch_size,
         train=not args.no_train,
+        compile=args.compile,
     )
     print(
         f"bench run: {summary.done} units run, {summary.skipped} already there, "
@@ -168,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return plan_main(argv[1:], status=format_status)
     parser = _parser(top_help=argv[:1] in (["-h"], ["--help"]))
     args = parser.parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         print(f"bench: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
     if getattr(args, "device", "auto") not in ("auto", "", None):

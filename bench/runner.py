@@ -34,7 +34,6 @@ from bench.experiment import (
 )
 from bench.profile import Profile
 from bench.results import CurrentUnits, ResultsFile, SharedRows
-from odesr.arguments import EVAL_BATCH_SIZE
 from odesr.checkpoints import BUNDLED_MODEL, load_model
 from odesr.evaluate import device_label
 from odesr.models import build, is_ode
@@ -221,14 +220,21 @@ class _LoadedModel:
 
 
 def _evaluate_unit(
-    unit: Unit, loaded: _LoadedModel, images: list, device: str, batch_size: int
+    unit: Unit,
+    loaded: _LoadedModel,
+    images: list,
+    device: str,
+    batch_size: int | None,
+    compile: bool = False,
 ) -> tuple[list[dict], SolverSettings | None]:
     """Per-image rows of one unit on ``images`` (its model loaded or trained first) and the
     solver settings the model used (None for non-ODE models)."""
     from odesr.evaluate import EvalSettings, evaluate_images
 
     model = loaded.get(unit.model)
-    settings = EvalSettings(device=device, batch_size=batch_size, solver=unit.solver or None)
+    settings = EvalSettings(
+        device=device, batch_size=batch_size, solver=unit.solver or None, compile=compile
+    )
     solver = model.solver_settings(unit.solver) if model.is_ode else None
     rows = evaluate_images(model, images, [unit.scale], settings)
     return [dict(r, y_rounding=settings.y_rounding) for r in rows], solver
@@ -302,9 +308,10 @@ def run_experiment(
     models: list[str] | None = None,
     progress: bool = True,
     on_unit: Callable[[Unit], None] | None = None,
-    batch_size: int = EVAL_BATCH_SIZE,
+    batch_size: int | None = None,
     log: Callable[[str], None] | None = None,
     train: bool = True,
+    compile: bool = False,
 ) -> RunSummary:
     """Run every missing unit of ``experiment`` for ``profile`` (its results CSV, checkpoints
     and published weights); returns counts and the CSV path.
@@ -312,12 +319,13 @@ def run_experiment(
     ``train=False`` evaluates only the units whose weights exist (trained or published) and
     logs how many it left for later, instead of training the missing checkpoints first (for
     evaluating while ``bench.train_all`` trains the rest). ``on_unit`` is called after each unit
-    is written (tests inject a failure there).
+    is written (tests inject a failure there). ``compile``: the networks' backbones through
+    ``torch.compile`` (:func:`odesr.models.compiled_backbone`; same rows, RDN faster on a CPU).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     device = resolve_device(device)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     store = ResultsFile(profile.results_csv(exp.name))
     store.check_writable()  # folder, lock and header, before any unit is evaluated
@@ -353,7 +361,7 @@ def run_experiment(
     shared = SharedRows(store.path.parent, functools.partial(_ensembles, profile=profile))
 
     def evaluate(unit: Unit, missing: list) -> tuple[list[dict], SolverSettings | None, dict]:
-        rows, solver = _evaluate_unit(unit, loaded, missing, device, batch_size)
+        rows, solver = _evaluate_unit(unit, loaded, missing, device, batch_size, compile)
         return rows, solver, loaded.columns()
 
     bar = None

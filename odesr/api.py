@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from odesr.arguments import EVAL_BATCH_SIZE
-
 __all__ = ["load_model", "upscale", "evaluate"]
 
 
@@ -268,12 +266,13 @@ def evaluate(
     *,
     data_root: str | os.PathLike | None = None,
     y_rounding: str = "matlab",
-    batch_size: int = EVAL_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str = "auto",
     limit: int | None = None,
     tile: int | None = None,
     label: str | None = None,
     tf32: bool = False,
+    compile: bool = False,
     solver: str | None = None,
     steps: int | None = None,
     step_size: float | None = None,
@@ -287,8 +286,9 @@ def evaluate(
     ``"1.1:4.0:0.1"``). Returns a pandas DataFrame with the rows and columns ``odesr eval``
     writes (one row per model, dataset, image, scale). Options are ``odesr eval``'s, honoured
     as there: ``limit`` (first N images of each dataset), ``batch_size``, ``tile``, ``tf32``,
-    ``solver`` (``--solver``; ``method=`` is a deprecated alias), ``steps``, ``step_size``,
-    ``rtol``, ``atol``. Every dataset and scale is checked before any image is evaluated."""
+    ``compile``, ``solver`` (``--solver``; ``method=`` is a deprecated alias), ``steps``,
+    ``step_size``, ``rtol``, ``atol``. Every dataset and scale is checked before any image is
+    evaluated."""
     import pandas as pd
 
     from odesr import validate
@@ -322,6 +322,7 @@ def evaluate(
         solver=_check_solver(net, given),
         tile=tile,
         tf32=bool(tf32),
+        compile=bool(compile),
     )
     datasets = [dataset] if isinstance(dataset, str | os.PathLike) else list(dataset)
     root = None if data_root is None else str(data_root)

@@ -15,11 +15,22 @@ __all__ = [
     "DEFAULT_OVERLAP",
     "DEVICE_HELP",
     "EVAL_BATCH_SIZE",
+    "CPU_EVAL_BATCH_SIZE",
+    "BATCH_SIZE_HELP",
 ]
 
 AUTO_TILE = 1024  # = odesr.upscale.AUTO_TILE
 DEFAULT_OVERLAP = 32  # = odesr.models.DEFAULT_OVERLAP
-EVAL_BATCH_SIZE = 16  # images per batch of odesr eval, odesr.evaluate and EvalSettings
+# images per evaluation batch (odesr eval, odesr.evaluate, EvalSettings, bench run) when none is
+# given: on a GPU a batch saves kernel launches; on the CPU one image at a time costs 1.13-1.34x
+# less CPU time at the same rows (a batch's activations are freshly mapped memory, whose page
+# faults cost more than the batching saves; bench/README.md)
+EVAL_BATCH_SIZE = 16
+CPU_EVAL_BATCH_SIZE = 1
+BATCH_SIZE_HELP = (
+    f"images of equal size per evaluation batch (default: {CPU_EVAL_BATCH_SIZE} on the CPU, "
+    f"{EVAL_BATCH_SIZE} on a GPU; the rows do not depend on it)"
+)
 # --device of every odesr command: one default (auto) and one meaning
 DEVICE_HELP = (
     "auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK); or cpu, cuda, "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from odesr import __version__
-from odesr.arguments import DEVICE_HELP, EVAL_BATCH_SIZE
+from odesr.arguments import BATCH_SIZE_HELP, DEVICE_HELP
 from odesr.solvers import solver_names
 
 __all__ = ["main", "error_line", "UserError", "HelpFormatter", "PROTOCOL_CHOICES", "DEVICE_HELP"]
@@ -121,12 +121,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rtol", type=float, help="dopri5 relative tolerance (default: 1e-3)")
     p.add_argument("--atol", type=float, help="dopri5 absolute tolerance (default: 1e-4)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: whole images)")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=EVAL_BATCH_SIZE,
-        help="images of equal size per batch",
-    )
+    p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
     p.add_argument("--limit", type=int, help="only the first N images of each dataset")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
@@ -134,6 +129,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="GPU convolutions in TF32: faster, but PSNR moves by up to a few hundredths of "
         "a dB (default: float32)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the backbone through torch.compile: RDN models about 1.4x faster on a CPU, "
+        "same PSNRs; the first batch pays the compilation",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
@@ -145,7 +146,7 @@ def _check_eval_args(args: argparse.Namespace) -> Path:
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.tile is not None and args.tile < 1:
         raise UserError(f"--tile must be >= 1, got {args.tile}")
@@ -239,6 +240,7 @@ def _eval_locked(args: argparse.Namespace, scales: list[float]) -> int:
         solver=solver,
         tile=args.tile,
         tf32=args.tf32,
+        compile=args.compile,
     )
     # every dataset's names, headers and sizes against every scale, before any is evaluated
     check_datasets(model, args.dataset, scales, settings, args.data_root, args.limit)

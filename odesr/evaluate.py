@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from odesr.arguments import EVAL_BATCH_SIZE
+from odesr.arguments import CPU_EVAL_BATCH_SIZE, EVAL_BATCH_SIZE
 from odesr.data import LoadedImage, inspect_images, list_images, load_images
 from odesr.degrade import (
     DEFAULT_PROTOCOL,
@@ -144,7 +144,7 @@ class EvalSettings:
 
     protocol: str = DEFAULT_PROTOCOL
     y_rounding: str = "matlab"
-    batch_size: int = EVAL_BATCH_SIZE
+    batch_size: int | None = None  # None: CPU_EVAL_BATCH_SIZE on the CPU, else EVAL_BATCH_SIZE
     device: str = "cpu"
     dtype: torch.dtype = torch.float32  # of the resize and the model
     solver: SolverSettings | dict | None = None
@@ -152,6 +152,15 @@ class EvalSettings:
     metric_dtype: torch.dtype = torch.float32  # float64: the reference path (slower)
     workers: int | None = None  # bicubic on the CPU: processes (None: one per core)
     tf32: bool = False  # CUDA convolutions/matmuls in TF32 (faster, not exact): gpu_float32
+    compile: bool = False  # the backbone through torch.compile: odesr.models.compiled_backbone
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            device = str(self.device)
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            cpu = torch.device(device).type == "cpu"
+            self.batch_size = CPU_EVAL_BATCH_SIZE if cpu else EVAL_BATCH_SIZE
 
 
 @contextlib.contextmanager
@@ -380,8 +389,10 @@ def evaluate_images(
     check_sizes(model, [(m.path, tuple(m.rgb.shape[-2:])) for m in images], scales, settings)
     if getattr(model, "spec", {}).get("name") == "bicubic":
         return _evaluate_bicubic(images, scales, settings, on_batch, save)
+    from odesr.models import compiled_backbone
+
     rows: list[dict] = []
-    with gpu_float32(settings.tf32):
+    with gpu_float32(settings.tf32), compiled_backbone(model, settings.compile):
         for scale in scales:
             rows += _model_rows(model, groups, scale, settings, on_batch, save)
     return rows

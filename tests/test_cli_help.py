@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from odesr import cli
-from odesr.arguments import EVAL_BATCH_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +40,7 @@ def test_eval_help_shows_defaults_and_choices(capsys) -> None:
     text = " ".join(_help(["eval", "--help"], capsys).split())  # unwrap argparse's lines
     for shown in (
         "(default: 2,3,4)",
-        "(default: 16)",
+        "(default: 1 on the CPU, 16 on a GPU;",
         "(default: auto",
         "(default: metasr)",
         "(default: matlab)",
@@ -161,7 +160,7 @@ def test_one_name_and_one_default_per_option_across_commands(monkeypatch) -> Non
     }
     expected = {
         "--device": "auto",
-        "--batch-size": EVAL_BATCH_SIZE,
+        "--batch-size": None,
         "--executor": "here",
         "--profile": "cpu",
         "--results": "results",

@@ -260,3 +260,39 @@ def test_prepared_batches_follow_settings_and_keep_the_newest(data_root, monkeyp
     monkeypatch.setattr(ev, "_PREPARED_BYTES", 1)
     newest = ev._prepared(images, EvalSettings(y_rounding="float"))
     assert ev._prepared(images, EvalSettings(y_rounding="float")) is newest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["smoke/rdn+t", "smoke/rdn-ode"])
+def test_compiled_backbone_gives_the_same_rows(data_root, config):
+    """EvalSettings(compile=True) runs the backbone through torch.compile for the call only:
+    the rows equal the eager ones (PSNR to 1e-6 dB; bit for bit on the measured CPU) and the
+    model holds its plain backbone again afterwards."""
+    from odesr.data import list_images, load_image
+    from odesr.evaluate import evaluate_images
+    from odesr.train import load_config
+
+    torch.manual_seed(0)
+    model = build(dict(load_config(config, [])["model"])).eval()
+    holder = model.func if hasattr(model, "func") else model
+    plain = holder.net
+    images = [load_image(f) for f in list_images("Set5", data_root)[:2]]
+    eager = evaluate_images(model, images, [2.0, 3.3], EvalSettings())
+    compiled = evaluate_images(model, images, [2.0, 3.3], EvalSettings(compile=True))
+    assert holder.net is plain
+    for a, b in zip(eager, compiled, strict=True):
+        assert (a["image"], a["scale"]) == (b["image"], b["scale"])
+        assert abs(a["psnr"] - b["psnr"]) < 1e-6 and abs(a["ssim"] - b["ssim"]) < 1e-8
+
+
+def test_batch_size_default_follows_the_device():
+    """No batch size given: one image at a time on the CPU (same rows, less CPU time),
+    EVAL_BATCH_SIZE images on a GPU; a given size is kept."""
+    from odesr.arguments import CPU_EVAL_BATCH_SIZE, EVAL_BATCH_SIZE
+
+    assert EvalSettings().batch_size == EvalSettings(device="cpu").batch_size == 1
+    assert CPU_EVAL_BATCH_SIZE == 1
+    assert EvalSettings(device="cuda").batch_size == EVAL_BATCH_SIZE == 16
+    assert EvalSettings(device="cuda:1", batch_size=3).batch_size == 3
+    auto = EvalSettings(device="auto").batch_size
+    assert auto == (EVAL_BATCH_SIZE if torch.cuda.is_available() else 1)
