@@ -478,9 +478,16 @@ def compiled_backbone(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     if not enabled or not isinstance(net, nn.Module):
         yield
         return
+    from torch._dynamo.exc import TorchDynamoException
+
     holder.net = torch.compile(net, dynamic=True)
     try:
         yield
+    except TorchDynamoException as exc:  # e.g. no C++ compiler: one line, not torch's pages
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"--compile: torch.compile failed ({first[:200]}); evaluate without --compile"
+        ) from None
     finally:
         holder.net = net
 

@@ -296,3 +296,24 @@ def test_batch_size_default_follows_the_device():
     assert EvalSettings(device="cuda:1", batch_size=3).batch_size == 3
     auto = EvalSettings(device="auto").batch_size
     assert auto == (EVAL_BATCH_SIZE if torch.cuda.is_available() else 1)
+
+
+def test_compile_failure_is_one_line(data_root, tmp_path, monkeypatch, capsys):
+    """A torch.compile that fails (here: made to) ends odesr eval --compile with one line naming
+    the option, exit 2, no traceback and no CSV; the model's backbone is put back."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    class Broken(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise TorchDynamoException("no working C++ compiler found\nmore lines")
+
+    monkeypatch.setattr(torch, "compile", lambda net, **kwargs: Broken())
+    out = tmp_path / "rows.csv"
+    bundled = str(Path(__file__).resolve().parents[1] / "odesr/weights/vdsr-ode-cpu.pt")
+    argv = ["eval", "--checkpoint", bundled, "--dataset", "Set5",
+            "--scales", "2", "--limit", "1", "--compile", "--out", str(out),
+            "--data-root", str(data_root), "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--compile" in err and "C++ compiler" in err, err
+    assert "Traceback" not in err and not out.exists()
