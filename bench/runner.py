@@ -320,7 +320,8 @@ def run_experiment(
     logs how many it left for later, instead of training the missing checkpoints first (for
     evaluating while ``bench.train_all`` trains the rest). ``on_unit`` is called after each unit
     is written (tests inject a failure there). ``compile``: the networks' backbones through
-    ``torch.compile`` (:func:`odesr.models.compiled_backbone`; same rows, RDN faster on a CPU).
+    ``torch.compile`` (:func:`odesr.models.compiled_backbone`; PSNRs equal to float rounding,
+    RDN faster on a CPU).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)

@@ -470,7 +470,8 @@ def compiled_backbone(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     ``torch.compile(dynamic=True)`` inside the block, then put the plain module back.
 
     On the 2-core CPU it ran the cpu-profile RDN backbones 1.35x (RDN+t) and 1.5x (RDN-ODE)
-    faster with bit-identical PSNRs and VDSR no faster (bench/README.md); a process pays the
+    faster and VDSR no faster, PSNRs bit for bit the same for those and within 2e-5 dB for
+    Meta-RDN (float rounding of fused kernels; bench/README.md); a process pays the
     compilation once (seconds to a minute; a C++ compiler is needed on the CPU). Models without
     such a backbone (bicubic) run as they are."""
     holder = model.func if isinstance(getattr(model, "func", None), nn.Module) else model
