@@ -42,6 +42,7 @@ from odesr.degrade import (
 )
 from odesr.metrics import Reference, check_scorable, prepare_reference, score
 from odesr.ode import NO_SOLVER_COLUMNS, SolverSettings
+from odesr.validate import device as validate_device
 from odesr.validate import tiles_affordable
 
 MAX_SCALES = 1000  # scales per evaluation (a 0.001 grid over 1..2 is 1000)
@@ -156,9 +157,7 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
-            device = str(self.device)
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = validate_device("auto") if str(self.device) == "auto" else str(self.device)
             cpu = torch.device(device).type == "cpu"
             self.batch_size = CPU_EVAL_BATCH_SIZE if cpu else EVAL_BATCH_SIZE
 
@@ -294,7 +293,7 @@ def _score_batch(
     if grey:  # the networks see grey replicated to RGB: score one channel
         sr = quantize(sr).mean(dim=1, keepdim=True)
     p, s = score(sr, None, scale, reference=reference)
-    return [(a, b) for a, b in torch.stack([p, s], dim=1).tolist()]
+    return [tuple(pair) for pair in torch.stack([p, s], dim=1).tolist()]
 
 
 def _row(image: LoadedImage, scale: float, p: float, s: float, seconds: float, nfe: int, settings):
